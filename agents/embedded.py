@@ -1,0 +1,285 @@
+"""`clearance run --input DIR --output DIR`: the whole pipeline over trace files, no broker.
+
+Reads orders.jsonl, payments.jsonl and waybills.jsonl (any may be absent), merges
+them by appTime (ties: orders, payments, waybills, then line order) under one event
+time, runs the core with state in rocksdict, and writes matched.jsonl,
+flagged.jsonl and deadletter.jsonl: the same records the Kafka pipeline publishes.
+At the end of the input every open window closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from agents.progress import Progress
+from agents.rocks_store import RocksStore
+from agents.settings import Settings
+from pipeline.codec import encode_declaration
+from pipeline.config import RulesConfig
+from pipeline.engine import Engine, Origin, Outputs
+from pipeline.records import DocKind
+from pipeline.store import MemoryStore, Store
+
+log = logging.getLogger("clearance.embedded")
+
+TRACE_FILES: tuple[tuple[DocKind, str], ...] = (
+    ("order", "orders.jsonl"),
+    ("payment", "payments.jsonl"),
+    ("waybill", "waybills.jsonl"),
+)
+OUTPUT_FILES = ("matched.jsonl", "flagged.jsonl", "deadletter.jsonl")
+
+
+class TraceError(Exception):
+    """The input cannot be read: a one-line message for the user."""
+
+
+@dataclass
+class Summary:
+    """Counts of one run."""
+
+    documents: int = 0
+    dead_letters: int = 0
+    internal_errors: int = 0
+    redeliveries: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def messages(self) -> int:
+        return self.documents + self.dead_letters
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "documents": self.documents,
+            "deadLetters": self.dead_letters,
+            "internalErrors": self.internal_errors,
+            "redeliveries": self.redeliveries,
+            "declarations": sum(self.statuses.values()),
+            "statuses": dict(sorted(self.statuses.items())),
+            "reasons": dict(self.reasons.most_common()),
+            "seconds": round(self.seconds, 3),
+            "eventsPerSecond": round(self.rate, 1),
+        }
+
+    def render(self) -> str:
+        lines = [
+            f"messages    {self.messages:>10,}  ({self.rate:,.0f} events/s in {self.seconds:.2f} s)",
+            f"declarations{sum(self.statuses.values()):>10,}",
+        ]
+        lines += [f"  {status:<10}{count:>10,}" for status, count in sorted(self.statuses.items())]
+        lines.append(f"dead letters{self.dead_letters:>10,}  (internal errors {self.internal_errors})")
+        lines.append(f"redelivered {self.redeliveries:>10,}  (ignored, same guid)")
+        if self.reasons:
+            lines.append("reasons")
+            lines += [f"  {code:<28}{count:>10,}" for code, count in self.reasons.most_common()]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One input line in merge order."""
+
+    time_ms: int
+    rank: int
+    index: int
+    kind: DocKind
+    raw: bytes
+
+
+def read_lines(path: Path) -> Iterator[bytes]:
+    """The raw messages of a JSONL file: one per line, without the newline."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        try:
+            for line in handle:
+                yield line[:-1] if line.endswith(b"\n") else line
+        except OSError as exc:
+            raise TraceError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+class _Sink:
+    """The three output files."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.files: dict[str, IO[bytes]] = {name: (out_dir / name).open("wb") for name in OUTPUT_FILES}
+
+    def write(self, out: Outputs, summary: Summary) -> None:
+        for declaration in out.declarations:
+            name = "matched.jsonl" if declaration.matched else "flagged.jsonl"
+            self.files[name].write(encode_declaration(declaration) + b"\n")
+            summary.statuses[declaration.status] += 1
+            summary.reasons.update(declaration.reasons)
+        for record in out.dead_letters:
+            self.files["deadletter.jsonl"].write(orjson.dumps(record) + b"\n")
+        summary.dead_letters += len(out.dead_letters)
+        summary.internal_errors += len(out.internal_errors)
+        for exc in out.internal_errors:
+            log.error("internal error while processing a message", exc_info=exc)
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+
+
+def run_trace(
+    input_dir: Path,
+    output_dir: Path,
+    config: RulesConfig,
+    *,
+    topics: dict[DocKind, str] | None = None,
+    state_dir: Path | None = None,
+    memory: bool = False,
+    progress: bool = False,
+) -> Summary:
+    """Run one trace directory end to end and return its summary."""
+    if not input_dir.is_dir():
+        raise TraceError(f"input directory not found: {input_dir}")
+    present = [(kind, input_dir / name) for kind, name in TRACE_FILES if (input_dir / name).exists()]
+    if not present:
+        raise TraceError(f"no trace files in {input_dir} (expected orders.jsonl, payments.jsonl, waybills.jsonl)")
+    topic_of = topics or {"order": "clearance.orders", "payment": "clearance.payments", "waybill": "clearance.waybills"}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(path.stat().st_size for _, path in present)
+    scratch = None if memory or state_dir else Path(tempfile.mkdtemp(prefix="clearance-state-"))
+    stores: list[Store] = []
+    try:
+        join_store, quota_store = _stores(memory, state_dir or scratch)
+        stores = [join_store, quota_store]
+        engine = Engine(config, join_store, quota_store)
+        return _run(engine, present, topic_of, output_dir, Progress(total, "clearance run", enabled=progress))
+    finally:
+        for store in stores:
+            if isinstance(store, RocksStore):
+                store.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stores(memory: bool, state_dir: Path | None) -> tuple[Store, Store]:
+    if memory or state_dir is None:
+        return MemoryStore(), MemoryStore()
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    return RocksStore(state_dir / "join"), RocksStore(state_dir / "quota")
+
+
+def _run(
+    engine: Engine,
+    present: list[tuple[DocKind, Path]],
+    topic_of: dict[DocKind, str],
+    output_dir: Path,
+    bar: Progress,
+) -> Summary:
+    summary = Summary()
+    sink = _Sink(output_dir)
+    started = time.perf_counter()
+    done_bytes = 0
+    try:
+        streams = [_parsed(engine, kind, rank, path, topic_of[kind], sink, summary) for rank, (kind, path) in enumerate(present)]
+        for count, (_, (line, doc)) in enumerate(heapq.merge(*streams, key=lambda pair: pair[0]), 1):
+            out = Outputs()
+            engine.apply(doc, line.raw, Origin(topic_of[line.kind], 0, line.index), _wall_ms(), out)
+            sink.write(out, summary)
+            summary.documents += 1
+            done_bytes += len(line.raw) + 1
+            if count % 4096 == 0:
+                bar.update(done_bytes)
+        sink.write(engine.close_all(_wall_ms()), summary)
+    finally:
+        sink.close()
+    summary.redeliveries = engine.redeliveries
+    summary.seconds = time.perf_counter() - started
+    bar.close(done_bytes)
+    return summary
+
+
+def _parsed(
+    engine: Engine, kind: DocKind, rank: int, path: Path, topic: str, sink: _Sink, summary: Summary
+) -> Iterator[tuple[tuple[int, int, int], Any]]:
+    """Valid documents of one file with their merge key; invalid lines go straight to the sink."""
+    last_ms = 0
+    for index, raw in enumerate(read_lines(path)):
+        out = Outputs()
+        doc = engine.parse(kind, raw, Origin(topic, 0, index), _wall_ms(), out)
+        if doc is None:
+            sink.write(out, summary)
+            continue
+        last_ms = doc.app_time_ms
+        yield (last_ms, rank, index), (Line(last_ms, rank, index, kind, raw), doc)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearance run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", required=True, type=Path, help="trace directory (orders/payments/waybills.jsonl)")
+    parser.add_argument("--output", required=True, type=Path, help="directory for matched/flagged/deadletter.jsonl")
+    parser.add_argument("--regime", choices=["2016", "2019"], help="limits and tax rate (default 2019, env CLEARANCE_REGIME)")
+    parser.add_argument("--window-hours", type=float, help="match window in hours of event time (default 24)")
+    parser.add_argument("--inspection-rate", type=float, help="share of clean declarations sent to X-ray (default 0.055)")
+    parser.add_argument("--inspection-seed", help="seed of the deterministic inspection sample")
+    parser.add_argument("--single-limit", type=Decimal, help="single-transaction limit in CNY")
+    parser.add_argument("--annual-limit", type=Decimal, help="annual limit per buyer in CNY")
+    parser.add_argument("--tax-rate", type=Decimal, help="tax rate, e.g. 0.091")
+    parser.add_argument("--state-dir", type=Path, help="keep the rocksdict state here (default: a temporary directory)")
+    parser.add_argument("--memory", action="store_true", help="keep state in memory instead of rocksdict")
+    parser.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    return parser
+
+
+def cli(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env().with_overrides(
+            regime=args.regime,
+            window_hours=args.window_hours,
+            inspection_rate=args.inspection_rate,
+            inspection_seed=args.inspection_seed,
+            single_limit=args.single_limit,
+            annual_limit=args.annual_limit,
+            tax_rate=args.tax_rate,
+        )
+        config = settings.rules()
+    except (ValueError, OSError) as exc:
+        print(f"clearance run: {exc}", file=sys.stderr)
+        return 2
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    topics: dict[DocKind, str] = {"order": settings.topic_orders, "payment": settings.topic_payments, "waybill": settings.topic_waybills}
+    try:
+        summary = run_trace(args.input, args.output, config, topics=topics, state_dir=args.state_dir, memory=args.memory, progress=show)
+    except TraceError as exc:
+        print(f"clearance run: {exc}", file=sys.stderr)
+        return 2
+    (args.output / "summary.json").write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    if not args.quiet:
+        print(summary.render())
+        print(f"output      {args.output}")
+    return 0

@@ -1,0 +1,208 @@
+"""Bytes at the edges: join and quota state, candidates, declarations, dead letters.
+
+State encodings are compact orjson arrays led by a format version. Decisions on
+compatibility: a reader accepts only versions it knows and raises StateCodecError
+otherwise (never guesses); bump `_STATE_V` when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import fields
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from pipeline.errors import StateCodecError
+from pipeline.join import Candidate, JoinState
+from pipeline.money import format_fen
+from pipeline.quota import BuyerQuota
+from pipeline.records import Declaration, Item, Order, OrderId, Payment, Waybill
+from pipeline.timeconv import iso_cst, iso_utc_ms
+
+_STATE_V = 1
+_QUOTA_V = 1
+
+
+def encode_state(state: JoinState) -> bytes:
+    """JoinState -> bytes."""
+    return orjson.dumps(
+        [
+            _STATE_V,
+            state.order_no,
+            state.deadline_ms,
+            state.decided,
+            state.guids,
+            _order_row(state.order) if state.order else None,
+            _payment_row(state.payment) if state.payment else None,
+            _waybill_row(state.waybill) if state.waybill else None,
+        ]
+    )
+
+
+def decode_state(raw: bytes) -> JoinState:
+    """bytes -> JoinState; StateCodecError when the bytes are not a state we wrote."""
+    try:
+        v, order_no, deadline, decided, guids, order, payment, waybill = orjson.loads(raw)
+        if v != _STATE_V:
+            raise StateCodecError(f"unknown join state version {v!r}")
+        return JoinState(
+            order_no=OrderId(order_no),
+            deadline_ms=deadline,
+            order=_order(order) if order else None,
+            payment=Payment(*payment) if payment else None,
+            waybill=_waybill(waybill) if waybill else None,
+            guids=tuple(guids),
+            decided=decided,
+        )
+    except StateCodecError:
+        raise
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise StateCodecError(f"corrupt join state: {exc}") from exc
+
+
+def _order_row(o: Order) -> list[Any]:
+    row: list[Any] = [getattr(o, name) for name in _ORDER_FIELDS]
+    row[-1] = [[i.gnum, i.item_no, i.item_name, i.gcode, str(i.qty), i.unit, i.price, i.total_price, i.country] for i in o.items]
+    return row
+
+
+def _order(row: list[Any]) -> Order:
+    items = tuple(Item(g, no, name, code, Decimal(q), u, p, t, c) for g, no, name, code, q, u, p, t, c in row[-1])
+    return Order(*row[:-1], items=items)  # type: ignore[misc]  # positional fields in declaration order
+
+
+def _payment_row(p: Payment) -> list[Any]:
+    return [getattr(p, name) for name in _PAYMENT_FIELDS]
+
+
+def _waybill_row(w: Waybill) -> list[Any]:
+    row: list[Any] = [getattr(w, name) for name in _WAYBILL_FIELDS]
+    row[_WAYBILL_FIELDS.index("weight")] = str(w.weight)
+    return row
+
+
+def _waybill(row: list[Any]) -> Waybill:
+    at = _WAYBILL_FIELDS.index("weight")
+    row[at] = Decimal(row[at])
+    return Waybill(*row)
+
+
+def _fields(cls: type[Order] | type[Payment] | type[Waybill]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls) if f.name != "kind")
+
+
+_ORDER_FIELDS = _fields(Order)
+_PAYMENT_FIELDS = _fields(Payment)
+_WAYBILL_FIELDS = _fields(Waybill)
+
+
+def encode_quota(state: BuyerQuota) -> bytes:
+    """BuyerQuota -> bytes."""
+    return orjson.dumps([_QUOTA_V, list(state.used.items()), [[d, y, e] for d, (y, e) in state.verdicts.items()]])
+
+
+def decode_quota(raw: bytes) -> BuyerQuota:
+    """bytes -> BuyerQuota; StateCodecError when corrupt."""
+    try:
+        v, used, verdicts = orjson.loads(raw)
+        if v != _QUOTA_V:
+            raise StateCodecError(f"unknown quota state version {v!r}")
+        return BuyerQuota({int(y): int(f) for y, f in used}, {d: (int(y), bool(e)) for d, y, e in verdicts})
+    except StateCodecError:
+        raise
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise StateCodecError(f"corrupt quota state: {exc}") from exc
+
+
+def declaration_dict(d: Declaration) -> dict[str, Any]:
+    """The published form of a declaration (schemas/declaration.schema.json)."""
+    return {
+        "declarationId": d.declaration_id,
+        "orderNo": d.order_no,
+        "ebpCode": d.ebp_code,
+        "ebcCode": d.ebc_code,
+        "payCode": d.pay_code,
+        "payTransactionId": d.pay_transaction_id,
+        "logisticsCode": d.logistics_code,
+        "logisticsNo": d.logistics_no,
+        "buyerIdNumber": d.buyer_id_number,
+        "status": d.status,
+        "returnStatus": d.return_status,
+        "reasons": list(d.reasons),
+        "dutiableValue": None if d.dutiable_value is None else format_fen(d.dutiable_value),
+        "tax": None if d.tax is None else format_fen(d.tax),
+        "inspection": d.inspection,
+        "documents": d.documents,
+        "eventTime": iso_cst(d.event_time_ms),
+        "decidedAt": iso_utc_ms(d.decided_at_ms),
+    }
+
+
+def encode_declaration(d: Declaration) -> bytes:
+    """Declaration -> the JSON bytes published on the matched or flagged topic."""
+    return orjson.dumps(declaration_dict(d))
+
+
+def encode_candidate(c: Candidate) -> bytes:
+    """Candidate -> bytes for the repartition topic (keyed by buyer)."""
+    d = c.declaration
+    return orjson.dumps(
+        [
+            c.buyer_key,
+            c.year,
+            d.declaration_id,
+            d.order_no,
+            [d.ebp_code, d.ebc_code, d.pay_code, d.pay_transaction_id, d.logistics_code, d.logistics_no],
+            d.buyer_id_number,
+            d.status,
+            d.reasons,
+            d.dutiable_value,
+            d.tax,
+            d.inspection,
+            d.documents,
+            d.event_time_ms,
+            d.decided_at_ms,
+        ]
+    )
+
+
+def decode_candidate(raw: bytes) -> Candidate:
+    """bytes -> Candidate; StateCodecError when corrupt."""
+    try:
+        buyer, year, did, order_no, codes, buyer_id, status, reasons, dutiable, tax, insp, docs, ev, at = orjson.loads(raw)
+        ebp, ebc, pay_code, pay_tx, log_code, log_no = codes
+        declaration = Declaration(
+            did, OrderId(order_no), ebp, ebc, pay_code, pay_tx, log_code, log_no,
+            buyer_id, status, tuple(reasons), dutiable, tax, insp, docs, ev, at,
+        )
+        return Candidate(declaration, buyer, year)
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise StateCodecError(f"corrupt candidate: {exc}") from exc
+
+
+def dead_letter_dict(
+    raw: bytes,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    reason: str,
+    field: str | None,
+    internal: bool,
+    wall_ms: int,
+) -> dict[str, Any]:
+    """The dead-letter record (schemas/deadletter.schema.json): original bytes in base64."""
+    return {
+        "sourceTopic": topic,
+        "sourcePartition": partition,
+        "sourceOffset": offset,
+        "key": None if key is None else key.decode("utf-8", "replace"),
+        "value": base64.b64encode(raw).decode("ascii"),
+        "reason": reason,
+        "field": field,
+        "error": "INTERNAL_ERROR" if internal else "INVALID_RECORD",
+        "deadLetteredAt": iso_utc_ms(wall_ms),
+    }

@@ -1,0 +1,145 @@
+"""The per-order join as a state machine: state and document in, next state and outputs out.
+
+Nothing is awaited and there is no store and no clock inside: the shell loads the
+state by order number, calls `step` (a document arrived) or `expire` (event time
+passed the state's deadline), writes `Step.state` back (None: delete the key) and
+sends `Step.emit`. The Faust agent, the embedded runner and the benchmarks all call
+these two functions.
+
+Life of an order (DOMAIN.md 3):
+  open     first document seen; deadline = its appTime + window. Documents fill,
+           replace (appType 1/2, strictly newer appTime) or withdraw (appType 3)
+           their slot; a guid seen before is ignored.
+  decided  all three present -> a `Candidate` for the quota stage; or the window
+           closed incomplete -> a REJECTED declaration with MISSING_* reasons.
+           Only the guids are kept, until `retention` of event time after the
+           decision, so redeliveries are ignored and any new guid yields one REVIEW
+           record (DOCUMENT_AFTER_DECISION).
+  gone     `expire` of a decided state deletes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pipeline.config import RulesConfig
+from pipeline.decisions import decide, decide_after, decide_incomplete
+from pipeline.records import APP_DELETE, Declaration, Document, Order, OrderId, Payment, Waybill
+from pipeline.rules import compare, evaluate
+from pipeline.text import norm_id
+from pipeline.timeconv import cst_year
+
+
+@dataclass(frozen=True, slots=True)
+class JoinState:
+    """What is known of one order. `deadline_ms` is the window's end while open, and
+    the instant the decided order may be forgotten once decided."""
+
+    order_no: OrderId
+    deadline_ms: int
+    order: Order | None = None
+    payment: Payment | None = None
+    waybill: Waybill | None = None
+    guids: tuple[str, ...] = ()
+    decided: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.decided is None
+
+    @property
+    def docs(self) -> tuple[Order | None, Payment | None, Waybill | None]:
+        return (self.order, self.payment, self.waybill)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A complete comparison on its way to the quota stage (keyed by buyer).
+
+    `declaration` is final except for the annual quota: the quota stage may add
+    ANNUAL_QUOTA_EXCEEDED (and so turn it REJECTED).
+    """
+
+    declaration: Declaration
+    buyer_key: str
+    year: int
+
+
+Emit = Declaration | Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The outcome of one transition. `state` None means: delete the key.
+    `changed` False means the state is the one passed in (nothing to write)."""
+
+    state: JoinState | None
+    emit: tuple[Emit, ...] = ()
+    changed: bool = True
+
+
+def step(state: JoinState | None, doc: Document, config: RulesConfig, event_ms: int, wall_ms: int) -> Step:
+    """Apply one document.
+
+    Args:
+        state: the order's state, None for an order not seen (or forgotten).
+        doc: a parsed document of this order.
+        config: the regime.
+        event_ms: the partition's event time including this document; windows with a
+            deadline before it must already have been expired by the shell.
+        wall_ms: the wall clock, for `decidedAt` only.
+    """
+    if state is None:
+        state = JoinState(order_no=doc.order_no, deadline_ms=doc.app_time_ms + config.window_ms)
+    elif doc.guid in state.guids:
+        return Step(state, (), changed=False)
+    guids = (*state.guids, doc.guid)
+    if not state.is_open:
+        return Step(replace(state, guids=guids), (decide_after(doc, wall_ms),))
+    state = _apply(replace(state, guids=guids), doc)
+    if state.order is not None and state.payment is not None and state.waybill is not None:
+        return _complete(state, state.order, state.payment, state.waybill, config, wall_ms)
+    if state.deadline_ms < event_ms:
+        # The first document came after its own window had passed: close at once.
+        closed = expire(state, config, wall_ms)
+        return Step(closed.state, closed.emit)
+    return Step(state)
+
+
+def expire(state: JoinState, config: RulesConfig, wall_ms: int) -> Step:
+    """Event time passed `state.deadline_ms`: close an open window, forget a decided order."""
+    if not state.is_open:
+        return Step(None)
+    declaration = decide_incomplete(state.order_no, state.docs, state.deadline_ms, wall_ms)
+    return Step(_decided(state, declaration.declaration_id, state.deadline_ms + config.retention_ms), (declaration,))
+
+
+def _apply(state: JoinState, doc: Document) -> JoinState:
+    current = state.order if doc.kind == "order" else state.payment if doc.kind == "payment" else state.waybill
+    if doc.app_type == APP_DELETE:
+        return _with(state, doc, None) if current is not None else state
+    if current is None or doc.app_time_ms > current.app_time_ms:
+        return _with(state, doc, doc)
+    return state
+
+
+def _with(state: JoinState, doc: Document, value: Document | None) -> JoinState:
+    if isinstance(doc, Order):
+        return replace(state, order=value if isinstance(value, Order) else None)
+    if isinstance(doc, Payment):
+        return replace(state, payment=value if isinstance(value, Payment) else None)
+    return replace(state, waybill=value if isinstance(value, Waybill) else None)
+
+
+def _complete(
+    state: JoinState, order: Order, payment: Payment, waybill: Waybill, config: RulesConfig, wall_ms: int
+) -> Step:
+    comparison = compare(order, payment, waybill, config)
+    declaration = decide(order, payment, waybill, evaluate(comparison), (comparison.dutiable, comparison.tax), config, wall_ms)
+    candidate = Candidate(declaration, norm_id(order.buyer_id_number), cst_year(order.app_time_ms))
+    forget_at = declaration.event_time_ms + config.retention_ms
+    return Step(_decided(state, declaration.declaration_id, forget_at), (candidate,))
+
+
+def _decided(state: JoinState, declaration_id: str, forget_at_ms: int) -> JoinState:
+    return JoinState(state.order_no, forget_at_ms, guids=state.guids, decided=declaration_id)

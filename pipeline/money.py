@@ -1,0 +1,77 @@
+"""Money in integer fen (CNY 0.01). Never binary floating point.
+
+A money value on the wire is a JSON number or a decimal string, >= 0, with at
+most two decimals (see `pipeline.patterns.MONEY_STRING_PATTERN`). JSON numbers
+arrive from orjson as int or float; a float is read through its shortest repr,
+which is the decimal text the sender wrote, so 0.07 is 7 fen and never 6.99...
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from pipeline.errors import InvalidRecord
+from pipeline.patterns import MONEY_STRING_PATTERN
+
+MAX_YUAN = 999_999_999_999
+_MONEY_MATCH = re.compile(MONEY_STRING_PATTERN).match
+_ONE_FEN = Decimal(1)
+
+
+def parse_money(value: object, field: str) -> int:
+    """Return the value in fen, or raise InvalidRecord naming `field`."""
+    if type(value) is int:
+        if 0 <= value <= MAX_YUAN:
+            return value * 100
+        raise InvalidRecord("money out of range 0..999999999999.99", field)
+    if type(value) is float:
+        return _float_fen(value, field)
+    if type(value) is str:
+        if _MONEY_MATCH(value):
+            yuan, _, cents = value.partition(".")
+            return int(yuan) * 100 + (int(cents) * 10 if len(cents) == 1 else int(cents or 0))
+        raise InvalidRecord("money string must be yuan with at most 2 decimals, like 12.30", field)
+    raise InvalidRecord(f"money must be a number or a decimal string, not {json_type(value)}", field)
+
+
+def _float_fen(value: float, field: str) -> int:
+    if not 0.0 <= value <= 999_999_999_999.99:
+        raise InvalidRecord("money out of range 0..999999999999.99", field)
+    try:
+        fen = Decimal(repr(value)).scaleb(2)
+    except InvalidOperation as exc:  # pragma: no cover - repr of a finite float always parses
+        raise InvalidRecord("money is not a finite number", field) from exc
+    if fen != fen.to_integral_value():
+        raise InvalidRecord("money has more than 2 decimals", field)
+    return int(fen)
+
+
+def format_fen(fen: int) -> str:
+    """Format fen as a decimal string with exactly two decimals: 1234 -> '12.34'."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def mul_round_half_up(fen: int, factor: Decimal) -> int:
+    """`fen x factor`, rounded half-up to the fen. Exact: Decimal arithmetic only."""
+    return int((Decimal(fen) * factor).quantize(_ONE_FEN, rounding=ROUND_HALF_UP))
+
+
+def json_type(value: object) -> str:
+    """The JSON type name of a decoded value, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+

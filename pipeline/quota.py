@@ -1,0 +1,70 @@
+"""The second stage: the annual quota, keyed by buyer (normalised buyerIdNumber).
+
+Every complete declaration is checked: the buyer's used quota in the order's
+calendar year (CST) plus this dutiable value must not exceed the annual limit.
+Only declarations that end RELEASED or INSPECTION count toward the used quota.
+
+At-least-once delivery between the stages means a candidate can arrive twice; the
+state remembers each declaration id with its verdict, so a repeat yields the very
+same declaration and never counts twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pipeline.config import RulesConfig
+from pipeline.decisions import status_for
+from pipeline.join import Candidate
+from pipeline.records import Declaration
+from pipeline.rules import ANNUAL_QUOTA_EXCEEDED
+
+_COUNTED = frozenset({"RELEASED", "INSPECTION"})
+
+
+@dataclass(frozen=True, slots=True)
+class BuyerQuota:
+    """One buyer's quota state. Treat the dicts as immutable: transitions copy them.
+
+    used: year -> dutiable fen of counted declarations.
+    verdicts: declaration id -> (year, quota exceeded) for every candidate seen.
+    """
+
+    used: dict[int, int]
+    verdicts: dict[str, tuple[int, bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStep:
+    """`state` to write back under the buyer key and the final `declaration` to publish."""
+
+    state: BuyerQuota
+    declaration: Declaration
+    changed: bool = True
+
+
+def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesConfig) -> QuotaStep:
+    """Finish a candidate's declaration against the buyer's annual quota."""
+    state = state or BuyerQuota({}, {})
+    draft = candidate.declaration
+    known = state.verdicts.get(draft.declaration_id)
+    if known is not None:
+        return QuotaStep(state, _finish(draft, known[1], config), changed=False)
+    used = state.used.get(candidate.year, 0)
+    dutiable = draft.dutiable_value or 0
+    exceeded = used + dutiable > config.annual_limit_fen
+    final = _finish(draft, exceeded, config)
+    new_used = {y: fen for y, fen in state.used.items() if y >= candidate.year - 1}
+    if final.status in _COUNTED:
+        new_used[candidate.year] = used + dutiable
+    verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= candidate.year - 1}
+    verdicts[draft.declaration_id] = (candidate.year, exceeded)
+    return QuotaStep(BuyerQuota(new_used, verdicts), final)
+
+
+def _finish(draft: Declaration, exceeded: bool, config: RulesConfig) -> Declaration:
+    if not exceeded:
+        return draft
+    reasons = tuple(sorted((*draft.reasons, ANNUAL_QUOTA_EXCEEDED)))
+    status, inspection = status_for(reasons, draft.order_no, config)
+    return replace(draft, reasons=reasons, status=status, inspection=inspection)

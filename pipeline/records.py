@@ -1,0 +1,154 @@
+"""The typed documents and the declaration. Frozen values, money in integer fen.
+
+Text fields keep the sender's original spelling; the rules normalise when they
+compare (see `pipeline.text`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, NewType
+
+OrderId = NewType("OrderId", str)
+DocKind = Literal["order", "payment", "waybill"]
+DOC_KINDS: tuple[DocKind, DocKind, DocKind] = ("order", "payment", "waybill")
+
+AppType = Literal[1, 2, 3]
+APP_NEW: AppType = 1
+APP_MODIFY: AppType = 2
+APP_DELETE: AppType = 3
+
+Status = Literal["RELEASED", "INSPECTION", "REVIEW", "REJECTED"]
+RETURN_STATUS: dict[Status, int] = {"RELEASED": 800, "INSPECTION": 500, "REVIEW": 300, "REJECTED": 100}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One order line (CEB311 `items`)."""
+
+    gnum: int
+    item_no: str | None
+    item_name: str
+    gcode: str
+    qty: Decimal
+    unit: str | None
+    price: int
+    total_price: int
+    country: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """CEB311 order from the e-commerce platform."""
+
+    guid: str
+    app_type: AppType
+    app_time: str
+    app_time_ms: int
+    order_no: OrderId
+    ebp_code: str
+    ebc_code: str
+    goods_value: int
+    freight: int
+    discount: int
+    tax_total: int
+    actural_paid: int
+    currency: str
+    buyer_reg_no: str
+    buyer_name: str
+    buyer_id_type: str
+    buyer_id_number: str
+    buyer_telephone: str
+    pay_code: str | None
+    pay_transaction_id: str | None
+    consignee: str
+    consignee_telephone: str
+    consignee_address: str
+    items: tuple[Item, ...]
+
+    kind: DocKind = "order"
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """CEB411 payment from the payment company."""
+
+    guid: str
+    app_type: AppType
+    app_time: str
+    app_time_ms: int
+    order_no: OrderId
+    pay_code: str
+    pay_transaction_id: str
+    ebp_code: str
+    payer_id_type: str
+    payer_id_number: str
+    payer_name: str
+    amount_paid: int
+    currency: str
+    pay_time: str
+
+    kind: DocKind = "payment"
+
+
+@dataclass(frozen=True, slots=True)
+class Waybill:
+    """CEB511 waybill from the logistics company."""
+
+    guid: str
+    app_type: AppType
+    app_time: str
+    app_time_ms: int
+    order_no: OrderId
+    logistics_code: str
+    logistics_no: str
+    freight: int
+    insured_fee: int
+    currency: str
+    weight: Decimal
+    pack_no: int
+    consignee: str
+    consignee_telephone: str
+    consignee_address: str
+
+    kind: DocKind = "waybill"
+
+
+Document = Order | Payment | Waybill
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """One customs decision (or one DOCUMENT_AFTER_DECISION review record).
+
+    `decided_at_ms` is the wall clock and the only field that may differ between two
+    publications of the same decision; everything else is a function of the documents.
+    """
+
+    declaration_id: str
+    order_no: OrderId
+    ebp_code: str | None
+    ebc_code: str | None
+    pay_code: str | None
+    pay_transaction_id: str | None
+    logistics_code: str | None
+    logistics_no: str | None
+    buyer_id_number: str | None
+    status: Status
+    reasons: tuple[str, ...]
+    dutiable_value: int | None
+    tax: int | None
+    inspection: bool
+    documents: dict[DocKind, str | None]
+    event_time_ms: int
+    decided_at_ms: int
+
+    @property
+    def return_status(self) -> int:
+        return RETURN_STATUS[self.status]
+
+    @property
+    def matched(self) -> bool:
+        """True for the matched topic (no reason), False for the flagged one."""
+        return not self.reasons

@@ -1,0 +1,157 @@
+"""The three-document comparison: one small function per reason code (DOMAIN.md 3).
+
+Each rule takes a `Comparison` (the three documents plus the regime) and returns
+its reason code or None. ANNUAL_QUOTA_EXCEEDED is not here: it needs state keyed
+by buyer and lives in `pipeline.quota`, the second stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.config import RulesConfig
+from pipeline.idcard import is_valid_resident_id
+from pipeline.money import mul_round_half_up
+from pipeline.records import Order, Payment, Waybill
+from pipeline.text import norm, norm_id
+
+AMOUNT_FORMULA_MISMATCH = "AMOUNT_FORMULA_MISMATCH"
+ITEM_TOTAL_MISMATCH = "ITEM_TOTAL_MISMATCH"
+PAID_AMOUNT_MISMATCH = "PAID_AMOUNT_MISMATCH"
+BUYER_PAYER_MISMATCH = "BUYER_PAYER_MISMATCH"
+PLATFORM_MISMATCH = "PLATFORM_MISMATCH"
+PAYMENT_REFERENCE_MISMATCH = "PAYMENT_REFERENCE_MISMATCH"
+CONSIGNEE_MISMATCH = "CONSIGNEE_MISMATCH"
+FREIGHT_MISMATCH = "FREIGHT_MISMATCH"
+INVALID_ID_NUMBER = "INVALID_ID_NUMBER"
+TAX_MISMATCH = "TAX_MISMATCH"
+SINGLE_LIMIT_EXCEEDED = "SINGLE_LIMIT_EXCEEDED"
+NOT_ON_POSITIVE_LIST = "NOT_ON_POSITIVE_LIST"
+ANNUAL_QUOTA_EXCEEDED = "ANNUAL_QUOTA_EXCEEDED"
+MISSING_ORDER = "MISSING_ORDER"
+MISSING_PAYMENT = "MISSING_PAYMENT"
+MISSING_WAYBILL = "MISSING_WAYBILL"
+DOCUMENT_AFTER_DECISION = "DOCUMENT_AFTER_DECISION"
+
+# Any of these makes a declaration REJECTED (100); mismatches alone make it REVIEW (300).
+REJECTING = frozenset(
+    {
+        INVALID_ID_NUMBER,
+        SINGLE_LIMIT_EXCEEDED,
+        NOT_ON_POSITIVE_LIST,
+        ANNUAL_QUOTA_EXCEEDED,
+        MISSING_ORDER,
+        MISSING_PAYMENT,
+        MISSING_WAYBILL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The inputs of every rule: three documents, the regime, and derived amounts."""
+
+    order: Order
+    payment: Payment
+    waybill: Waybill
+    config: RulesConfig
+    dutiable: int
+    tax: int
+
+
+def compare(order: Order, payment: Payment, waybill: Waybill, config: RulesConfig) -> Comparison:
+    """Build the comparison; dutiable value = goodsValue + freight, tax half-up to the fen."""
+    dutiable = order.goods_value + order.freight
+    return Comparison(order, payment, waybill, config, dutiable, mul_round_half_up(dutiable, config.tax_rate))
+
+
+def amount_formula(c: Comparison) -> str | None:
+    o = c.order
+    expected = o.goods_value + o.freight + o.tax_total - o.discount
+    return AMOUNT_FORMULA_MISMATCH if o.actural_paid != expected else None
+
+
+def item_totals(c: Comparison) -> str | None:
+    items = c.order.items
+    for item in items:
+        if item.total_price != mul_round_half_up(item.price, item.qty):
+            return ITEM_TOTAL_MISMATCH
+    return ITEM_TOTAL_MISMATCH if sum(i.total_price for i in items) != c.order.goods_value else None
+
+
+def paid_amount(c: Comparison) -> str | None:
+    return PAID_AMOUNT_MISMATCH if c.order.actural_paid != c.payment.amount_paid else None
+
+
+def buyer_payer(c: Comparison) -> str | None:
+    o, p = c.order, c.payment
+    same = norm_id(o.buyer_id_number) == norm_id(p.payer_id_number) and norm(o.buyer_name) == norm(p.payer_name)
+    return None if same else BUYER_PAYER_MISMATCH
+
+
+def platform(c: Comparison) -> str | None:
+    return PLATFORM_MISMATCH if norm(c.order.ebp_code) != norm(c.payment.ebp_code) else None
+
+
+def payment_reference(c: Comparison) -> str | None:
+    o, p = c.order, c.payment
+    tx, code = norm(o.pay_transaction_id), norm(o.pay_code)
+    if (tx and tx != norm(p.pay_transaction_id)) or (code and code != norm(p.pay_code)):
+        return PAYMENT_REFERENCE_MISMATCH
+    return None
+
+
+def consignee(c: Comparison) -> str | None:
+    o, w = c.order, c.waybill
+    same = (
+        norm(o.consignee) == norm(w.consignee)
+        and norm(o.consignee_telephone) == norm(w.consignee_telephone)
+        and norm(o.consignee_address) == norm(w.consignee_address)
+    )
+    return None if same else CONSIGNEE_MISMATCH
+
+
+def freight(c: Comparison) -> str | None:
+    return FREIGHT_MISMATCH if c.order.freight != c.waybill.freight else None
+
+
+def id_number(c: Comparison) -> str | None:
+    o = c.order
+    return None if is_valid_resident_id(norm_id(o.buyer_id_number), o.app_time[:8]) else INVALID_ID_NUMBER
+
+
+def tax(c: Comparison) -> str | None:
+    return TAX_MISMATCH if c.order.tax_total != c.tax else None
+
+
+def single_limit(c: Comparison) -> str | None:
+    return SINGLE_LIMIT_EXCEEDED if c.dutiable > c.config.single_limit_fen else None
+
+
+def positive_list(c: Comparison) -> str | None:
+    allowed = c.config.positive_list
+    return None if all(item.gcode[:8] in allowed for item in c.order.items) else NOT_ON_POSITIVE_LIST
+
+
+Rule = Callable[[Comparison], str | None]
+
+RULES: tuple[Rule, ...] = (
+    amount_formula,
+    item_totals,
+    paid_amount,
+    buyer_payer,
+    platform,
+    payment_reference,
+    consignee,
+    freight,
+    id_number,
+    tax,
+    single_limit,
+    positive_list,
+)
+
+
+def evaluate(c: Comparison) -> tuple[str, ...]:
+    """All reason codes that apply, sorted."""
+    return tuple(sorted(code for rule in RULES if (code := rule(c)) is not None))

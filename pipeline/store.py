@@ -1,0 +1,46 @@
+"""The state-store boundary: bytes in, bytes out, keyed by bytes.
+
+The core never touches a database; shells pass a `Store`. `MemoryStore` serves
+tests and small runs; `agents.rocks_store.RocksStore` is the rocksdict one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class Store(Protocol):
+    """A key-value store of bytes. Implementations need not be thread-safe."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class MemoryStore:
+    """A dict-backed Store."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._data.pop(key, None)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(list(self._data.items()))
+
+    def __len__(self) -> int:
+        return len(self._data)
