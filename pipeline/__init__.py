@@ -1,0 +1,1 @@
+"""The pure clearance core: parsing, money, rules, the join state machine, decisions."""

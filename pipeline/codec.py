@@ -42,7 +42,7 @@ def encode_state(state: JoinState) -> bytes:
 
 
 def decode_state(raw: bytes) -> JoinState:
-    """bytes -> JoinState; StateCodecError when the bytes are not a state we wrote."""
+    """Bytes -> JoinState; StateCodecError when the bytes are not a state we wrote."""
     try:
         v, order_no, deadline, decided, guids, order, payment, waybill = orjson.loads(raw)
         if v != _STATE_V:
@@ -64,7 +64,10 @@ def decode_state(raw: bytes) -> JoinState:
 
 def _order_row(o: Order) -> list[Any]:
     row: list[Any] = [getattr(o, name) for name in _ORDER_FIELDS]
-    row[-1] = [[i.gnum, i.item_no, i.item_name, i.gcode, str(i.qty), i.unit, i.price, i.total_price, i.country] for i in o.items]
+    row[-1] = [
+        [i.gnum, i.item_no, i.item_name, i.gcode, str(i.qty), i.unit, i.price, i.total_price, i.country]
+        for i in o.items
+    ]
     return row
 
 
@@ -104,7 +107,7 @@ def encode_quota(state: BuyerQuota) -> bytes:
 
 
 def decode_quota(raw: bytes) -> BuyerQuota:
-    """bytes -> BuyerQuota; StateCodecError when corrupt."""
+    """Bytes -> BuyerQuota; StateCodecError when corrupt."""
     try:
         v, used, verdicts = orjson.loads(raw)
         if v != _QUOTA_V:
@@ -169,13 +172,30 @@ def encode_candidate(c: Candidate) -> bytes:
 
 
 def decode_candidate(raw: bytes) -> Candidate:
-    """bytes -> Candidate; StateCodecError when corrupt."""
+    """Bytes -> Candidate; StateCodecError when corrupt."""
     try:
-        buyer, year, did, order_no, codes, buyer_id, status, reasons, dutiable, tax, insp, docs, ev, at = orjson.loads(raw)
+        buyer, year, did, order_no, codes, buyer_id, status, reasons, dutiable, tax, insp, docs, ev, at = orjson.loads(
+            raw
+        )
         ebp, ebc, pay_code, pay_tx, log_code, log_no = codes
         declaration = Declaration(
-            did, OrderId(order_no), ebp, ebc, pay_code, pay_tx, log_code, log_no,
-            buyer_id, status, tuple(reasons), dutiable, tax, insp, docs, ev, at,
+            did,
+            OrderId(order_no),
+            ebp,
+            ebc,
+            pay_code,
+            pay_tx,
+            log_code,
+            log_no,
+            buyer_id,
+            status,
+            tuple(reasons),
+            dutiable,
+            tax,
+            insp,
+            docs,
+            ev,
+            at,
         )
         return Candidate(declaration, buyer, year)
     except (orjson.JSONDecodeError, ValueError, TypeError) as exc:

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.codec import decode_quota, decode_state, dead_letter_dict, encode_quota, encode_state
+from pipeline.codec import dead_letter_dict, decode_quota, decode_state, encode_quota, encode_state
 from pipeline.config import RulesConfig
 from pipeline.errors import InvalidRecord
 from pipeline.join import Candidate, JoinState, Step, expire, step
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
 from pipeline.quota import apply_quota
-from pipeline.records import Declaration, Document, DocKind
+from pipeline.records import Declaration, DocKind, Document
 from pipeline.store import Store
 from pipeline.timeline import Timeline
 

@@ -1,5 +1,8 @@
-"""Errors of the pure core. Bad input is data: it is raised as InvalidRecord
-and turned into a dead letter by the shell; anything else is a bug."""
+"""Errors of the pure core.
+
+Bad input is data: it is raised as InvalidRecord and turned into a dead letter by
+the shell; anything else is a bug.
+"""
 
 from __future__ import annotations
 

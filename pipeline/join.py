@@ -32,8 +32,11 @@ from pipeline.timeconv import cst_year
 
 @dataclass(frozen=True, slots=True)
 class JoinState:
-    """What is known of one order. `deadline_ms` is the window's end while open, and
-    the instant the decided order may be forgotten once decided."""
+    """What is known of one order.
+
+    `deadline_ms` is the window's end while open, and
+    the instant the decided order may be forgotten once decided.
+    """
 
     order_no: OrderId
     deadline_ms: int
@@ -45,10 +48,12 @@ class JoinState:
 
     @property
     def is_open(self) -> bool:
+        """True until the order is decided."""
         return self.decided is None
 
     @property
     def docs(self) -> tuple[Order | None, Payment | None, Waybill | None]:
+        """The current order, payment and waybill (None where absent)."""
         return (self.order, self.payment, self.waybill)
 
 
@@ -70,8 +75,11 @@ Emit = Declaration | Candidate
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """The outcome of one transition. `state` None means: delete the key.
-    `changed` False means the state is the one passed in (nothing to write)."""
+    """The outcome of one transition.
+
+    `state` None means: delete the key.
+    `changed` False means the state is the one passed in (nothing to write).
+    """
 
     state: JoinState | None
     emit: tuple[Emit, ...] = ()
@@ -135,7 +143,9 @@ def _complete(
     state: JoinState, order: Order, payment: Payment, waybill: Waybill, config: RulesConfig, wall_ms: int
 ) -> Step:
     comparison = compare(order, payment, waybill, config)
-    declaration = decide(order, payment, waybill, evaluate(comparison), (comparison.dutiable, comparison.tax), config, wall_ms)
+    declaration = decide(
+        order, payment, waybill, evaluate(comparison), (comparison.dutiable, comparison.tax), config, wall_ms
+    )
     candidate = Candidate(declaration, norm_id(order.buyer_id_number), cst_year(order.app_time_ms))
     forget_at = declaration.event_time_ms + config.retention_ms
     return Step(_decided(state, declaration.declaration_id, forget_at), (candidate,))

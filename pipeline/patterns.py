@@ -1,4 +1,4 @@
-"""Regular expressions shared by the runtime parser and the published JSON Schemas.
+r"""Regular expressions shared by the runtime parser and the published JSON Schemas.
 
 Each constant is the exact `pattern` string of `schemas/*.schema.json`; a unit test
 checks that they stay equal. They are written in the common subset of Python `re` and

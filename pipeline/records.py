@@ -146,6 +146,7 @@ class Declaration:
 
     @property
     def return_status(self) -> int:
+        """The CEB622 receipt code of the status."""
         return RETURN_STATUS[self.status]
 
     @property

@@ -67,12 +67,14 @@ def compare(order: Order, payment: Payment, waybill: Waybill, config: RulesConfi
 
 
 def amount_formula(c: Comparison) -> str | None:
+    """The paid total: acturalPaid must equal goodsValue + freight + taxTotal - discount."""
     o = c.order
     expected = o.goods_value + o.freight + o.tax_total - o.discount
     return AMOUNT_FORMULA_MISMATCH if o.actural_paid != expected else None
 
 
 def item_totals(c: Comparison) -> str | None:
+    """Each totalPrice = price x qty (half-up), and the totals sum to goodsValue."""
     items = c.order.items
     for item in items:
         if item.total_price != mul_round_half_up(item.price, item.qty):
@@ -81,20 +83,24 @@ def item_totals(c: Comparison) -> str | None:
 
 
 def paid_amount(c: Comparison) -> str | None:
+    """The payment pays exactly acturalPaid."""
     return PAID_AMOUNT_MISMATCH if c.order.actural_paid != c.payment.amount_paid else None
 
 
 def buyer_payer(c: Comparison) -> str | None:
+    """The payer is the buyer: same ID number (case-insensitive) and name."""
     o, p = c.order, c.payment
     same = norm_id(o.buyer_id_number) == norm_id(p.payer_id_number) and norm(o.buyer_name) == norm(p.payer_name)
     return None if same else BUYER_PAYER_MISMATCH
 
 
 def platform(c: Comparison) -> str | None:
+    """Order and payment name the same platform."""
     return PLATFORM_MISMATCH if norm(c.order.ebp_code) != norm(c.payment.ebp_code) else None
 
 
 def payment_reference(c: Comparison) -> str | None:
+    """A payTransactionId or payCode the order names matches the payment."""
     o, p = c.order, c.payment
     tx, code = norm(o.pay_transaction_id), norm(o.pay_code)
     if (tx and tx != norm(p.pay_transaction_id)) or (code and code != norm(p.pay_code)):
@@ -103,6 +109,7 @@ def payment_reference(c: Comparison) -> str | None:
 
 
 def consignee(c: Comparison) -> str | None:
+    """Consignee name, telephone and address agree between order and waybill."""
     o, w = c.order, c.waybill
     same = (
         norm(o.consignee) == norm(w.consignee)
@@ -113,23 +120,28 @@ def consignee(c: Comparison) -> str | None:
 
 
 def freight(c: Comparison) -> str | None:
+    """Order and waybill state the same freight."""
     return FREIGHT_MISMATCH if c.order.freight != c.waybill.freight else None
 
 
 def id_number(c: Comparison) -> str | None:
+    """The buyer ID is a valid GB 11643 resident ID, born by the order day."""
     o = c.order
     return None if is_valid_resident_id(norm_id(o.buyer_id_number), o.app_time[:8]) else INVALID_ID_NUMBER
 
 
 def tax(c: Comparison) -> str | None:
+    """The tax: taxTotal = dutiable value x rate, half-up to the fen."""
     return TAX_MISMATCH if c.order.tax_total != c.tax else None
 
 
 def single_limit(c: Comparison) -> str | None:
+    """The dutiable value is within the single-transaction limit."""
     return SINGLE_LIMIT_EXCEEDED if c.dutiable > c.config.single_limit_fen else None
 
 
 def positive_list(c: Comparison) -> str | None:
+    """Every item's HS code (first 8 digits) is on the positive list."""
     allowed = c.config.positive_list
     return None if all(item.gcode[:8] in allowed for item in c.order.items) else NOT_ON_POSITIVE_LIST
 

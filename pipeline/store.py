@@ -13,15 +13,25 @@ from typing import Protocol
 class Store(Protocol):
     """A key-value store of bytes. Implementations need not be thread-safe."""
 
-    def get(self, key: bytes) -> bytes | None: ...
+    def get(self, key: bytes) -> bytes | None:
+        """The value under key, or None."""
+        ...
 
-    def put(self, key: bytes, value: bytes) -> None: ...
+    def put(self, key: bytes, value: bytes) -> None:
+        """Store value under key."""
+        ...
 
-    def delete(self, key: bytes) -> None: ...
+    def delete(self, key: bytes) -> None:
+        """Remove key (absent is fine)."""
+        ...
 
-    def items(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) pair."""
+        ...
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The number of keys."""
+        ...
 
 
 class MemoryStore:
@@ -31,16 +41,21 @@ class MemoryStore:
         self._data: dict[bytes, bytes] = {}
 
     def get(self, key: bytes) -> bytes | None:
+        """The value under key, or None."""
         return self._data.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        """Store value under key."""
         self._data[key] = value
 
     def delete(self, key: bytes) -> None:
+        """Remove key (absent is fine)."""
         self._data.pop(key, None)
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) pair."""
         return iter(list(self._data.items()))
 
     def __len__(self) -> int:
+        """The number of keys."""
         return len(self._data)

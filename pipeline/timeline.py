@@ -26,6 +26,7 @@ class Timeline:
         return self.event_ms
 
     def schedule(self, deadline_ms: int, order_no: str) -> None:
+        """Index a deadline; stale entries are skipped when they come due."""
         heapq.heappush(self._heap, (deadline_ms, order_no))
 
     def due(self, event_ms: int) -> list[tuple[int, str]]:
