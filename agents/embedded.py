@@ -42,6 +42,7 @@ TRACE_FILES: tuple[tuple[DocKind, str], ...] = (
     ("waybill", "waybills.jsonl"),
 )
 OUTPUT_FILES = ("matched.jsonl", "flagged.jsonl", "deadletter.jsonl")
+_LOGGED_ERRORS = 10
 
 
 class TraceError(Exception):
@@ -136,9 +137,10 @@ class _Sink:
         for record in out.dead_letters:
             self.files["deadletter.jsonl"].write(orjson.dumps(record) + b"\n")
         summary.dead_letters += len(out.dead_letters)
-        summary.internal_errors += len(out.internal_errors)
         for exc in out.internal_errors:
-            log.error("internal error while processing a message", exc_info=exc)
+            summary.internal_errors += 1
+            if summary.internal_errors <= _LOGGED_ERRORS:  # then only counted: a bug must not flood the log
+                log.error("internal error while processing a message (dead-lettered)", exc_info=exc)
 
     def close(self) -> None:
         for handle in self.files.values():
@@ -154,6 +156,7 @@ def run_trace(
     state_dir: Path | None = None,
     memory: bool = False,
     progress: bool = False,
+    cache_size: int = 200_000,
 ) -> Summary:
     """Run one trace directory end to end and return its summary."""
     if not input_dir.is_dir():
@@ -169,7 +172,7 @@ def run_trace(
     try:
         join_store, quota_store = _stores(memory, state_dir or scratch)
         stores = [join_store, quota_store]
-        engine = Engine(config, join_store, quota_store)
+        engine = Engine(config, join_store, quota_store, cache_size=cache_size)
         return _run(engine, present, topic_of, output_dir, Progress(total, "clearance run", enabled=progress))
     finally:
         for store in stores:
@@ -199,7 +202,10 @@ def _run(
     started = time.perf_counter()
     done_bytes = 0
     try:
-        streams = [_parsed(engine, kind, rank, path, topic_of[kind], sink, summary) for rank, (kind, path) in enumerate(present)]
+        streams = [
+            _parsed(engine, kind, rank, path, topic_of[kind], sink, summary)
+            for rank, (kind, path) in enumerate(present)
+        ]
         for count, (_, (line, doc)) in enumerate(heapq.merge(*streams, key=lambda pair: pair[0]), 1):
             out = Outputs()
             engine.apply(doc, line.raw, Origin(topic_of[line.kind], 0, line.index), _wall_ms(), out)
@@ -209,6 +215,7 @@ def _run(
             if count % 4096 == 0:
                 bar.update(done_bytes)
         sink.write(engine.close_all(_wall_ms()), summary)
+        engine.flush()
     finally:
         sink.close()
     summary.redeliveries = engine.redeliveries
@@ -240,16 +247,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearance run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, type=Path, help="trace directory (orders/payments/waybills.jsonl)")
     parser.add_argument("--output", required=True, type=Path, help="directory for matched/flagged/deadletter.jsonl")
-    parser.add_argument("--regime", choices=["2016", "2019"], help="limits and tax rate (default 2019, env CLEARANCE_REGIME)")
+    parser.add_argument(
+        "--regime", choices=["2016", "2019"], help="limits and tax rate (default 2019, env CLEARANCE_REGIME)"
+    )
     parser.add_argument("--window-hours", type=float, help="match window in hours of event time (default 24)")
-    parser.add_argument("--inspection-rate", type=float, help="share of clean declarations sent to X-ray (default 0.055)")
+    parser.add_argument(
+        "--inspection-rate", type=float, help="share of clean declarations sent to X-ray (default 0.055)"
+    )
     parser.add_argument("--inspection-seed", help="seed of the deterministic inspection sample")
     parser.add_argument("--single-limit", type=Decimal, help="single-transaction limit in CNY")
     parser.add_argument("--annual-limit", type=Decimal, help="annual limit per buyer in CNY")
     parser.add_argument("--tax-rate", type=Decimal, help="tax rate, e.g. 0.091")
     parser.add_argument("--state-dir", type=Path, help="keep the rocksdict state here (default: a temporary directory)")
     parser.add_argument("--memory", action="store_true", help="keep state in memory instead of rocksdict")
-    parser.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr")
+    parser.add_argument(
+        "--cache-size", type=int, default=200_000, help="join states cached in front of the store (0: none)"
+    )
+    parser.add_argument(
+        "--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr"
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary on stdout")
     return parser
 
@@ -272,9 +288,16 @@ def cli(argv: list[str]) -> int:
         print(f"clearance run: {exc}", file=sys.stderr)
         return 2
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    topics: dict[DocKind, str] = {"order": settings.topic_orders, "payment": settings.topic_payments, "waybill": settings.topic_waybills}
+    topics: dict[DocKind, str] = {
+        "order": settings.topic_orders,
+        "payment": settings.topic_payments,
+        "waybill": settings.topic_waybills,
+    }
     try:
-        summary = run_trace(args.input, args.output, config, topics=topics, state_dir=args.state_dir, memory=args.memory, progress=show)
+        summary = run_trace(
+            args.input, args.output, config, topics=topics, state_dir=args.state_dir,
+            cache_size=args.cache_size, memory=args.memory, progress=show
+        )
     except TraceError as exc:
         print(f"clearance run: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ otherwise (never guesses); bump `_STATE_V` when a field changes meaning.
 from __future__ import annotations
 
 import base64
-from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -93,7 +92,7 @@ def _waybill(row: list[Any]) -> Waybill:
 
 
 def _fields(cls: type[Order] | type[Payment] | type[Waybill]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.name != "kind")
+    return tuple(name for name in cls._fields if name != "kind")
 
 
 _ORDER_FIELDS = _fields(Order)

@@ -51,12 +51,25 @@ class Outputs:
 class Engine:
     """The join and the quota stage over two Stores and one Timeline."""
 
-    def __init__(self, config: RulesConfig, join_store: Store, quota_store: Store, timeline: Timeline | None = None):
+    def __init__(
+        self,
+        config: RulesConfig,
+        join_store: Store,
+        quota_store: Store,
+        timeline: Timeline | None = None,
+        *,
+        cache_size: int = 0,
+    ) -> None:
         self.config = config
         self.join_store = join_store
         self.quota_store = quota_store
         self.timeline = timeline or Timeline()
         self.redeliveries = 0
+        # Write-back cache of decoded join states (None: deleted). Most orders complete
+        # within minutes, so with a cache their state is never encoded while open.
+        # 0 disables it: every step reads and writes the store.
+        self._cache: dict[str, JoinState | None] = {}
+        self._cache_size = cache_size
 
     def feed(self, kind: DocKind, raw: bytes, origin: Origin, wall_ms: int) -> Outputs:
         """Process one raw message. Never raises: bad input and bugs become dead letters."""
@@ -132,18 +145,34 @@ class Engine:
             self.quota_store.put(key, encode_quota(result.state))
         return result.declaration
 
+    def flush(self) -> None:
+        """Write every cached state to the join store (the cache empties)."""
+        store = self.join_store
+        for order_no, state in self._cache.items():
+            if state is None:
+                store.delete(order_no.encode())
+            else:
+                store.put(order_no.encode(), encode_state(state))
+        self._cache.clear()
+
     def _load(self, order_no: str) -> JoinState | None:
+        if order_no in self._cache:
+            return self._cache[order_no]
         raw = self.join_store.get(order_no.encode())
         return decode_state(raw) if raw is not None else None
 
     def _save(self, order_no: str, before: JoinState | None, result: Step) -> None:
-        key = order_no.encode()
-        if result.state is None:
-            self.join_store.delete(key)
-            return
-        self.join_store.put(key, encode_state(result.state))
-        if before is None or before.deadline_ms != result.state.deadline_ms:
-            self.timeline.schedule(result.state.deadline_ms, order_no)
+        state = result.state
+        if self._cache_size:
+            self._cache[order_no] = state
+            if len(self._cache) >= self._cache_size:
+                self.flush()
+        elif state is None:
+            self.join_store.delete(order_no.encode())
+        else:
+            self.join_store.put(order_no.encode(), encode_state(state))
+        if state is not None and (before is None or before.deadline_ms != state.deadline_ms):
+            self.timeline.schedule(state.deadline_ms, order_no)
 
 
 def _dead(raw: bytes, origin: Origin, reason: str, field: str | None, internal: bool, wall_ms: int) -> dict[str, Any]:

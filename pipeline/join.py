@@ -20,7 +20,8 @@ Life of an order (DOMAIN.md 3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.config import RulesConfig
 from pipeline.decisions import decide, decide_after, decide_incomplete
@@ -30,8 +31,7 @@ from pipeline.text import norm_id
 from pipeline.timeconv import cst_year
 
 
-@dataclass(frozen=True, slots=True)
-class JoinState:
+class JoinState(NamedTuple):
     """What is known of one order.
 
     `deadline_ms` is the window's end while open, and
@@ -73,8 +73,7 @@ class Candidate:
 Emit = Declaration | Candidate
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The outcome of one transition.
 
     `state` None means: delete the key.
@@ -103,8 +102,11 @@ def step(state: JoinState | None, doc: Document, config: RulesConfig, event_ms: 
         return Step(state, (), changed=False)
     guids = (*state.guids, doc.guid)
     if not state.is_open:
-        return Step(replace(state, guids=guids), (decide_after(doc, wall_ms),))
-    state = _apply(replace(state, guids=guids), doc)
+        return Step(
+            JoinState(state.order_no, state.deadline_ms, guids=guids, decided=state.decided),
+            (decide_after(doc, wall_ms),),
+        )
+    state = _apply(state, doc, guids)
     if state.order is not None and state.payment is not None and state.waybill is not None:
         return _complete(state, state.order, state.payment, state.waybill, config, wall_ms)
     if state.deadline_ms < event_ms:
@@ -122,21 +124,23 @@ def expire(state: JoinState, config: RulesConfig, wall_ms: int) -> Step:
     return Step(_decided(state, declaration.declaration_id, state.deadline_ms + config.retention_ms), (declaration,))
 
 
-def _apply(state: JoinState, doc: Document) -> JoinState:
-    current = state.order if doc.kind == "order" else state.payment if doc.kind == "payment" else state.waybill
+def _apply(state: JoinState, doc: Document, guids: tuple[str, ...]) -> JoinState:
+    """Fill, replace (strictly newer appTime) or withdraw the document's slot."""
+    order, payment, waybill = state.order, state.payment, state.waybill
+    current = order if doc.kind == "order" else payment if doc.kind == "payment" else waybill
     if doc.app_type == APP_DELETE:
-        return _with(state, doc, None) if current is not None else state
-    if current is None or doc.app_time_ms > current.app_time_ms:
-        return _with(state, doc, doc)
-    return state
-
-
-def _with(state: JoinState, doc: Document, value: Document | None) -> JoinState:
+        new: Document | None = None
+    elif current is None or doc.app_time_ms > current.app_time_ms:
+        new = doc
+    else:
+        new = current
     if isinstance(doc, Order):
-        return replace(state, order=value if isinstance(value, Order) else None)
-    if isinstance(doc, Payment):
-        return replace(state, payment=value if isinstance(value, Payment) else None)
-    return replace(state, waybill=value if isinstance(value, Waybill) else None)
+        order = new if isinstance(new, Order) else None
+    elif isinstance(doc, Payment):
+        payment = new if isinstance(new, Payment) else None
+    else:
+        waybill = new if isinstance(new, Waybill) else None
+    return JoinState(state.order_no, state.deadline_ms, order, payment, waybill, guids)
 
 
 def _complete(

@@ -20,8 +20,8 @@ from pipeline.patterns import APP_TIME_PATTERN, GCODE_PATTERN
 from pipeline.records import AppType, Item, Order, OrderId, Payment, Waybill
 from pipeline.timeconv import app_time_ms
 
-_TIME_MATCH = re.compile(APP_TIME_PATTERN).match
-_GCODE_MATCH = re.compile(GCODE_PATTERN).match
+_TIME_MATCH = re.compile(APP_TIME_PATTERN).fullmatch  # ECMA `$`: no trailing newline
+_GCODE_MATCH = re.compile(GCODE_PATTERN).fullmatch
 _APP_TYPES: dict[object, AppType] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3": 3}
 _MAX_QTY = 1_000_000
 _CURRENCY_CNY = "142"
@@ -119,7 +119,7 @@ def parse_waybill(raw: bytes) -> Waybill:
 
 def _common(obj: Obj) -> tuple[AppType, str, int]:
     raw_type = _required(obj, "appType")
-    app_type = None if type(raw_type) is bool else _APP_TYPES.get(raw_type)
+    app_type = _APP_TYPES.get(raw_type) if type(raw_type) in (int, float, str) else None
     if app_type is None:
         raise InvalidRecord("must be 1 (new), 2 (modify) or 3 (delete)", "appType")
     app_time = _time(obj, "appTime")

@@ -27,7 +27,8 @@ class BuyerQuota:
     """One buyer's quota state. Treat the dicts as immutable: transitions copy them.
 
     used: year -> dutiable fen of counted declarations.
-    verdicts: declaration id -> (year, quota exceeded) for every candidate seen.
+    verdicts: declaration id -> (event time ms, quota exceeded) for every candidate
+        seen within the retention period.
     """
 
     used: dict[int, int]
@@ -57,8 +58,11 @@ def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesCon
     new_used = {y: fen for y, fen in state.used.items() if y >= candidate.year - 1}
     if final.status in _COUNTED:
         new_used[candidate.year] = used + dutiable
-    verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= candidate.year - 1}
-    verdicts[draft.declaration_id] = (candidate.year, exceeded)
+    # Verdicts only need to outlive a redelivery; keep them for the retention period
+    # of event time, so a buyer's state stays small however long they shop.
+    horizon = draft.event_time_ms - config.retention_ms
+    verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= horizon}
+    verdicts[draft.declaration_id] = (draft.event_time_ms, exceeded)
     return QuotaStep(BuyerQuota(new_used, verdicts), final)
 
 

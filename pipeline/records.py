@@ -1,4 +1,8 @@
-"""The typed documents and the declaration. Frozen values, money in integer fen.
+"""The typed documents and the declaration. Immutable values, money in integer fen.
+
+The documents are NamedTuples, not frozen dataclasses: one is built per message, and
+a frozen dataclass's __init__ (one object.__setattr__ per field) cost ~7 us for an
+order against ~1.3 us for a NamedTuple (measured; see benchmarks/RESULTS.md).
 
 Text fields keep the sender's original spelling; the rules normalise when they
 compare (see `pipeline.text`).
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, NewType
+from typing import Literal, NamedTuple, NewType
 
 OrderId = NewType("OrderId", str)
 DocKind = Literal["order", "payment", "waybill"]
@@ -23,8 +27,7 @@ Status = Literal["RELEASED", "INSPECTION", "REVIEW", "REJECTED"]
 RETURN_STATUS: dict[Status, int] = {"RELEASED": 800, "INSPECTION": 500, "REVIEW": 300, "REJECTED": 100}
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One order line (CEB311 `items`)."""
 
     gnum: int
@@ -38,8 +41,7 @@ class Item:
     country: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(NamedTuple):
     """CEB311 order from the e-commerce platform."""
 
     guid: str
@@ -70,8 +72,7 @@ class Order:
     kind: DocKind = "order"
 
 
-@dataclass(frozen=True, slots=True)
-class Payment:
+class Payment(NamedTuple):
     """CEB411 payment from the payment company."""
 
     guid: str
@@ -92,8 +93,7 @@ class Payment:
     kind: DocKind = "payment"
 
 
-@dataclass(frozen=True, slots=True)
-class Waybill:
+class Waybill(NamedTuple):
     """CEB511 waybill from the logistics company."""
 
     guid: str

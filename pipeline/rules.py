@@ -14,7 +14,7 @@ from pipeline.config import RulesConfig
 from pipeline.idcard import is_valid_resident_id
 from pipeline.money import mul_round_half_up
 from pipeline.records import Order, Payment, Waybill
-from pipeline.text import norm, norm_id
+from pipeline.text import norm, norm_id, same, same_id
 
 AMOUNT_FORMULA_MISMATCH = "AMOUNT_FORMULA_MISMATCH"
 ITEM_TOTAL_MISMATCH = "ITEM_TOTAL_MISMATCH"
@@ -90,20 +90,20 @@ def paid_amount(c: Comparison) -> str | None:
 def buyer_payer(c: Comparison) -> str | None:
     """The payer is the buyer: same ID number (case-insensitive) and name."""
     o, p = c.order, c.payment
-    same = norm_id(o.buyer_id_number) == norm_id(p.payer_id_number) and norm(o.buyer_name) == norm(p.payer_name)
-    return None if same else BUYER_PAYER_MISMATCH
+    agree = same_id(o.buyer_id_number, p.payer_id_number) and same(o.buyer_name, p.payer_name)
+    return None if agree else BUYER_PAYER_MISMATCH
 
 
 def platform(c: Comparison) -> str | None:
     """Order and payment name the same platform."""
-    return PLATFORM_MISMATCH if norm(c.order.ebp_code) != norm(c.payment.ebp_code) else None
+    return None if same(c.order.ebp_code, c.payment.ebp_code) else PLATFORM_MISMATCH
 
 
 def payment_reference(c: Comparison) -> str | None:
     """A payTransactionId or payCode the order names matches the payment."""
     o, p = c.order, c.payment
-    tx, code = norm(o.pay_transaction_id), norm(o.pay_code)
-    if (tx and tx != norm(p.pay_transaction_id)) or (code and code != norm(p.pay_code)):
+    tx, code = o.pay_transaction_id, o.pay_code
+    if (tx and norm(tx) and not same(tx, p.pay_transaction_id)) or (code and norm(code) and not same(code, p.pay_code)):
         return PAYMENT_REFERENCE_MISMATCH
     return None
 
@@ -111,12 +111,12 @@ def payment_reference(c: Comparison) -> str | None:
 def consignee(c: Comparison) -> str | None:
     """Consignee name, telephone and address agree between order and waybill."""
     o, w = c.order, c.waybill
-    same = (
-        norm(o.consignee) == norm(w.consignee)
-        and norm(o.consignee_telephone) == norm(w.consignee_telephone)
-        and norm(o.consignee_address) == norm(w.consignee_address)
+    agree = (
+        same(o.consignee, w.consignee)
+        and same(o.consignee_telephone, w.consignee_telephone)
+        and same(o.consignee_address, w.consignee_address)
     )
-    return None if same else CONSIGNEE_MISMATCH
+    return None if agree else CONSIGNEE_MISMATCH
 
 
 def freight(c: Comparison) -> str | None:

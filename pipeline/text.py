@@ -28,3 +28,13 @@ def mask(text: str | None, keep: int = 1) -> str:
     if not text:
         return ""
     return "*" * max(len(text) - keep, 0) + text[-keep:] if keep else "*" * len(text)
+
+
+def same(a: str | None, b: str | None) -> bool:
+    """`norm(a) == norm(b)`, with the common case (identical text) first."""
+    return a == b or norm(a) == norm(b)
+
+
+def same_id(a: str | None, b: str | None) -> bool:
+    """`norm_id(a) == norm_id(b)`, with the common case (identical text) first."""
+    return a == b or norm_id(a) == norm_id(b)

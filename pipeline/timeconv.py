@@ -31,6 +31,7 @@ def app_time_ms(text: str) -> int:
     return (seconds - _CST_OFFSET_S) * 1000
 
 
+@lru_cache(maxsize=1 << 14)
 def iso_cst(ms: int) -> str:
     """ISO-8601 with the +08:00 offset, to the second: 2026-11-11T00:00:05+08:00."""
     return datetime.fromtimestamp(ms // 1000, CST).isoformat()
@@ -38,10 +39,15 @@ def iso_cst(ms: int) -> str:
 
 def iso_utc_ms(ms: int) -> str:
     """ISO-8601 UTC with milliseconds and Z: 2026-11-26T20:01:02.345Z."""
-    stamp = datetime.fromtimestamp(ms / 1000, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_utc_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
+@lru_cache(maxsize=256)
+def _utc_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@lru_cache(maxsize=1 << 14)
 def cst_year(ms: int) -> int:
     """The calendar year (CST) of an instant."""
     return datetime.fromtimestamp(ms // 1000, CST).year

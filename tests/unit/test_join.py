@@ -68,14 +68,23 @@ def test_window_closes_incomplete_with_missing_reasons() -> None:
 
 def test_window_closes_when_event_time_passes_the_deadline_before_the_document_applies() -> None:
     late = docs.order(order_no="OTHER", app_time="20261112000106")  # 24h + 1s after the first payment
-    decls = run([("order", docs.order()), ("payment", docs.payment()), ("order", late), ("waybill", docs.waybill(
-        app_time="20261112000106"))], close=False)
+    decls = run(
+        [
+            ("order", docs.order()),
+            ("payment", docs.payment()),
+            ("order", late),
+            ("waybill", docs.waybill(app_time="20261112000106")),
+        ],
+        close=False,
+    )
     assert [d.reasons for d in decls] == [("MISSING_WAYBILL",), ("DOCUMENT_AFTER_DECISION",)]
 
 
 def test_at_exactly_the_deadline_the_window_is_still_open() -> None:
-    decls = run([("order", docs.order()), ("payment", docs.payment()),
-                 ("waybill", docs.waybill(app_time="20261112000005"))], close=False)
+    decls = run(
+        [("order", docs.order()), ("payment", docs.payment()), ("waybill", docs.waybill(app_time="20261112000005"))],
+        close=False,
+    )
     assert len(decls) == 1 and decls[0].reasons == ()
 
 
@@ -90,19 +99,33 @@ def test_modify_replaces_only_when_newer() -> None:
     bad = docs.payment(amountPaid="1.00")
     fixed = docs.payment(app_time="20261111000200", appType=2, guid=docs.guid("p2"))
     stale = docs.payment(app_time="20261111000000", appType=2, guid=docs.guid("p3"), amountPaid="2.00")
-    (decl,) = run([("order", docs.order()), ("payment", bad), ("payment", fixed), ("payment", stale),
-                   ("waybill", docs.waybill())])
+    (decl,) = run(
+        [("order", docs.order()), ("payment", bad), ("payment", fixed), ("payment", stale), ("waybill", docs.waybill())]
+    )
     assert decl.reasons == () and decl.documents["payment"] == fixed["guid"]
 
 
 def test_withdraw_removes_the_document() -> None:
     withdraw = docs.waybill(app_time="20261111000100", appType=3, guid=docs.guid("w-del"))
     resend = docs.waybill(app_time="20261111000400", guid=docs.guid("w-new"))
-    (decl,) = run([("order", docs.order()), ("waybill", docs.waybill(app_time="20261111000030")),
-                   ("waybill", withdraw), ("payment", docs.payment()), ("waybill", resend)])
+    (decl,) = run(
+        [
+            ("order", docs.order()),
+            ("waybill", docs.waybill(app_time="20261111000030")),
+            ("waybill", withdraw),
+            ("payment", docs.payment()),
+            ("waybill", resend),
+        ]
+    )
     assert decl.reasons == () and decl.documents["waybill"] == resend["guid"]
-    (missing,) = run([("order", docs.order()), ("waybill", docs.waybill(app_time="20261111000030")),
-                      ("waybill", withdraw), ("payment", docs.payment())])
+    (missing,) = run(
+        [
+            ("order", docs.order()),
+            ("waybill", docs.waybill(app_time="20261111000030")),
+            ("waybill", withdraw),
+            ("payment", docs.payment()),
+        ]
+    )
     assert missing.reasons == ("MISSING_WAYBILL",)
 
 

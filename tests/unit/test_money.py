@@ -10,8 +10,20 @@ from pipeline.money import format_fen, mul_round_half_up, parse_money
 
 @pytest.mark.parametrize(
     ("value", "fen"),
-    [(0, 0), (12, 1200), (0.07, 7), (0.1, 10), (338.21, 33821), (1e3, 100000), ("0", 0), ("0.5", 50),
-     ("12.30", 1230), ("999999999999.99", 99999999999999), (999999999999.99, 99999999999999), (-0.0, 0)],
+    [
+        (0, 0),
+        (12, 1200),
+        (0.07, 7),
+        (0.1, 10),
+        (338.21, 33821),
+        (1e3, 100000),
+        ("0", 0),
+        ("0.5", 50),
+        ("12.30", 1230),
+        ("999999999999.99", 99999999999999),
+        (999999999999.99, 99999999999999),
+        (-0.0, 0),
+    ],
 )
 def test_parse_money_exact(value: object, fen: int) -> None:
     assert parse_money(value, "m") == fen
@@ -19,8 +31,27 @@ def test_parse_money_exact(value: object, fen: int) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [-1, -0.01, 12.345, 0.001, "12.345", "-1", "01.5", "1e3", " 12", "12.", ".5", "", True, None, [], {},
-     1_000_000_000_000, 1e13, "1000000000000"],
+    [
+        -1,
+        -0.01,
+        12.345,
+        0.001,
+        "12.345",
+        "-1",
+        "01.5",
+        "1e3",
+        " 12",
+        "12.",
+        ".5",
+        "",
+        True,
+        None,
+        [],
+        {},
+        1_000_000_000_000,
+        1e13,
+        "1000000000000",
+    ],
 )
 def test_parse_money_rejects(value: object) -> None:
     with pytest.raises(InvalidRecord) as err:

@@ -15,8 +15,25 @@ CFG = replace(CONFIG, inspection_rate=0.0)
 
 def cand(n: int, dutiable: int, reasons: tuple[str, ...] = (), year: int = 2026) -> Candidate:
     status = "RELEASED" if not reasons else "REVIEW"
-    decl = Declaration(f"id{n}", OrderId(f"O{n}"), "E", "C", "P", "T", "L", "N", "ID", status, reasons,  # type: ignore[arg-type]
-                       dutiable, 0, False, {"order": "g", "payment": "h", "waybill": "i"}, 0, 0)
+    decl = Declaration(
+        f"id{n}",
+        OrderId(f"O{n}"),
+        "E",
+        "C",
+        "P",
+        "T",
+        "L",
+        "N",
+        "ID",
+        status,
+        reasons,  # type: ignore[arg-type]
+        dutiable,
+        0,
+        False,
+        {"order": "g", "payment": "h", "waybill": "i"},
+        0,
+        0,
+    )
     return Candidate(decl, "ID", year)
 
 

@@ -131,10 +131,25 @@ def _priced(goods_fen: int, freight_fen: int, rate_per_mille: int = 91) -> dict[
     def y(fen: int) -> str:
         return f"{fen // 100}.{fen % 100:02d}"
 
-    items = [{"gnum": 1, "itemName": "面霜", "gcode": "3304990000", "qty": 1, "price": y(goods_fen),
-              "totalPrice": y(goods_fen)}]
-    return {"goodsValue": y(goods_fen), "freight": y(freight_fen), "taxTotal": y(tax), "acturalPaid": y(paid),
-            "items": items, "_paid": y(paid), "_freight": y(freight_fen)}
+    items = [
+        {
+            "gnum": 1,
+            "itemName": "面霜",
+            "gcode": "3304990000",
+            "qty": 1,
+            "price": y(goods_fen),
+            "totalPrice": y(goods_fen),
+        }
+    ]
+    return {
+        "goodsValue": y(goods_fen),
+        "freight": y(freight_fen),
+        "taxTotal": y(tax),
+        "acturalPaid": y(paid),
+        "items": items,
+        "_paid": y(paid),
+        "_freight": y(freight_fen),
+    }
 
 
 def _priced_reasons(goods_fen: int, freight_fen: int, config: Any = CONFIG, per_mille: int = 91) -> tuple[str, ...]:
