@@ -1,0 +1,375 @@
+"""`clearance replay TRACE`: produce a trace directory into the input topics.
+
+The three files are merged by appTime (ties: orders, payments, waybills, then line
+order), as the embedded runner merges them, and produced with the project's
+confluent-kafka config (murmur2_random: the Java client's partitioner, so an
+order's three documents share a partition number). Key = orderNo (UTF-8); a line
+without one (invalid JSON, no orderNo) is sent with key None: it is bad input the
+worker dead-letters.
+
+Pacing: as fast as possible (default), `--rate` messages/s, `--order-rate` orders/s
+(converted to a message rate with the trace's messages-per-order ratio), or
+`--speedup X` of the trace's own appTime clock.
+
+Latency bookkeeping: each message is produced with an explicit timestamp equal
+to the wall clock (epoch ms) read just before the `produce()` call, so the
+message's Kafka CreateTime and the recorded time are the same number. `--times
+FILE` writes `orderNo,produce_ms` for each order's last document (CSV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import heapq
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+
+from agents.kafka_config import producer_config
+from agents.progress import Progress
+from agents.settings import Settings
+from pipeline.patterns import APP_TIME_PATTERN
+from pipeline.timeconv import app_time_ms
+
+Kind = Literal["order", "payment", "waybill"]
+TRACE_FILES: tuple[tuple[Kind, str], ...] = (
+    ("order", "orders.jsonl"),
+    ("payment", "payments.jsonl"),
+    ("waybill", "waybills.jsonl"),
+)
+_TIME_MATCH = re.compile(APP_TIME_PATTERN).fullmatch
+
+
+class ReplayError(Exception):
+    """The trace cannot be read or produced: a one-line message for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceLine:
+    """One raw message in merge order. `time_ms` is None for a line without a valid appTime."""
+
+    time_ms: int | None
+    rank: int
+    index: int
+    kind: Kind
+    raw: bytes
+    key: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """When message i (0-based, appTime `t` ms) is due, in seconds after the start; None: now."""
+
+    mode: Literal["max", "rate", "speedup"] = "max"
+    value: float = 0.0
+
+    def due(self, i: int, trace_ms: int, first_ms: int) -> float | None:
+        if self.mode == "rate":
+            return i / self.value
+        if self.mode == "speedup":
+            return (trace_ms - first_ms) / 1000.0 / self.value
+        return None
+
+    def describe(self) -> str:
+        if self.mode == "rate":
+            return f"{self.value:,.0f} messages/s"
+        if self.mode == "speedup":
+            return f"{self.value:g}x the trace clock"
+        return "as fast as possible"
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """What one replay produced."""
+
+    messages: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    unkeyed: int = 0
+    errors: int = 0
+    orders: int = 0
+    per_topic: dict[str, int] = field(default_factory=dict)
+    pacing: str = ""
+    ticks: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "messagesPerSecond": round(self.rate, 1),
+            "orders": self.orders,
+            "unkeyed": self.unkeyed,
+            "deliveryErrors": self.errors,
+            "perTopic": dict(sorted(self.per_topic.items())),
+            "pacing": self.pacing,
+            "ticks": self.ticks,
+        }
+
+    def render(self) -> str:
+        return (
+            f"replayed {self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
+            f"{self.rate:,.0f} msg/s ({self.pacing}); {self.orders:,} orders, {self.unkeyed:,} without key, "
+            f"{self.errors:,} delivery errors"
+        )
+
+
+def key_and_time(raw: bytes) -> tuple[bytes | None, int | None]:
+    """orderNo (UTF-8) and appTime (epoch ms) of a raw message; None for what is absent or invalid."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, None
+    if type(obj) is not dict:
+        return None, None
+    order_no = obj.get("orderNo")
+    key = order_no.encode() if type(order_no) is str else None
+    text = obj.get("appTime")
+    return key, (app_time_ms(text) if type(text) is str and _TIME_MATCH(text) else None)
+
+
+def read_file(path: Path, kind: Kind, rank: int) -> Iterator[TraceLine]:
+    """The lines of one trace file (without newline; a blank line is a message too, except a last empty one)."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ReplayError(f"cannot read {path}: {exc.strerror}") from exc
+    with handle:
+        for index, line in enumerate(handle):
+            raw = line[:-1] if line.endswith(b"\n") else line
+            key, time_ms = key_and_time(raw)
+            yield TraceLine(time_ms, rank, index, kind, raw, key)
+
+
+def merge(streams: Iterable[Iterator[TraceLine]]) -> Iterator[TraceLine]:
+    """Merge per-file streams by (appTime, rank, line).
+
+    A line without a valid appTime sorts with its file's previous valid time (it keeps
+    its place in the file); heapq.merge keeps each file's own order in any case.
+    """
+
+    def keyed(stream: Iterator[TraceLine]) -> Iterator[tuple[tuple[int, int, int], TraceLine]]:
+        last = -1
+        for line in stream:
+            last = line.time_ms if line.time_ms is not None else last
+            yield (last, line.rank, line.index), line
+
+    for _, line in heapq.merge(*(keyed(s) for s in streams), key=lambda pair: pair[0]):
+        yield line
+
+
+def trace_files(trace: Path) -> list[tuple[Kind, Path]]:
+    if not trace.is_dir():
+        raise ReplayError(f"trace directory not found: {trace}")
+    present = [(kind, trace / name) for kind, name in TRACE_FILES if (trace / name).exists()]
+    if not present:
+        raise ReplayError(f"no trace files in {trace} (expected orders.jsonl, payments.jsonl, waybills.jsonl)")
+    return present
+
+
+def count_lines(path: Path) -> int:
+    """Messages in a file: newlines, plus one for a last line without a newline."""
+    count, last = 0, b"\n"
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def order_rate_pacing(orders_per_s: float, messages: int, orders: int) -> Pacing:
+    """`--order-rate`: the message rate that offers `orders_per_s` orders/s on average."""
+    return Pacing("rate", orders_per_s * messages / max(orders, 1))
+
+
+def _topics(settings: Settings) -> dict[Kind, str]:
+    return {"order": settings.topic_orders, "payment": settings.topic_payments, "waybill": settings.topic_waybills}
+
+
+class _Clock:
+    """Sleeps until a message is due, serving delivery callbacks meanwhile."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+        self.start = time.perf_counter()
+
+    def wait(self, due: float | None) -> None:
+        if due is None:
+            return
+        while (ahead := self.start + due - time.perf_counter()) > 0.0005:
+            self.producer.poll(min(ahead, 0.05))
+
+
+def replay(
+    trace: Path,
+    settings: Settings,
+    pacing: Pacing | None = None,
+    *,
+    order_rate: float | None = None,
+    times_path: Path | None = None,
+    progress: bool = False,
+    flush_ticks_ms: int | None = None,
+) -> ReplaySummary:
+    """Produce every line of `trace` once; return the summary. Raises ReplayError."""
+    present = trace_files(trace)
+    total = sum(count_lines(path) for _, path in present)
+    orders = next((count_lines(path) for kind, path in present if kind == "order"), 0)
+    if order_rate is not None:
+        pacing = order_rate_pacing(order_rate, total, orders)
+    pacing = pacing or Pacing()
+    summary = ReplaySummary(pacing=pacing.describe())
+    errors: list[KafkaError] = []
+
+    def on_error(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            errors.append(err)
+
+    config: dict[str, Any] = {**producer_config(settings), "delivery.report.only.error": True, "on_delivery": on_error}
+    producer = Producer(config)
+    last_time: dict[bytes, int] = {}
+    bar = Progress(total, "clearance replay", enabled=progress)
+    clock = _Clock(producer)
+    topics = _topics(settings)
+    stream = merge(read_file(path, kind, rank) for rank, (kind, path) in enumerate(present))
+    first_ms: int | None = None
+    trace_ms = 0
+    for i, line in enumerate(stream):
+        if line.time_ms is not None:
+            first_ms = line.time_ms if first_ms is None else first_ms
+            trace_ms = max(trace_ms, line.time_ms)
+        clock.wait(pacing.due(i, trace_ms, first_ms if first_ms is not None else trace_ms))
+        now_ms = time.time_ns() // 1_000_000
+        _produce(producer, topics[line.kind], line.raw, line.key, now_ms)
+        if line.key is None:
+            summary.unkeyed += 1
+        else:
+            last_time[line.key] = now_ms
+        summary.messages += 1
+        summary.bytes += len(line.raw)
+        summary.per_topic[topics[line.kind]] = summary.per_topic.get(topics[line.kind], 0) + 1
+        if i % 1024 == 0:
+            producer.poll(0)
+            bar.update(i)
+    if flush_ticks_ms is not None:
+        summary.ticks = produce_ticks(producer, settings, max(trace_ms, 0) + flush_ticks_ms)
+    _flush(producer)
+    summary.seconds = time.perf_counter() - clock.start
+    summary.errors = len(errors)
+    summary.orders = len(last_time)
+    bar.close(summary.messages)
+    if times_path is not None:
+        write_times(times_path, last_time)
+    return summary
+
+
+def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
+    """One tick per partition of the tick topic, `{"eventTime": ms}`: event time moves past every window."""
+    value = orjson.dumps({"eventTime": event_ms})
+    for partition in range(settings.partitions):
+        _produce(producer, settings.topic_ticks, value, None, time.time_ns() // 1_000_000, partition)
+    return settings.partitions
+
+
+def _produce(
+    producer: Producer, topic: str, value: bytes, key: bytes | None, now_ms: int, partition: int | None = None
+) -> None:
+    extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, timestamp=now_ms, **extra)
+            return
+        except BufferError:
+            producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+
+def _flush(producer: Producer) -> None:
+    remaining = producer.flush(120)
+    if remaining:
+        raise ReplayError(f"{remaining} messages still undelivered after 120 s")
+
+
+def write_times(path: Path, last_time: dict[bytes, int]) -> None:
+    """`orderNo,produce_ms` per order: the produce time of its last document."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["orderNo", "produce_ms"])
+        writer.writerows((key.decode(errors="replace"), ms) for key, ms in last_time.items())
+
+
+def read_times(path: Path) -> dict[str, int]:
+    """The inverse of `write_times`."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = csv.reader(handle)
+        next(rows, None)
+        return {row[0]: int(row[1]) for row in rows}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearance replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("trace", type=Path, help="trace directory (orders/payments/waybills.jsonl)")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, help="messages per second")
+    pace.add_argument("--order-rate", type=float, help="orders per second (messages scaled by the trace's ratio)")
+    pace.add_argument("--speedup", type=float, help="replay the trace's appTime clock X times faster")
+    parser.add_argument("--times", type=Path, help="write orderNo,produce_ms of each order's last document (CSV)")
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default KAFKA_BOOTSTRAP or 127.0.0.1:9092)")
+    parser.add_argument(
+        "--flush-ticks",
+        type=float,
+        metavar="HOURS",
+        nargs="?",
+        const=-1.0,
+        help="after the trace, one tick per tick-topic partition at the last appTime + HOURS "
+        "(default: window + retention + 1 h), so every window closes",
+    )
+    parser.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="bar on stderr")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def cli(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("rate", "order_rate", "speedup"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    try:
+        settings = Settings.from_env().with_overrides(bootstrap=args.bootstrap)
+    except ValueError as exc:
+        print(f"clearance replay: {exc}", file=sys.stderr)
+        return 2
+    pacing = Pacing("rate", args.rate) if args.rate else Pacing("speedup", args.speedup) if args.speedup else None
+    ticks_ms = None
+    if args.flush_ticks is not None:
+        hours = args.flush_ticks if args.flush_ticks >= 0 else settings.window_hours + settings.retention_days * 24 + 1
+        ticks_ms = int(hours * 3_600_000)
+    show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
+    try:
+        summary = replay(
+            args.trace,
+            settings,
+            pacing,
+            order_rate=args.order_rate,
+            times_path=args.times,
+            progress=show,
+            flush_ticks_ms=ticks_ms,
+        )
+    except ReplayError as exc:
+        print(f"clearance replay: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(summary.as_dict()).decode() if args.json else summary.render())
+    return 1 if summary.errors else 0

@@ -1,0 +1,280 @@
+"""End-to-end measurement on Kafka: declarations out, latency, lag, RSS and state size.
+
+`Collector` consumes the matched and flagged topics from the start (a thread; the
+consume loop waits in librdkafka, outside the GIL) and keeps, per declaration, its
+Kafka timestamp (the worker's producer CreateTime), its orderNo and whether it is a
+window-close (MISSING_*) declaration. `Sampler` records once a second the worker
+group's consumer lag on the input topics (committed offsets vs high watermarks,
+via AdminClient), the declarations seen so far, the workers' RSS and the size of
+their data dirs. Latency = declaration timestamp - produce time of the order's last
+document (agents.replay records that, equal to the input message's CreateTime).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # exported, untyped
+
+from agents.settings import Settings
+
+_MISSING = ("MISSING_ORDER", "MISSING_PAYMENT", "MISSING_WAYBILL")
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Collector(threading.Thread):
+    """Reads every declaration on the matched and flagged topics until `stop()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="collector", daemon=True)
+        self.settings = settings
+        self.timestamps: list[int] = []
+        self.order_nos: list[str] = []
+        self.window_closed: list[bool] = []
+        self.declaration_ids: set[str] = set()
+        self._stop_event = threading.Event()
+        self._ready = threading.Event()
+
+    @property
+    def count(self) -> int:
+        return len(self.timestamps)
+
+    def run(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.bootstrap,
+                "group.id": f"bench-collector-{os.getpid()}-{id(self)}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        topics = (self.settings.topic_matched, self.settings.topic_flagged)
+        consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(self.settings.partitions)])
+        self._ready.set()
+        try:
+            while not self._stop_event.is_set():
+                for msg in consumer.consume(5000, timeout=0.2):
+                    if msg.error() is not None:
+                        continue
+                    self._take(msg.timestamp()[1], msg.value() or b"")
+        finally:
+            consumer.close()
+
+    def _take(self, timestamp: int, value: bytes) -> None:
+        try:
+            record = orjson.loads(value)
+            order_no, reasons = str(record.get("orderNo")), record.get("reasons") or []
+            self.declaration_ids.add(f"{record.get('declarationId')}/{record.get('status')}")
+        except (orjson.JSONDecodeError, AttributeError):
+            order_no, reasons = "", []
+        self.order_nos.append(order_no)
+        self.window_closed.append(any(r in _MISSING for r in reasons))
+        self.timestamps.append(timestamp)  # last: `count` only grows once the row is whole
+
+    def wait_ready(self) -> None:
+        self._ready.wait(30)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+    def wait_for(self, expected: int, timeout: float, *, idle: float = 0.0) -> bool:
+        """Block until `expected` declarations arrived (then `idle` s more); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.count < expected:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        time.sleep(idle)
+        return True
+
+
+def vm_kb(pid: int, field_name: str) -> int:
+    """A /proc/PID/status field in kB (VmHWM: peak RSS, VmRSS: current); 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def du_bytes(path: Path) -> int:
+    """Disk usage of a directory tree (allocated blocks, as `du`)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue  # RocksDB removed it meanwhile
+    return total
+
+
+@dataclass
+class Sample:
+    t_ms: int
+    lag: int
+    declarations: int
+    rss_kb: int
+    state_bytes: int
+    windows_open: int = -1
+
+
+@dataclass(eq=False)
+class Sampler(threading.Thread):
+    """Once a second: group lag, declarations so far, workers' RSS, state size."""
+
+    settings: Settings
+    group: str
+    collector: Collector | None
+    pids: Sequence[int] = ()
+    data_dirs: Sequence[Path] = ()
+    metric_urls: Sequence[str] = ()
+    interval: float = 1.0
+    samples: list[Sample] = field(default_factory=list)
+    peak_hwm_kb: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        threading.Thread.__init__(self, name="sampler", daemon=True)
+        self._stop_event = threading.Event()
+        self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap})
+        self._partitions = [
+            TopicPartition(t, p) for t in self.settings.input_topics for p in range(self.settings.partitions)
+        ]
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> Sample:
+        for pid in self.pids:
+            self.peak_hwm_kb[pid] = max(self.peak_hwm_kb.get(pid, 0), vm_kb(pid, "VmHWM"))
+        sample = Sample(
+            t_ms=now_ms(),
+            lag=self.lag(),
+            declarations=self.collector.count if self.collector else 0,
+            rss_kb=sum(vm_kb(pid, "VmRSS") for pid in self.pids),
+            state_bytes=sum(du_bytes(d) for d in self.data_dirs),
+            windows_open=self.windows_open(),
+        )
+        self.samples.append(sample)
+        return sample
+
+    def windows_open(self) -> int:
+        """Sum of the workers' `clearance_windows_open` gauges (/metrics); -1 if any is unreadable."""
+        total = 0
+        for url in self.metric_urls:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own localhost URL
+                    text = answer.read().decode()
+            except (urllib.error.URLError, OSError):
+                return -1
+            for line in text.splitlines():
+                if line.startswith("clearance_windows_open"):
+                    total += int(float(line.split()[-1]))
+        return total
+
+    def lag(self) -> int:
+        """Sum over the input partitions of high watermark - committed offset (-1 if unknown)."""
+        try:
+            request = [ConsumerGroupTopicPartitions(self.group, list(self._partitions))]
+            committed = self._admin.list_consumer_group_offsets(request)[self.group].result(timeout=5)
+            ends = self._admin.list_offsets({tp: OffsetSpec.latest() for tp in self._partitions}, request_timeout=5)  # type: ignore[no-untyped-call]
+            high = {(tp.topic, tp.partition): future.result().offset for tp, future in ends.items()}
+        except KafkaException:
+            return -1
+        total = 0
+        for tp in committed.topic_partitions:
+            end = high.get((tp.topic, tp.partition), 0)
+            total += end - (tp.offset if tp.offset >= 0 else 0)
+        return total
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(10)
+
+
+def percentiles(values: Iterable[float]) -> dict[str, float | int]:
+    """count, p50, p95, p99, max and mean (numpy, linear interpolation), rounded to 0.1."""
+    array = np.fromiter(values, dtype=np.float64)
+    if array.size == 0:
+        return {"count": 0}
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {
+        "count": int(array.size),
+        "p50": round(float(p50), 1),
+        "p95": round(float(p95), 1),
+        "p99": round(float(p99), 1),
+        "max": round(float(array.max()), 1),
+        "mean": round(float(array.mean()), 1),
+    }
+
+
+def latencies(collector: Collector, produced: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(declaration timestamp, latency ms) of every decided-on-completion declaration with a known produce time.
+
+    Window-close declarations (MISSING_*) are left out: they wait for event time, by design.
+    Only the first declaration per order counts (a REVIEW after the decision is a later record).
+    """
+    seen: set[str] = set()
+    stamps: list[int] = []
+    values: list[int] = []
+    for ts, order_no, closed in zip(collector.timestamps, collector.order_nos, collector.window_closed, strict=False):
+        if closed or order_no in seen or order_no not in produced:
+            continue
+        seen.add(order_no)
+        stamps.append(ts)
+        values.append(ts - produced[order_no])
+    return np.asarray(stamps, dtype=np.int64), np.asarray(values, dtype=np.int64)
+
+
+def per_second(stamps: np.ndarray, start_ms: int) -> list[list[float]]:
+    """[[second, count], ...] of a timestamp array, from `start_ms`."""
+    if stamps.size == 0:
+        return []
+    seconds = (stamps - start_ms) // 1000
+    counts = np.bincount(seconds - seconds.min())
+    return [[float(seconds.min() + i), int(c)] for i, c in enumerate(counts)]
+
+
+def latency_series(stamps: np.ndarray, values: np.ndarray, start_ms: int) -> list[list[float]]:
+    """[[second, p50, p99], ...] of latencies by the second their declaration was published."""
+    if stamps.size == 0:
+        return []
+    seconds = (stamps - start_ms) // 1000
+    rows: list[list[float]] = []
+    for second in np.unique(seconds):
+        chunk = values[seconds == second]
+        p50, p99 = np.percentile(chunk, [50, 99])
+        rows.append([float(second), round(float(p50), 1), round(float(p99), 1)])
+    return rows
+
+
+def samples_dict(samples: Sequence[Sample], start_ms: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "t": round((s.t_ms - start_ms) / 1000, 1),
+            "lag": s.lag,
+            "declarations": s.declarations,
+            "rssMB": round(s.rss_kb / 1024, 1),
+            "stateMB": round(s.state_bytes / 1e6, 2),
+            "windowsOpen": s.windows_open,
+        }
+        for s in samples
+    ]

@@ -1,0 +1,161 @@
+"""Benchmark output: ratios to the raw limit, the JSON summary, a PNG plot and the RESULTS.md table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.machine import one_line
+
+GOAL_EVENTS = 20_000.0
+GOAL_P99_MS = 100.0
+_TABLE_START = "<!-- bench-table:start -->"
+_TABLE_END = "<!-- bench-table:end -->"
+_TITLES = {
+    "a": "raw limit (consume + orjson.loads)",
+    "b": "embedded runner",
+    "c": "1 worker, pre-loaded",
+    "d": "2 workers, pre-loaded",
+    "e": "1 worker, fixed offered rate",
+}
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """Each case's events/s as a ratio to the raw limit of the same run."""
+    raw = results["cases"].get("a", {}).get("eventsPerSecond")
+    for case in results["cases"].values():
+        rate = case.get("eventsPerSecond")
+        if raw and rate:
+            case["ratioToRaw"] = round(rate / raw, 4)
+
+
+def brief(case: dict[str, Any]) -> str:
+    parts = [case.get("status", "ok")]
+    if "eventsPerSecond" in case:
+        parts.append(f"{case['eventsPerSecond']:,.0f} events/s")
+    if "latencyMs" in case and case["latencyMs"].get("count"):
+        lat = case["latencyMs"]
+        parts.append(f"latency p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms")
+    return ", ".join(parts)
+
+
+def _goals(cases: dict[str, Any]) -> list[str]:
+    lines = []
+    c = cases.get("c", {})
+    if "eventsPerSecond" in c:
+        verdict = "met" if c["eventsPerSecond"] >= GOAL_EVENTS else "NOT met"
+        lines.append(f"one worker >= 20,000 events/s: {verdict} ({c['eventsPerSecond']:,.0f})")
+    e = cases.get("e", {})
+    if e.get("latencyMs", {}).get("count"):
+        p99 = e["latencyMs"]["p99"]
+        verdict = "met" if p99 < GOAL_P99_MS else "NOT met"
+        lines.append(f"p99 < 100 ms at {e.get('offeredOrderRate', 0):,.0f} orders/s: {verdict} ({p99} ms)")
+    flush = c.get("afterFlush")
+    if flush:
+        lines.append(
+            f"state after windows close: {flush['windowsOpen']} open windows, {flush['stateMB']} MB on disk "
+            f"(before: {c.get('windowsOpenBeforeFlush')} open, {c.get('stateBeforeFlushMB')} MB)"
+        )
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [one_line(results["machine"]), f"trace: {results['parameters']}"]
+    for name, case in results["cases"].items():
+        ratio = f" ({case['ratioToRaw']:.3f} x raw)" if "ratioToRaw" in case else ""
+        lines.append(f"  {name} {_TITLES[name]:<36} {brief(case)}{ratio}")
+    lines += ["goals:"] + [f"  {line}" for line in _goals(results["cases"])]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> Path | None:
+    """Declarations/s, latency and consumer lag over time for the worker cases."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workers = {n: c for n, c in results["cases"].items() if c.get("throughputSeries") or c.get("samples")}
+    if not workers:
+        return None
+    fig, (top, mid, low) = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    for name, case in workers.items():
+        series = case.get("throughputSeries") or []
+        if series:
+            top.plot([s[0] for s in series], [s[1] for s in series], label=f"{name}: {_TITLES[name]}")
+        samples = case.get("samples") or []
+        if samples:
+            low.plot([s["t"] for s in samples], [max(s["lag"], 0) for s in samples], label=name)
+        lat = case.get("latencySeries") or []
+        if lat:
+            mid.plot([s[0] for s in lat], [s[1] for s in lat], label=f"{name} p50")
+            mid.plot([s[0] for s in lat], [s[2] for s in lat], label=f"{name} p99")
+    top.set_ylabel("declarations/s")
+    mid.set_ylabel("latency (ms)")
+    mid.axhline(GOAL_P99_MS, color="grey", linestyle="--", linewidth=0.8)
+    low.set_ylabel("consumer lag (messages)")
+    low.set_xlabel("seconds since the worker started (e: since the replay started)")
+    for axis in (top, mid, low):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    fig.suptitle(f"clearance bench {results['timestamp']}: {results['parameters']['orders']:,} orders")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _row(results: dict[str, Any], json_path: Path) -> str:
+    cases = results["cases"]
+
+    def rate(name: str) -> str:
+        case = cases.get(name)
+        if case is None:
+            return "-"
+        if "eventsPerSecond" not in case:
+            return str(case.get("status", "-")).split(":")[0]
+        ratio = f" ({case['ratioToRaw']:.2f})" if "ratioToRaw" in case and name != "a" else ""
+        return f"{case['eventsPerSecond']:,.0f}{ratio}"
+
+    lat = cases.get("e", {}).get("latencyMs", {})
+    latency = f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} / {lat['max']:.0f}" if lat.get("count") else "-"
+    rss = cases.get("c", {}).get("peakRssMB", {})
+    state = cases.get("c", {}).get("afterFlush", {})
+    m = results["machine"]
+    return (
+        f"| {results['timestamp'][:16]} | {m['nproc']} x {m['cpu']}, {m['ramGB']} GB, Py {m['python']}, "
+        f"Kafka {m['kafka']} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "
+        f"| {rate('a')} | {rate('b')} | {rate('c')} | {rate('d')} | {latency} "
+        f"| {max(rss.values()) if rss else '-'} | {state.get('windowsOpen', '-')} | {json_path.name} |"
+    )
+
+
+_HEADER = """| run (UTC) | machine | orders / messages | a raw events/s | b embedded (x raw) | c 1 worker (x raw) \
+| d 2 workers (x raw) | e latency p50/p95/p99/max ms | c peak RSS MB | c open windows after flush | file |
+|---|---|---|---|---|---|---|---|---|---|---|"""
+
+
+def update_table(md: Path, results: dict[str, Any], json_path: Path, png: Path | None) -> None:
+    """Append this run's row to the table in RESULTS.md (created on first use)."""
+    text = md.read_text(encoding="utf-8") if md.exists() else _INTRO
+    if _TABLE_START not in text:
+        text += f"\n{_TABLE_START}\n{_HEADER}\n{_TABLE_END}\n"
+    head, rest = text.split(_TABLE_START, 1)
+    table, tail = rest.split(_TABLE_END, 1)
+    table = table.rstrip("\n") + "\n" + _row(results, json_path) + "\n"
+    md.write_text(head + _TABLE_START + table + _TABLE_END + tail, encoding="utf-8")
+
+
+_INTRO = """# Benchmark results
+
+`clearance bench` (or `.venv/bin/python -m benchmarks.suite`) runs every case on the local
+broker and appends one row here; the full figures, time series and machine description are in
+`benchmarks/results/<timestamp>.json`, the plot next to it. Events/s = input messages (orders,
+payments, waybills, invalid lines included) per second; `(x raw)` = ratio to case a of the same run.
+Workers: from process start to the last declaration decided on completion (Faust start-up
+included). Latency (case e) = Kafka timestamp of the declaration - produce time of the order's last
+document, for declarations decided on completion (window-close MISSING_* ones wait for event time
+by design). Goals: one worker >= 20,000 events/s; p99 < 100 ms at 3,000 orders/s; state returns
+to near empty once windows close (open windows after the flush ticks).
+"""

@@ -1,0 +1,198 @@
+"""Cases c, d, e: Faust workers on Kafka, measured end to end.
+
+Phase 1: the workers process the input (pre-loaded, or replayed at a fixed offered
+rate while they run) until every declaration that is decided on completion is out.
+Phase 2: one tick per partition moves event time past every window and the
+retention of decided orders; the window-close (MISSING_*) declarations follow and
+the join state should empty. Ticks are sent only after phase 1 because Faust
+interleaves the tick topic with the input topics freely: a tick read early would
+close windows of documents still queued.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Producer
+
+from agents.kafka_config import producer_config
+from agents.replay import merge, produce_ticks, read_file, read_times, trace_files
+from agents.settings import Settings
+from agents.topics import ensure_topics
+from benchmarks.measure import (
+    Collector,
+    Sampler,
+    du_bytes,
+    latencies,
+    latency_series,
+    now_ms,
+    per_second,
+    percentiles,
+    samples_dict,
+    vm_kb,
+)
+from benchmarks.workers import ROOT, Worker, settings_env, start_worker
+
+
+@dataclass
+class TraceInfo:
+    messages: int
+    orders: int
+    last_app_ms: int
+    expected_complete: int = 0
+    expected_total: int = 0
+
+    @classmethod
+    def scan(cls, trace: Path) -> TraceInfo:
+        present = trace_files(trace)
+        messages, orders, last = 0, set(), 0
+        for line in merge(read_file(path, kind, rank) for rank, (kind, path) in enumerate(present)):
+            messages += 1
+            if line.key is not None:
+                orders.add(line.key)
+            last = max(last, line.time_ms or 0)
+        return cls(messages, len(orders), last)
+
+
+def _wait(collector: Collector, expected: int, *, stall: float, timeout: float) -> bool:
+    """Until `expected` declarations, or no new one for `stall` s, or `timeout`; True if complete."""
+    deadline = time.monotonic() + timeout
+    last_count, last_change = -1, time.monotonic()
+    while collector.count < expected:
+        now = time.monotonic()
+        if collector.count != last_count:
+            last_count, last_change = collector.count, now
+        if now - last_change > stall or now > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _replay_process(settings: Settings, trace: Path, order_rate: float, times: Path) -> subprocess.Popen[bytes]:
+    env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "agents.cli", "replay", str(trace), "--order-rate", str(order_rate)]
+    command += ["--times", str(times), "--json", "--progress", "never"]
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: S603
+
+
+def worker_case(
+    settings: Settings,
+    trace: Path,
+    info: TraceInfo,
+    work: Path,
+    *,
+    workers: int,
+    order_rate: float | None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    collector = Collector(settings)
+    collector.start()
+    collector.wait_ready()
+    started: list[Worker] = []
+    for i in range(workers):
+        own = settings.with_overrides(data_dir=str(work / f"worker-{i}"), web_port=16066 + i)
+        started.append(start_worker(own, work / f"worker-{i}.log", profile=profile if i == 0 else None))
+    t0 = started[0].started_ms
+    sampler = Sampler(
+        settings,
+        settings.app_id,
+        collector,
+        pids=[w.pid for w in started],
+        data_dirs=[Path(w.settings.data_dir) for w in started],
+        metric_urls=[f"http://127.0.0.1:{w.settings.web_port}/metrics" for w in started],
+    )
+    sampler.start()
+    result: dict[str, Any] = {"workers": workers}
+    try:
+        replayed = None
+        if order_rate is not None:
+            if not all(w.ready() for w in started):
+                raise RuntimeError(f"worker not ready; see {started[0].log}")
+            t0 = now_ms()
+            times = work / "times.csv"
+            proc = _replay_process(settings, trace, order_rate, times)
+            out, _ = proc.communicate(timeout=3600)
+            replayed = out.decode().strip().splitlines()[-1] if out else ""
+        complete = _wait(collector, info.expected_complete, stall=20, timeout=900)
+        t1_count = collector.count
+        stamps = np.asarray(collector.timestamps[:t1_count], dtype=np.int64)
+        t_last = int(stamps.max()) if stamps.size else now_ms()
+        t_first = int(stamps.min()) if stamps.size else t0
+        seconds = (t_last - t0) / 1000
+        result.update(
+            {
+                "declarations": t1_count,
+                "expectedDeclarations": info.expected_complete,
+                "complete": complete,
+                "seconds": round(seconds, 3),
+                "eventsPerSecond": round(info.messages / seconds, 1) if seconds > 0 else 0.0,
+                "eventsPerSecondAfterFirstOutput": round(info.messages / max((t_last - t_first) / 1000, 1e-3), 1),
+                "declarationsPerSecond": round(t1_count / seconds, 1) if seconds > 0 else 0.0,
+                "startupSeconds": round((t_first - t0) / 1000, 2),
+            }
+        )
+        if replayed:
+            result["replay"] = replayed
+        if order_rate is not None:
+            produced = read_times(work / "times.csv")
+            stamps_l, values = latencies(collector, produced)
+            result["offeredOrderRate"] = order_rate
+            result["latencyMs"] = percentiles(values.tolist())
+            result["latencySeries"] = latency_series(stamps_l, values, t0)
+        result["throughputSeries"] = per_second(stamps, t0)
+        result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)
+        result["windowsOpenBeforeFlush"] = sampler.windows_open()
+        result.update(_flush_phase(settings, info, collector, sampler, started))
+    finally:
+        for w in started:
+            result.setdefault("peakRssMB", {})[str(w.pid)] = round(
+                max(sampler.peak_hwm_kb.get(w.pid, 0), _hwm(w.pid)) / 1024, 1
+            )
+        sampler.stop()
+        codes = [w.stop() for w in started]
+        collector.stop()
+        result["exitCodes"] = codes
+        result["samples"] = samples_dict(sampler.samples, t0)
+    return result
+
+
+def _hwm(pid: int) -> int:
+    return vm_kb(pid, "VmHWM")
+
+
+def _flush_phase(
+    settings: Settings, info: TraceInfo, collector: Collector, sampler: Sampler, started: list[Worker]
+) -> dict[str, Any]:
+    """Ticks past every window and the retention; wait for the window-close declarations and an empty state."""
+    past = int((settings.window_hours + settings.retention_days * 24 + 1) * 3_600_000)
+    producer = Producer(producer_config(settings))
+    produce_ticks(producer, settings, info.last_app_ms + past)
+    producer.flush(30)
+    began = time.monotonic()
+    complete = _wait(collector, info.expected_total, stall=15, timeout=300)
+    windows = -1
+    for _ in range(30):  # the gauge follows the ticks within a few seconds
+        windows = sampler.windows_open()
+        if windows == 0:
+            break
+        time.sleep(1)
+    return {
+        "afterFlush": {
+            "declarations": collector.count,
+            "distinctDeclarations": len(collector.declaration_ids),
+            "distinctOrders": len(set(collector.order_nos)),
+            "expectedDeclarations": info.expected_total,
+            "complete": complete,
+            "seconds": round(time.monotonic() - began, 2),
+            "windowsOpen": windows,
+            "stateMB": round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2),
+        }
+    }

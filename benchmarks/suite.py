@@ -1,0 +1,214 @@
+"""`clearance bench`: the Kafka benchmark suite on the local broker, one command.
+
+Cases, all on one generated trace (`clearance generate --preset peak-hour`):
+  a  raw limit: confluent-kafka consume + orjson.loads of every input message
+  b  the embedded runner (no broker) on the same trace files
+  c  one Faust worker, pre-loaded topics: start it, time until every declaration is out
+  d  two workers (one consumer group), same pre-loaded topics
+  e  one worker at a fixed offered rate (default 3,000 orders/s): end-to-end latency
+Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import fields
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka.admin import AdminClient
+
+from agents.broker import BrokerError, default_home, start_broker
+from agents.broker_files import broker_files
+from agents.embedded import run_trace
+from agents.replay import replay
+from agents.settings import Settings
+from agents.topics import ensure_topics
+from benchmarks import machine, report
+from benchmarks.rawlimit import consume_and_parse
+from benchmarks.runs import TraceInfo, worker_case
+from benchmarks.workers import worker_available
+
+HERE = Path(__file__).resolve().parent
+CASES = "abcde"
+
+
+def _ensure_broker(settings: Settings) -> None:
+    if "KAFKA_BOOTSTRAP" in os.environ:
+        return
+    files = broker_files(default_home(settings), settings.broker_port)
+    if start_broker(files):
+        print(f"started the local broker on {files.bootstrap}", file=sys.stderr)
+
+
+def _trace(work: Path, orders: int, seed: int) -> Path:
+    """A peak-hour trace from `clearance generate`, cached by size and seed."""
+    target = Path(tempfile.gettempdir()) / "clearance-bench" / f"peak-hour-{orders}-{seed}"
+    if not (target / "trace.json").exists():
+        from agents import tracegen
+
+        code = tracegen.cli([str(target), "--preset", "peak-hour", "--orders", str(orders), "--seed", str(seed)])
+        if code != 0:
+            raise RuntimeError(f"clearance generate failed ({code})")
+    return target
+
+
+def _suffixed(base: Settings, run: str, inputs: str, outputs: str, **over: Any) -> Settings:
+    names = {}
+    for f in fields(base):
+        if f.name.startswith("topic_"):
+            group = inputs if f.name in {"topic_orders", "topic_payments", "topic_waybills", "topic_ticks"} else outputs
+            names[f.name] = f"{getattr(base, f.name)}.bench-{run}-{group}"
+    return base.with_overrides(**names, **over)
+
+
+def _case_b(trace: Path, settings: Settings, work: Path) -> dict[str, Any]:
+    summary = run_trace(trace, work / "embedded-out", settings.rules(), state_dir=work / "embedded-state")
+    out = summary.as_dict()
+    return {
+        "eventsPerSecond": out["eventsPerSecond"],
+        "messages": out["messages"],
+        "seconds": out["seconds"],
+        "declarations": out["declarations"],
+        "deadLetters": out["deadLetters"],
+    }
+
+
+def _expected(out_dir: Path) -> tuple[int, int]:
+    """(declarations decided on completion, all declarations) in the embedded runner's output."""
+    complete = total = 0
+    for name in ("matched.jsonl", "flagged.jsonl"):
+        for line in (out_dir / name).read_bytes().splitlines():
+            total += 1
+            complete += not any(r.startswith("MISSING_") for r in orjson.loads(line)["reasons"])
+    return complete, total
+
+
+def _cleanup(settings_list: list[Settings]) -> None:
+    admin = AdminClient({"bootstrap.servers": settings_list[0].bootstrap})
+    prefixes = {s.app_id for s in settings_list}
+    names = {getattr(s, f.name) for s in settings_list for f in fields(s) if f.name.startswith("topic_")}
+    existing = admin.list_topics(timeout=10).topics
+    doomed = [t for t in existing if t in names or any(t.startswith(p) for p in prefixes)]
+    if doomed:
+        for future in admin.delete_topics(doomed, operation_timeout=30).values():
+            future.exception()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clearance bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=2_000, help="orders in the trace (default 2,000)")
+    parser.add_argument("--seed", type=int, default=1111)
+    parser.add_argument("--partitions", type=int, default=12, help="partitions of every topic (default 12)")
+    parser.add_argument("--order-rate", type=float, default=3000.0, help="case e's offered orders/s")
+    parser.add_argument("--cases", default=CASES, help=f"which cases to run (default {CASES})")
+    parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")
+    parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
+    parser.add_argument("--no-table", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark topics and the work directory")
+    return parser
+
+
+def cli(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    run = uuid.uuid4().hex[:6]
+    base = Settings.from_env().with_overrides(partitions=args.partitions, log_level="WARNING")
+    try:
+        _ensure_broker(base)
+    except BrokerError as exc:
+        print(f"clearance bench: no broker: {exc}", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix=f"clearance-bench-{stamp}-"))
+    args.results.mkdir(parents=True, exist_ok=True)
+    trace = _trace(work, args.orders, args.seed)
+    info = TraceInfo.scan(trace)
+    print(f"trace {trace}: {info.messages:,} messages, {info.orders:,} orders", file=sys.stderr)
+
+    loaded = _suffixed(base, run, "in", "a", app_id=f"bench-{run}-a")
+    used = [loaded]
+    results: dict[str, Any] = {
+        "timestamp": started.isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "parameters": {
+            "orders": info.orders,
+            "messages": info.messages,
+            "seed": args.seed,
+            "partitions": args.partitions,
+            "offeredOrderRate": args.order_rate,
+            "cases": args.cases,
+        },
+        "cases": {},
+    }
+    cases: dict[str, dict[str, Any]] = results["cases"]
+
+    def attempt(name: str, body: Callable[[], dict[str, Any]]) -> None:
+        print(f"case {name} ...", file=sys.stderr)
+        began = time.monotonic()
+        try:
+            cases[name] = body()
+        except Exception as exc:  # noqa: BLE001 - one failed case must not lose the others
+            traceback.print_exc()
+            cases[name] = {"status": f"failed: {type(exc).__name__}: {exc}"}
+        cases[name].setdefault("status", "ok")
+        cases[name]["wallSeconds"] = round(time.monotonic() - began, 1)
+        print(f"case {name}: {report.brief(cases[name])}", file=sys.stderr)
+
+    try:
+        needs_load = any(c in args.cases for c in "acd")
+        if needs_load:
+            ensure_topics(loaded)
+            pre = replay(trace, loaded)
+            results["preload"] = pre.as_dict()
+        if "a" in args.cases:
+            attempt("a", lambda: consume_and_parse(loaded, info.messages))
+        attempt("b", lambda: _case_b(trace, base, work))
+        complete, total = _expected(work / "embedded-out") if (work / "embedded-out").exists() else (0, 0)
+        info.expected_complete, info.expected_total = complete, total
+        for name, workers, rate in (("c", 1, None), ("d", 2, None), ("e", 1, args.order_rate)):
+            if name not in args.cases:
+                continue
+            if not worker_available():
+                cases[name] = {"status": "not run: worker not available"}
+                continue
+            if rate is None:
+                settings = _suffixed(base, run, "in", name, app_id=f"bench-{run}-{name}")
+            else:
+                settings = _suffixed(base, run, "e-in", name, app_id=f"bench-{run}-{name}")
+            used.append(settings)
+            profile = args.results / f"{stamp}-profile-{name}.txt" if args.profile and name == "c" else None
+            attempt(
+                name,
+                partial(
+                    worker_case, settings, trace, info, work / name, workers=workers, order_rate=rate, profile=profile
+                ),
+            )
+    finally:
+        if not args.keep:
+            _cleanup(used)
+            shutil.rmtree(work, ignore_errors=True)
+    report.add_ratios(results)
+    json_path = args.results / f"{stamp}.json"
+    json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    png = report.plot(results, args.results / f"{stamp}.png")
+    if not args.no_table:
+        report.update_table(HERE / "RESULTS.md", results, json_path, png)
+    print(report.render(results))
+    print(f"results: {json_path}" + (f", plot {png}" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))
