@@ -69,7 +69,7 @@ class RocksStore:
 
     def __len__(self) -> int:
         self.flush()
-        return sum(1 for _ in self._db.keys())
+        return sum(1 for _ in self._db.keys())  # noqa: SIM118  # Rdict iterates keys only via keys()
 
     def flush(self) -> None:
         if self._pending:

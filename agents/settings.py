@@ -62,6 +62,10 @@ class Settings:
     inspection_seed: str = "clearance"
     positive_list: str = str(DEFAULT_POSITIVE_LIST)
     log_level: str = "INFO"
+    processing_guarantee: str = "at_least_once"
+    tick_seconds: float = 1.0
+    merge_wait_seconds: float = 2.0
+    commit_seconds: float = 1.0
     sasl_password: str = field(default="", repr=False)
 
     @classmethod
@@ -90,6 +94,10 @@ class Settings:
             raise ValueError("CLEARANCE_PARTITIONS must be at least 1")
         if self.window_hours <= 0:
             raise ValueError("CLEARANCE_WINDOW_HOURS must be positive")
+        if self.processing_guarantee not in ("at_least_once", "exactly_once"):
+            raise ValueError("CLEARANCE_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
+        if self.tick_seconds <= 0 or self.commit_seconds <= 0:
+            raise ValueError("CLEARANCE_TICK_SECONDS and CLEARANCE_COMMIT_SECONDS must be positive")
 
     @property
     def input_topics(self) -> tuple[str, str, str]:

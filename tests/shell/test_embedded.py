@@ -58,8 +58,11 @@ def test_every_invalid_message_is_dead_lettered_with_its_bytes(tmp_path: Path) -
         ("clearance.waybills", 4, "packNo"),
         ("clearance.waybills", 5, None),
     ]
-    files = {"clearance.orders": "orders.jsonl", "clearance.payments": "payments.jsonl",
-             "clearance.waybills": "waybills.jsonl"}
+    files = {
+        "clearance.orders": "orders.jsonl",
+        "clearance.payments": "payments.jsonl",
+        "clearance.waybills": "waybills.jsonl",
+    }
     for letter in letters:
         original = (SAMPLE / files[str(letter["sourceTopic"])]).read_bytes().split(b"\n")[int(letter["sourceOffset"])]  # type: ignore[call-overload]
         assert base64.b64decode(str(letter["value"])) == original
@@ -68,7 +71,9 @@ def test_every_invalid_message_is_dead_lettered_with_its_bytes(tmp_path: Path) -
 
 def test_every_input_message_ends_up_in_exactly_one_place(tmp_path: Path) -> None:
     summary = run_trace(SAMPLE, tmp_path, Settings().rules())
-    lines = sum(len((SAMPLE / f).read_bytes().splitlines()) for f in ("orders.jsonl", "payments.jsonl", "waybills.jsonl"))
+    lines = sum(
+        len((SAMPLE / f).read_bytes().splitlines()) for f in ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
+    )
     assert summary.messages == lines
 
 
@@ -114,8 +119,21 @@ def test_a_directory_in_place_of_a_file_is_a_one_line_error(tmp_path: Path, caps
 
 def test_command_line_prints_a_summary(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "agents.cli", "run", "--input", str(SAMPLE), "--output", str(tmp_path), "--regime", "2016"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "run",
+            "--input",
+            str(SAMPLE),
+            "--output",
+            str(tmp_path),
+            "--regime",
+            "2016",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "declarations" in proc.stdout and "events/s" in proc.stdout
     summary = orjson.loads((tmp_path / "summary.json").read_bytes())

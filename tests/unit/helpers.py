@@ -19,7 +19,11 @@ def records(o: dict[str, Any], p: dict[str, Any], w: dict[str, Any]) -> tuple[Or
     return parse_order(docs.raw(o)), parse_payment(docs.raw(p)), parse_waybill(docs.raw(w))
 
 
-def reasons(o: dict[str, Any] | None = None, p: dict[str, Any] | None = None, w: dict[str, Any] | None = None,
-            config: RulesConfig = CONFIG) -> tuple[str, ...]:
+def reasons(
+    o: dict[str, Any] | None = None,
+    p: dict[str, Any] | None = None,
+    w: dict[str, Any] | None = None,
+    config: RulesConfig = CONFIG,
+) -> tuple[str, ...]:
     order, payment, waybill = records(o or docs.order(), p or docs.payment(), w or docs.waybill())
     return evaluate(compare(order, payment, waybill, config))
