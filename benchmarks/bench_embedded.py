@@ -1,0 +1,163 @@
+"""The embedded runner on a generated 11.11 trace: events/s, peak memory, and the ratio
+to a raw read-and-parse loop (orjson over the same files) measured in the same run.
+
+    .venv/bin/python -m benchmarks.bench_embedded [--orders 1000000] [--profile]
+
+Writes benchmarks/results/embedded-<UTC>.json and updates the table in
+benchmarks/RESULTS.md. The runner runs in a child process, so its peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.machine import describe, one_line
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MD = ROOT / "benchmarks" / "RESULTS.md"
+FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
+CLI = [sys.executable, "-m", "agents.cli"]
+
+
+def generate(trace: Path, orders: int, seed: int) -> float:
+    if (trace / "labels.jsonl").exists():
+        return 0.0
+    started = time.perf_counter()
+    subprocess.run(
+        [*CLI, "generate", str(trace), "--preset", "peak-hour", "--orders", str(orders), "--seed", str(seed)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def raw_loop(trace: Path) -> dict[str, Any]:
+    """Read every line of the three files and orjson.loads it: the floor of any Python pipeline."""
+    started = time.perf_counter()
+    count = 0
+    for name in FILES:
+        with (trace / name).open("rb") as handle:
+            for line in handle:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    orjson.loads(line)
+                count += 1
+    seconds = time.perf_counter() - started
+    return {"messages": count, "seconds": round(seconds, 3), "eventsPerSecond": round(count / seconds, 1)}
+
+
+def runner(trace: Path, out: Path, extra: list[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*CLI, "run", "--input", str(trace), "--output", str(out), "--progress", "never", "--quiet", *extra]
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"clearance run failed with status {status}")
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    return {
+        "messages": summary["messages"],
+        "seconds": summary["seconds"],
+        "wallSecondsWithStartup": round(seconds, 3),
+        "eventsPerSecond": summary["eventsPerSecond"],
+        "peakRssMB": round(usage.ru_maxrss / 1024, 1),
+        "cpuSeconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "declarations": summary["declarations"],
+        "deadLetters": summary["deadLetters"],
+    }
+
+
+def profile(trace: Path, out: Path, stamp: str) -> Path:
+    path = RESULTS / f"embedded-{stamp}-profile.txt"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyinstrument",
+            "-r",
+            "text",
+            "-o",
+            str(path),
+            "-m",
+            "agents.cli",
+            "run",
+            "--input",
+            str(trace),
+            "--output",
+            str(out),
+            "--progress",
+            "never",
+            "--quiet",
+        ],
+        check=True,
+    )
+    return path
+
+
+def update_table(results: dict[str, Any], json_path: Path) -> None:
+    raw, rocks, memory = results["raw"], results["rocksdict"], results["memory"]
+    row = (
+        f"| {results['startedAt'][:16]} | {one_line(results['machine'])} | {results['orders']:,} / {raw['messages']:,} "
+        f"| {raw['eventsPerSecond']:,.0f} | {rocks['eventsPerSecond']:,.0f} ({results['ratioToRaw']:.3f}) "
+        f"| {memory['eventsPerSecond']:,.0f} | {rocks['peakRssMB']:,.0f} | {json_path.name} |"
+    )
+    start, end = "<!-- embedded-table:start -->", "<!-- embedded-table:end -->"
+    header = (
+        "| run (UTC) | machine | orders / messages | raw read+parse events/s | embedded rocksdict events/s (x raw) "
+        "| embedded memory-store events/s | peak RSS MB | file |\n|---|---|---|---|---|---|---|---|"
+    )
+    text = MD.read_text(encoding="utf-8") if MD.exists() else "# Benchmark results\n"
+    if start not in text:
+        text += f"\n## Embedded runner (`python -m benchmarks.bench_embedded`)\n\n{start}\n{header}\n{end}\n"
+    head, rest = text.split(start, 1)
+    table, tail = rest.split(end, 1)
+    lines = [line for line in table.strip().splitlines() if line]
+    MD.write_text(f"{head}{start}\n" + "\n".join([*lines, row]) + f"\n{end}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--trace", type=Path, help="trace directory (generated there if absent)")
+    parser.add_argument("--profile", action="store_true", help="also profile one run with pyinstrument")
+    args = parser.parse_args(argv)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    scratch = Path(tempfile.gettempdir())
+    trace = args.trace or scratch / f"clearance-bench-{args.orders}-{args.seed}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    gen_seconds = generate(trace, args.orders, args.seed)
+    out = scratch / f"clearance-bench-out-{stamp}"
+    results: dict[str, Any] = {
+        "startedAt": datetime.now(UTC).isoformat(),
+        "machine": describe(),
+        "orders": args.orders,
+        "generateSeconds": round(gen_seconds, 2),
+        "raw": raw_loop(trace),
+        "rocksdict": runner(trace, out / "rocks", []),
+        "memory": runner(trace, out / "memory", ["--memory"]),
+    }
+    results["ratioToRaw"] = round(results["rocksdict"]["eventsPerSecond"] / results["raw"]["eventsPerSecond"], 4)
+    if args.profile:
+        results["profile"] = str(profile(trace, out / "profile", stamp).relative_to(ROOT))
+    json_path = RESULTS / f"embedded-{stamp}.json"
+    json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    update_table(results, json_path)
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
