@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -40,9 +41,7 @@ def load_object(raw: bytes) -> Obj:
     return obj
 
 
-def parse_order(raw: bytes) -> Order:
-    """Parse a CEB311 order."""
-    obj = load_object(raw)
+def _checked_order(obj: Obj) -> Order:
     app_type, app_time, ms = _common(obj)
     return Order(
         guid=_guid(obj),
@@ -72,9 +71,7 @@ def parse_order(raw: bytes) -> Order:
     )
 
 
-def parse_payment(raw: bytes) -> Payment:
-    """Parse a CEB411 payment."""
-    obj = load_object(raw)
+def _checked_payment(obj: Obj) -> Payment:
     app_type, app_time, ms = _common(obj)
     return Payment(
         guid=_guid(obj),
@@ -94,9 +91,7 @@ def parse_payment(raw: bytes) -> Payment:
     )
 
 
-def parse_waybill(raw: bytes) -> Waybill:
-    """Parse a CEB511 waybill."""
-    obj = load_object(raw)
+def _checked_waybill(obj: Obj) -> Waybill:
     app_type, app_time, ms = _common(obj)
     return Waybill(
         guid=_guid(obj),
@@ -115,6 +110,217 @@ def parse_waybill(raw: bytes) -> Waybill:
         consignee_telephone=_text(obj, "consigneeTelephone"),
         consignee_address=_text(obj, "consigneeAddress"),
     )
+
+
+# The fast path. Every parser first tries a straight-line check of the common case (all
+# fields present with the right types) using C-level helpers (itemgetter, map, set); on
+# any doubt it falls back to the field-by-field `_checked_*` parser, which either
+# returns the same record or raises the precise InvalidRecord. So the fast path can
+# only be faster, never more lenient: it accepts a subset of what the checked path does.
+_STR = {str}
+_ORDER_TEXT = itemgetter(
+    "guid",
+    "orderNo",
+    "ebpCode",
+    "ebcCode",
+    "currency",
+    "buyerRegNo",
+    "buyerName",
+    "buyerIdType",
+    "buyerIdNumber",
+    "buyerTelephone",
+    "consignee",
+    "consigneeTelephone",
+    "consigneeAddress",
+    "appTime",
+)
+_ORDER_MONEY = itemgetter("goodsValue", "freight", "discount", "taxTotal", "acturalPaid")
+_PAYMENT_TEXT = itemgetter(
+    "guid",
+    "orderNo",
+    "ebpCode",
+    "payCode",
+    "payTransactionId",
+    "payerIdType",
+    "payerIdNumber",
+    "payerName",
+    "currency",
+    "appTime",
+    "payTime",
+)
+_WAYBILL_TEXT = itemgetter(
+    "guid",
+    "orderNo",
+    "logisticsCode",
+    "logisticsNo",
+    "currency",
+    "consignee",
+    "consigneeTelephone",
+    "consigneeAddress",
+    "appTime",
+)
+_ITEM = itemgetter("gnum", "itemName", "gcode", "qty", "price", "totalPrice")
+
+
+class _Doubt(Exception):
+    """The fast path is unsure: use the checked path."""
+
+
+def _texts_ok(values: tuple[Any, ...]) -> bool:
+    return set(map(type, values)) == _STR and "" not in values
+
+
+def _app_type(obj: Obj) -> AppType:
+    raw = obj["appType"]
+    if type(raw) is bool:
+        raise _Doubt
+    return _APP_TYPES[raw]
+
+
+def _common_ok(guid: str, order_no: str, currency: str, app_time: str) -> bool:
+    return len(guid) == 36 and len(order_no) <= 60 and currency == _CURRENCY_CNY and _TIME_MATCH(app_time) is not None
+
+
+def _opt(obj: Obj, key: str) -> str | None:
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    raise _Doubt
+
+
+def _fast_items(obj: Obj) -> tuple[Item, ...]:
+    entries = obj["items"]
+    if type(entries) is not list or not entries:
+        raise _Doubt
+    items = []
+    for entry in entries:
+        gnum, name, gcode, qty, price, total = _ITEM(entry)
+        if type(gnum) is not int or gnum < 1 or type(name) is not str or not name or type(gcode) is not str:
+            raise _Doubt
+        if _GCODE_MATCH(gcode) is None or type(qty) is not int or not 0 < qty <= _MAX_QTY:
+            raise _Doubt  # fractional quantities take the checked path
+        price_fen, total_fen = parse_money(price, ""), parse_money(total, "")
+        row = Item(
+            gnum,
+            _opt(entry, "itemNo"),
+            name,
+            gcode,
+            Decimal(qty),
+            _opt(entry, "unit"),
+            price_fen,
+            total_fen,
+            _opt(entry, "country"),
+        )
+        items.append(row)
+    return tuple(items)
+
+
+def parse_order(raw: bytes) -> Order:
+    """Parse a CEB311 order."""
+    obj = load_object(raw)
+    try:
+        texts = _ORDER_TEXT(obj)
+        guid, order_no, ebp, ebc, cur, reg, name, id_type, id_no, tel, cons, cons_tel, cons_addr, app_time = texts
+        if not _texts_ok(texts) or not _common_ok(guid, order_no, cur, app_time) or len(ebp) != 10:
+            raise _Doubt
+        goods, freight, discount, tax, paid = map(parse_money, _ORDER_MONEY(obj), _MONEY_FIELDS)
+        return Order(
+            guid,
+            _app_type(obj),
+            app_time,
+            app_time_ms(app_time),
+            OrderId(order_no),
+            ebp,
+            ebc,
+            goods,
+            freight,
+            discount,
+            tax,
+            paid,
+            cur,
+            reg,
+            name,
+            id_type,
+            id_no,
+            tel,
+            _opt(obj, "payCode"),
+            _opt(obj, "payTransactionId"),
+            cons,
+            cons_tel,
+            cons_addr,
+            _fast_items(obj),
+        )
+    except (_Doubt, KeyError, TypeError, InvalidRecord):
+        return _checked_order(obj)
+
+
+_MONEY_FIELDS = ("goodsValue", "freight", "discount", "taxTotal", "acturalPaid")
+
+
+def parse_payment(raw: bytes) -> Payment:
+    """Parse a CEB411 payment."""
+    obj = load_object(raw)
+    try:
+        texts = _PAYMENT_TEXT(obj)
+        guid, order_no, ebp, pay_code, pay_tx, id_type, id_no, name, cur, app_time, pay_time = texts
+        if not _texts_ok(texts) or not _common_ok(guid, order_no, cur, app_time) or len(ebp) != 10:
+            raise _Doubt
+        if _TIME_MATCH(pay_time) is None:
+            raise _Doubt
+        amount = parse_money(obj["amountPaid"], "amountPaid")
+        return Payment(
+            guid,
+            _app_type(obj),
+            app_time,
+            app_time_ms(app_time),
+            OrderId(order_no),
+            pay_code,
+            pay_tx,
+            ebp,
+            id_type,
+            id_no,
+            name,
+            amount,
+            cur,
+            pay_time,
+        )
+    except (_Doubt, KeyError, TypeError, InvalidRecord):
+        return _checked_payment(obj)
+
+
+def parse_waybill(raw: bytes) -> Waybill:
+    """Parse a CEB511 waybill."""
+    obj = load_object(raw)
+    try:
+        texts = _WAYBILL_TEXT(obj)
+        guid, order_no, log_code, log_no, cur, cons, cons_tel, cons_addr, app_time = texts
+        if not _texts_ok(texts) or not _common_ok(guid, order_no, cur, app_time):
+            raise _Doubt
+        weight, pack_no = obj["weight"], obj["packNo"]
+        if type(pack_no) is not int or pack_no < 1 or type(weight) not in (int, float) or not 0 <= weight <= _MAX_QTY:
+            raise _Doubt
+        return Waybill(
+            guid,
+            _app_type(obj),
+            app_time,
+            app_time_ms(app_time),
+            OrderId(order_no),
+            log_code,
+            log_no,
+            parse_money(obj["freight"], "freight"),
+            parse_money(obj["insuredFee"], "insuredFee"),
+            cur,
+            Decimal(weight) if type(weight) is int else Decimal(repr(weight)),
+            pack_no,
+            cons,
+            cons_tel,
+            cons_addr,
+        )
+    except (_Doubt, KeyError, TypeError, InvalidRecord):
+        return _checked_waybill(obj)
+
+
+# The checked path: field by field, with a precise reason for the first problem.
 
 
 def _common(obj: Obj) -> tuple[AppType, str, int]:
