@@ -17,7 +17,7 @@ from pipeline.config import RulesConfig
 from pipeline.errors import InvalidRecord
 from pipeline.join import Candidate, JoinState, Step, expire, step
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
-from pipeline.quota import apply_quota
+from pipeline.quota import BuyerQuota, apply_quota
 from pipeline.records import Declaration, DocKind, Document
 from pipeline.store import Store
 from pipeline.timeline import Timeline
@@ -69,6 +69,7 @@ class Engine:
         # within minutes, so with a cache their state is never encoded while open.
         # 0 disables it: every step reads and writes the store.
         self._cache: dict[str, JoinState | None] = {}
+        self._quotas: dict[bytes, BuyerQuota] = {}
         self._cache_size = cache_size
 
     def feed(self, kind: DocKind, raw: bytes, origin: Origin, wall_ms: int) -> Outputs:
@@ -139,14 +140,23 @@ class Engine:
 
     def _quota(self, candidate: Candidate) -> Declaration:
         key = candidate.buyer_key.encode()
-        raw = self.quota_store.get(key)
-        result = apply_quota(decode_quota(raw) if raw is not None else None, candidate, self.config)
-        if result.changed:
+        state = self._quotas.get(key)
+        if state is None:
+            raw = self.quota_store.get(key)
+            state = decode_quota(raw) if raw is not None else None
+        result = apply_quota(state, candidate, self.config)
+        if not result.changed:
+            return result.declaration
+        if self._cache_size:
+            self._quotas[key] = result.state
+            if len(self._quotas) >= self._cache_size:
+                self.flush()
+        else:
             self.quota_store.put(key, encode_quota(result.state))
         return result.declaration
 
     def flush(self) -> None:
-        """Write every cached state to the join store (the cache empties)."""
+        """Write every cached join and quota state to its store (the caches empty)."""
         store = self.join_store
         for order_no, state in self._cache.items():
             if state is None:
@@ -154,6 +164,9 @@ class Engine:
             else:
                 store.put(order_no.encode(), encode_state(state))
         self._cache.clear()
+        for key, quota in self._quotas.items():
+            self.quota_store.put(key, encode_quota(quota))
+        self._quotas.clear()
 
     def _load(self, order_no: str) -> JoinState | None:
         if order_no in self._cache:

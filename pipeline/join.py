@@ -20,7 +20,6 @@ Life of an order (DOMAIN.md 3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from pipeline.config import RulesConfig
@@ -57,8 +56,7 @@ class JoinState(NamedTuple):
         return (self.order, self.payment, self.waybill)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A complete comparison on its way to the quota stage (keyed by buyer).
 
     `declaration` is final except for the annual quota: the quota stage may add

@@ -11,7 +11,7 @@ same declaration and never counts twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pipeline.config import RulesConfig
 from pipeline.decisions import status_for
@@ -71,4 +71,4 @@ def _finish(draft: Declaration, exceeded: bool, config: RulesConfig) -> Declarat
         return draft
     reasons = tuple(sorted((*draft.reasons, ANNUAL_QUOTA_EXCEEDED)))
     status, inspection = status_for(reasons, draft.order_no, config)
-    return replace(draft, reasons=reasons, status=status, inspection=inspection)
+    return draft._replace(reasons=reasons, status=status, inspection=inspection)

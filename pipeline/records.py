@@ -10,7 +10,6 @@ compare (see `pipeline.text`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, NamedTuple, NewType
 
@@ -118,8 +117,7 @@ class Waybill(NamedTuple):
 Document = Order | Payment | Waybill
 
 
-@dataclass(frozen=True, slots=True)
-class Declaration:
+class Declaration(NamedTuple):
     """One customs decision (or one DOCUMENT_AFTER_DECISION review record).
 
     `decided_at_ms` is the wall clock and the only field that may differ between two

@@ -8,7 +8,7 @@ by buyer and lives in `pipeline.quota`, the second stage.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pipeline.config import RulesConfig
 from pipeline.idcard import is_valid_resident_id
@@ -48,8 +48,7 @@ REJECTING = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Comparison:
+class Comparison(NamedTuple):
     """The inputs of every rule: three documents, the regime, and derived amounts."""
 
     order: Order

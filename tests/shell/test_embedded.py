@@ -138,3 +138,14 @@ def test_command_line_prints_a_summary(tmp_path: Path) -> None:
     assert "declarations" in proc.stdout and "events/s" in proc.stdout
     summary = orjson.loads((tmp_path / "summary.json").read_bytes())
     assert summary["declarations"] == 5 and summary["deadLetters"] == 6
+
+
+@pytest.mark.parametrize("cache_size", [0, 1, 3])
+def test_state_cache_never_changes_the_output(tmp_path: Path, cache_size: int) -> None:
+    def decided(out: Path) -> list[tuple[object, ...]]:
+        rows = _read(out / "matched.jsonl") + _read(out / "flagged.jsonl")
+        return sorted((d["declarationId"], d["status"], tuple(d["reasons"])) for d in rows)  # type: ignore[arg-type]
+
+    run_trace(SAMPLE, tmp_path / "ref", Settings().rules(), cache_size=100_000)
+    run_trace(SAMPLE, tmp_path / "small", Settings().rules(), cache_size=cache_size)
+    assert decided(tmp_path / "small") == decided(tmp_path / "ref")
