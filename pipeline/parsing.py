@@ -197,15 +197,15 @@ def _fast_items(obj: Obj) -> tuple[Item, ...]:
         gnum, name, gcode, qty, price, total = _ITEM(entry)
         if type(gnum) is not int or gnum < 1 or type(name) is not str or not name or type(gcode) is not str:
             raise _Doubt
-        if _GCODE_MATCH(gcode) is None or type(qty) is not int or not 0 < qty <= _MAX_QTY:
-            raise _Doubt  # fractional quantities take the checked path
+        if _GCODE_MATCH(gcode) is None or type(qty) not in (int, float) or not 0 < qty <= _MAX_QTY:
+            raise _Doubt
         price_fen, total_fen = parse_money(price, ""), parse_money(total, "")
         row = Item(
             gnum,
             _opt(entry, "itemNo"),
             name,
             gcode,
-            Decimal(qty),
+            Decimal(qty) if type(qty) is int else Decimal(repr(qty)),
             _opt(entry, "unit"),
             price_fen,
             total_fen,
