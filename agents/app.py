@@ -1,0 +1,257 @@
+"""The Faust app: topics (raw bytes), tables, the two agents, the tick timer, web views.
+
+Topics (all with `settings.partitions` partitions, so Faust's assignor puts
+partition N of every one of them, changelogs included, on the same worker):
+  orders, payments, waybills, ticks  -> join agent (one Faust topic, four names)
+  {app_id}-candidates                -> quota agent (repartitioned by buyer)
+  matched, flagged, deadletter       <- outputs
+Tables (rocksdb://, raw bytes, changelog): `join` (orderNo -> state + outbox),
+`clock` (partition -> event time, written on ticks), `quota` (buyer -> BuyerQuota).
+Every value on the wire is our own JSON (orjson); no Faust models anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP, EventT, StreamT
+from faust.web import Request, Response, View
+
+from agents.faust_acks import Delivery
+from agents.faust_io import Headers, Msg, Sender, wall_ms
+from agents.faust_metrics import Metrics
+from agents.faust_state import Dest
+from agents.faust_topics import candidates_topic
+from agents.join_agent import JoinProcessor
+from agents.kafka_config import MAX_MESSAGE_BYTES
+from agents.quota_agent import QuotaProcessor
+from agents.settings import Settings
+from pipeline.metrics import MetricName
+from pipeline.records import DocKind
+
+log = logging.getLogger("clearance.worker")
+
+_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass
+class Pipeline:
+    """The app and what the worker and the web views need of it."""
+
+    app: faust.App
+    settings: Settings
+    joiner: JoinProcessor
+    quota: QuotaProcessor
+    metrics: Metrics
+    delivery: Delivery
+
+
+def build(settings: Settings) -> Pipeline:
+    """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
+    config = settings.rules()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        table_standby_replicas=0,
+        stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see join_agent)
+        broker_commit_interval=settings.commit_seconds,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=MAX_MESSAGE_BYTES,
+        producer_acks=-1,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind="0.0.0.0",  # noqa: S104 - probes and Prometheus scrape from outside the container
+    )
+    inputs = app.topic(*settings.input_topics, settings.topic_ticks, **_RAW)
+    candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
+    states = app.Table("join", default=None, partitions=settings.partitions, **_RAW_TABLE)
+    clocks = app.Table("clock", default=None, partitions=settings.partitions, **_RAW_TABLE)
+    quotas = app.Table("quota", default=None, partitions=settings.partitions, **_RAW_TABLE)
+
+    metrics = Metrics()
+    destinations: dict[Dest, str] = {
+        "matched": settings.topic_matched,
+        "flagged": settings.topic_flagged,
+        "candidates": candidates.get_topic_name(),
+    }
+
+    names = (settings.topic_matched, settings.topic_flagged, settings.topic_deadletter)
+    outputs = {name: app.topic(name, **_RAW) for name in names}
+    outputs[candidates.get_topic_name()] = candidates
+
+    async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
+        return await outputs[topic].send(key=key, value=value, headers=headers)
+
+    delivery = Delivery()
+    for table in (states, clocks, quotas):
+        _track_changelog(table, delivery)
+    sender = Sender(send, destinations, settings.topic_deadletter, metrics, delivery)
+    kinds: dict[str, DocKind] = {
+        settings.topic_orders: "order",
+        settings.topic_payments: "payment",
+        settings.topic_waybills: "waybill",
+    }
+    joiner = JoinProcessor(
+        config,
+        kinds=kinds,
+        tick_topic=settings.topic_ticks,
+        idle_ms=int(settings.idle_seconds * 1000),
+        states=states,
+        clocks=clocks,
+        scan=lambda partition: _partition_items(states, partition),
+        committed=lambda topic, partition: _committed(app, TP(topic, partition)),
+        pending=lambda topic, partition, offset: _unread(app, TP(topic, partition), offset),
+        merge_wait_ms=int(settings.merge_wait_seconds * 1000),
+        sender=sender,
+        wall=wall_ms,
+    )
+    quota = QuotaProcessor(config, quotas=quotas, sender=sender)
+
+    @app.agent(inputs, name="join", concurrency=1)
+    async def join(stream: StreamT[bytes]) -> None:
+        event: EventT[bytes]
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
+            await joiner.handle(_msg(event), event.ack)
+
+    @app.agent(candidates, name="quota", concurrency=1)
+    async def quota_stage(stream: StreamT[bytes]) -> None:
+        event: EventT[bytes]
+        async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
+            await quota.handle(_msg(event), event.ack)
+
+    ticks = app.topic(settings.topic_ticks, **_RAW)
+
+    @app.timer(interval=0.2)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def release_acks() -> None:
+        """Acks of a quiet stream still get released (the agents release them on traffic)."""
+        await delivery.flush()
+
+    @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def tick() -> None:
+        """One tick per partition: lets an idle partition's event time follow the wall clock."""
+        value = orjson.dumps({"wall": wall_ms()})
+        for partition in range(settings.partitions):
+            await ticks.send(key=None, value=value, partition=partition, force=True)
+
+    def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        joiner.forget_partitions()
+
+    app.on_partitions_revoked.connect(_rebalanced)
+    app.on_partitions_assigned.connect(_rebalanced)
+
+    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery)
+    _add_views(pipeline)
+    return pipeline
+
+
+_RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+
+
+def _track_changelog(table: Any, delivery: Delivery) -> None:
+    """Make every changelog send of `table` a tracked delivery (see agents/faust_acks.py).
+
+    Faust's Collection._send_changelog calls self.send_changelog, which returns the
+    FutureMessage it otherwise drops; an instance attribute wraps it."""
+    original = table.send_changelog
+
+    def send_changelog(*args: Any, **kwargs: Any) -> Any:
+        future = original(*args, **kwargs)
+        delivery.track(future)
+        return future
+
+    table.send_changelog = send_changelog
+
+
+def _msg(event: EventT[bytes]) -> Msg:
+    m = event.message
+    value = m.value if isinstance(m.value, bytes) else b""
+    key = m.key if isinstance(m.key, bytes) or m.key is None else None
+    return Msg(m.topic, m.partition, m.offset, key, value)
+
+
+def _partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) of one partition of a rocksdb:// table.
+
+    Faust has no public per-partition iteration; its RocksDB store keeps one DB per
+    partition (`_db_for_partition`) and hides its offset key in `_visible_items`.
+    """
+    store = table.data
+    db = store._db_for_partition(partition)
+    for key, value in store._visible_items(db):
+        if isinstance(key, bytes) and isinstance(value, bytes):
+            yield key, value
+
+
+def _committed(app: faust.App, tp: TP) -> int | None:
+    """The consumer's last committed offset of `tp` (Faust keeps it; no public accessor)."""
+    offsets: dict[TP, int | None] = getattr(app.consumer, "_committed_offset", {})
+    return offsets.get(tp)
+
+
+def _unread(app: faust.App, tp: TP, last_offset: int) -> bool:
+    """True when the broker may hold messages of `tp` after `last_offset` (and the committed offset).
+
+    Unknown (not fetched yet) counts as True: at startup one topic's first fetch can
+    come seconds after another's, and passing over it would break merge order."""
+    try:
+        high = app.consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - not assigned: nothing will come
+        return False
+    if high is None:
+        return True
+    return bool(high > max(last_offset + 1, _committed(app, tp) or 0))
+
+
+def is_ready(app: faust.App) -> bool:
+    """Recovered and not rebalancing: the worker is processing its partitions."""
+    recovery = getattr(app.tables, "recovery", None)
+    return bool(recovery is not None and recovery.completed.is_set() and not app.rebalancing)
+
+
+def _gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], float]]:
+    yield "windows_open", {}, float(pipeline.joiner.open_windows)
+    positions = {**pipeline.joiner.positions, **pipeline.quota.positions}
+    consumer = pipeline.app.consumer
+    for tp in sorted(consumer.assignment()):
+        if (tp.topic, tp.partition) not in positions:
+            continue  # changelogs and partitions without input yet
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # noqa: BLE001, S112 - not fetched yet: no lag to report
+            continue
+        if high is None:
+            continue
+        done = positions.get((tp.topic, tp.partition), -1) + 1
+        yield "consumer_lag", {"topic": tp.topic, "partition": str(tp.partition)}, float(max(high - done, 0))
+
+
+def _add_views(pipeline: Pipeline) -> None:
+    app = pipeline.app
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        if pipeline.delivery.broken:
+            return self.text("sends failed: restart me\n", status=503)
+        return self.text("ok\n")
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        ready = is_ready(app)
+        return self.text("ready\n" if ready else "not ready\n", status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        body = pipeline.metrics.render(_gauges(pipeline))
+        return self.text(body, content_type="text/plain; version=0.0.4")

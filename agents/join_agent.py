@@ -1,0 +1,350 @@
+"""The join stage on Kafka: one input message in, table writes and sends out.
+
+The per-message sequence is the embedded runner's (pipeline/engine.py): parse ->
+advance the partition's event time, closing every window whose deadline is
+before it, in deadline order -> `step` -> write the state -> send the emits. The
+only differences are per-partition event time, the tick topic (idle advance and
+explicit flushes) and the outbox (agents/faust_state.py) that makes a crash lose
+nothing.
+
+Merge order: the embedded runner applies documents in appTime order (ties:
+orders, payments, waybills). Faust hands a worker the four topics of a partition
+in whatever chunks it fetched, so one topic can run thousands of messages ahead
+of another (a backlog, a restart) and a late document would close windows whose
+other documents are still unread. So, like Kafka Streams' PartitionGroup, each
+partition buffers parsed documents in one queue per input topic and applies the
+head with the smallest (appTime, topic rank, offset) only while every queue is
+non-empty; an empty queue is waited for while the consumer knows of unread
+messages on it (`pending`), or until it has been silent for `merge_wait_ms`.
+Buffered messages are acked (committable) only once applied: a crash re-reads them.
+
+Deadline index: an in-memory heap per partition, with lazy deletion as in
+pipeline/timeline.py. It is rebuilt from the partition's RocksDB state (one scan)
+the first time a message of that partition arrives after an assignment, so it
+survives restarts and rebalances without a single extra changelog write. The
+same scan re-sends in-doubt outbox entries and yields a lower bound of the event
+time; the clock table (written on ticks only) gives the last persisted value.
+
+`handle` never raises: bad input is dead-lettered, a bug is logged (no personal
+data), dead-lettered as INTERNAL_ERROR, and processing goes on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from agents.faust_acks import Ack
+from agents.faust_io import Msg, Sender, Table, emit_of
+from agents.faust_state import MAX_OUTBOX, OutboxEntry, Stored, decode_stored, encode_stored
+from pipeline.config import RulesConfig
+from pipeline.engine import PARSERS
+from pipeline.errors import InvalidRecord, StateCodecError
+from pipeline.join import JoinState, Step, expire, step
+from pipeline.records import DocKind, Document
+
+log = logging.getLogger("clearance.worker.join")
+
+Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
+Committed = Callable[[str, int], int | None]
+Pending = Callable[[str, int, int], bool]
+_RANK: dict[DocKind, int] = {"order": 0, "payment": 1, "waybill": 2}
+
+
+@dataclass(slots=True)
+class Queued:
+    """A parsed document waiting for its turn in merge order."""
+
+    doc: Document | None  # None: dead-lettered, waiting only to be acked in offset order
+    msg: Msg
+    ack: Ack
+
+
+KEY_MISMATCH = "Kafka key is not the orderNo"
+
+
+@dataclass(slots=True)
+class Partition:
+    """What the join knows of one partition besides the table: time and the deadline heap."""
+
+    event_ms: int = 0
+    persisted_ms: int = 0
+    input_event_ms: int = 0
+    input_wall_ms: int = 0
+    open_windows: int = 0
+    heap: list[tuple[int, str]] = field(default_factory=list)
+    queues: tuple[deque[Queued], ...] = field(default_factory=lambda: (deque(), deque(), deque()))
+    last_seen: list[tuple[int, int]] = field(default_factory=lambda: [(-1, 0)] * 3)  # (offset, wall ms) per topic
+
+
+class JoinProcessor:
+    """The join agent's logic over a state table and a clock table."""
+
+    def __init__(
+        self,
+        config: RulesConfig,
+        *,
+        kinds: dict[str, DocKind],
+        tick_topic: str,
+        idle_ms: int,
+        states: Table,
+        clocks: Table,
+        scan: Scan,
+        committed: Committed,
+        pending: Pending,
+        merge_wait_ms: int,
+        sender: Sender,
+        wall: Callable[[], int],
+    ) -> None:
+        self.config = config
+        self.kinds = kinds
+        self.tick_topic = tick_topic
+        self.idle_ms = idle_ms
+        self.states = states
+        self.clocks = clocks
+        self.scan = scan
+        self.committed = committed
+        self.pending = pending
+        self.merge_wait_ms = merge_wait_ms
+        self.topics = {_RANK[kind]: topic for topic, kind in kinds.items()}
+        self.sender = sender
+        self.delivery = sender.delivery
+        self.metrics = sender.metrics
+        self.wall = wall
+        self.partitions: dict[int, Partition] = {}
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def forget_partitions(self) -> None:
+        """A rebalance: rebuild every index on next use (another worker may have moved on).
+
+        Buffered documents are dropped unacked: Faust seeks to the committed offsets
+        after the rebalance, so whoever owns the partition now reads them again."""
+        self.partitions.clear()
+
+    @property
+    def buffered(self) -> int:
+        return sum(len(q) for p in self.partitions.values() for q in p.queues)
+
+    @property
+    def open_windows(self) -> int:
+        return sum(p.open_windows for p in self.partitions.values())
+
+    async def handle(self, msg: Msg, ack: Ack) -> None:
+        """Take one message of an input or tick topic; `ack` it once applied. Never raises.
+
+        Within one topic partition messages are acked strictly in offset order (a
+        dead letter waits in its queue behind earlier documents): Faust commits the
+        highest contiguous acked offset and tolerates a one-message gap at the head,
+        so acking out of order could commit past a message not yet applied."""
+        self.positions[(msg.topic, msg.partition)] = msg.offset
+        try:
+            if msg.topic == self.tick_topic:
+                await self._tick(msg)
+                await self.delivery.ack(ack)
+                return
+            part = await self._partition(msg.partition)
+        except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
+            await self.sender.internal_error(msg, exc, "join")
+            await self.delivery.ack(ack)
+            return
+        try:
+            doc = await self._receive(msg)
+        except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
+            await self.sender.internal_error(msg, exc, "join")
+            doc = None
+        rank = _RANK[self.kinds[msg.topic]]
+        part.queues[rank].append(Queued(doc, msg, ack))
+        part.last_seen[rank] = (msg.offset, self.wall())
+        await self._release(part, msg.partition, self.wall(), drain=False)
+
+    async def _receive(self, msg: Msg) -> Document | None:
+        """Parse a document, or dead-letter it (None)."""
+        self.metrics.inc("documents_in", msg.topic)
+        try:
+            doc = PARSERS[self.kinds[msg.topic]](msg.value)
+        except InvalidRecord as err:
+            await self.sender.dead_letter(msg, err.reason, err.field, False)
+            return None
+        if msg.key != doc.order_no.encode():
+            await self.sender.dead_letter(msg, KEY_MISMATCH, "orderNo", False)
+            return None
+        return doc
+
+    async def _release(self, part: Partition, partition: int, wall: int, *, drain: bool) -> None:
+        """Apply queued documents in merge order while no queue can still receive an earlier one."""
+        queues = part.queues
+        while True:
+            for queue in queues:  # dead letters at a head are done: ack them in their turn
+                while queue and queue[0].doc is None:
+                    await self.delivery.ack(queue.popleft().ack)
+            if not any(queues):
+                return
+            if not drain and not all(queues) and not self._may_skip_empty(part, partition, wall):
+                return
+            rank, head = min(((r, q[0]) for r, q in enumerate(queues) if q), key=lambda rq: _merge_key(rq[1]))
+            queues[rank].popleft()
+            if head.doc is not None:
+                try:
+                    await self._apply(part, head.doc, head.msg, wall)
+                except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
+                    await self.sender.internal_error(head.msg, exc, "join")
+            await self.delivery.ack(head.ack)
+
+    def _may_skip_empty(self, part: Partition, partition: int, wall: int) -> bool:
+        """An empty queue may be passed over once its topic has nothing unread and has been silent a while."""
+        for rank, queue in enumerate(part.queues):
+            if queue:
+                continue
+            offset, seen_wall = part.last_seen[rank]
+            if self.pending(self.topics[rank], partition, offset) or wall - seen_wall < self.merge_wait_ms:
+                return False
+        return True
+
+    async def _apply(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
+        await self._advance(part, doc.app_time_ms, msg, wall)
+        part.input_event_ms, part.input_wall_ms = part.event_ms, wall
+        await self._step(part, doc, msg, wall)
+
+    async def _tick(self, msg: Msg) -> None:
+        self.metrics.last_tick = self.wall() / 1000.0
+        try:
+            body = orjson.loads(msg.value)
+            explicit = body.get("eventTime") if isinstance(body, dict) else None
+            if explicit is not None and (not isinstance(explicit, int) or isinstance(explicit, bool)):
+                raise ValueError("eventTime is not an integer")
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            await self.sender.dead_letter(msg, f"invalid tick: {exc}", "eventTime", False)
+            return
+        part = await self._partition(msg.partition)
+        wall = self.wall()
+        # An explicit event time (a flush at the end of a replay) comes after its input: apply all of it first.
+        await self._release(part, msg.partition, wall, drain=explicit is not None)
+        target = explicit
+        if target is None and not any(part.queues) and wall - part.input_wall_ms > self.idle_ms:
+            target = part.input_event_ms + (wall - part.input_wall_ms)
+        if target is not None:
+            await self._advance(part, target, msg, wall)
+        if part.event_ms > part.persisted_ms:
+            self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.event_ms])
+            part.persisted_ms = part.event_ms
+
+    async def _advance(self, part: Partition, event_ms: int, msg: Msg, wall: int) -> None:
+        """Move event time and close every window it passes, earliest deadline first."""
+        if event_ms <= part.event_ms:
+            return
+        part.event_ms = event_ms
+        heap = part.heap
+        while heap and heap[0][0] < event_ms:
+            deadline, order_no = heapq.heappop(heap)
+            key = order_no.encode()
+            stored = self._load(key)
+            if stored is None or stored.state.deadline_ms != deadline:
+                continue  # stale index entry: the state moved on
+            result = expire(stored.state, self.config, wall)
+            if stored.state.is_open:
+                self.metrics.inc("windows_closed_incomplete")
+            await self._save(part, key, stored, result, msg)
+
+    async def _step(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
+        key = doc.order_no.encode()
+        stored = self._load(key)
+        result = step(stored.state if stored else None, doc, self.config, part.event_ms, wall)
+        if not result.changed:
+            self.metrics.inc("documents_redelivered")
+            return
+        if stored is not None and not stored.state.is_open:
+            self.metrics.inc("review_after_decision")
+        await self._save(part, key, stored, result, msg)
+
+    async def _save(self, part: Partition, key: bytes, before: Stored | None, result: Step, msg: Msg) -> None:
+        """Write the state (with its outbox) first, then send: a crash in between is re-sent."""
+        emits = tuple(emit_of(item) for item in result.emit)
+        was_open = before is not None and before.state.is_open
+        if result.state is None:
+            del self.states[key]
+        else:
+            outbox = self._in_doubt(before.outbox if before else (), msg.partition)
+            if emits:
+                outbox = (*outbox, OutboxEntry(msg.topic, msg.offset, emits))[-MAX_OUTBOX:]
+            self.states[key] = encode_stored(Stored(result.state, outbox))
+            if before is None or before.state.deadline_ms != result.state.deadline_ms:
+                heapq.heappush(part.heap, (result.state.deadline_ms, result.state.order_no))
+        part.open_windows += int(result.state is not None and result.state.is_open) - int(was_open)
+        for emit in emits:
+            await self.sender.emit(emit)
+
+    def _in_doubt(self, outbox: Iterable[OutboxEntry], partition: int) -> tuple[OutboxEntry, ...]:
+        """Entries whose source message is not yet committed (so maybe not delivered)."""
+        kept = []
+        for entry in outbox:
+            committed = self.committed(entry.topic, partition)
+            # Faust commits "next offset to read"; keep one more to be safe either way.
+            if committed is None or entry.offset >= committed - 1:
+                kept.append(entry)
+        return tuple(kept)
+
+    def _load(self, key: bytes) -> Stored | None:
+        raw = self.states.get(key)
+        return decode_stored(raw) if raw is not None else None
+
+    async def _partition(self, number: int) -> Partition:
+        part = self.partitions.get(number)
+        if part is None:
+            part = self.partitions[number] = await self._rebuild(number)
+        return part
+
+    async def _rebuild(self, number: int) -> Partition:
+        """Scan the partition's states: deadline heap, open windows, event time, in-doubt outbox."""
+        part = Partition()
+        raw_clock = self.clocks.get(_clock_key(number))
+        if raw_clock is not None:
+            part.persisted_ms = part.event_ms = int(orjson.loads(raw_clock)[0])
+        resend: list[OutboxEntry] = []
+        for key, value in self.scan(number):
+            try:
+                stored = decode_stored(value)
+            except StateCodecError as exc:
+                log.error("unreadable state for key %r in partition %d: %s", key[:64], number, exc)
+                continue
+            state = stored.state
+            part.heap.append((state.deadline_ms, state.order_no))
+            part.open_windows += int(state.is_open)
+            part.event_ms = max(part.event_ms, _event_lower_bound(state, self.config.retention_ms))
+            resend += self._in_doubt(stored.outbox, number)
+        heapq.heapify(part.heap)
+        part.input_event_ms, part.input_wall_ms = part.event_ms, self.wall()
+        part.last_seen = [(-1, part.input_wall_ms)] * 3
+        for entry in resend:
+            for emit in entry.emits:
+                await self.sender.emit(emit)
+                self.metrics.resent += 1
+        log.info(
+            "partition %d: %d states, %d open windows, event time %d, %d in-doubt entries re-sent",
+            number,
+            len(part.heap),
+            part.open_windows,
+            part.event_ms,
+            len(resend),
+        )
+        return part
+
+
+def _merge_key(item: Queued) -> tuple[int, int, int]:
+    doc = item.doc
+    return (doc.app_time_ms if doc is not None else -1, _RANK[doc.kind] if doc is not None else -1, item.msg.offset)
+
+
+def _clock_key(partition: int) -> bytes:
+    return b"%d" % partition
+
+
+def _event_lower_bound(state: JoinState, retention_ms: int) -> int:
+    """Event time was at least this when the state was written."""
+    if not state.is_open:
+        return state.deadline_ms - retention_ms
+    return max((d.app_time_ms for d in state.docs if d is not None), default=0)
