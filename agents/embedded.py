@@ -295,8 +295,14 @@ def cli(argv: list[str]) -> int:
     }
     try:
         summary = run_trace(
-            args.input, args.output, config, topics=topics, state_dir=args.state_dir,
-            cache_size=args.cache_size, memory=args.memory, progress=show
+            args.input,
+            args.output,
+            config,
+            topics=topics,
+            state_dir=args.state_dir,
+            cache_size=args.cache_size,
+            memory=args.memory,
+            progress=show,
         )
     except TraceError as exc:
         print(f"clearance run: {exc}", file=sys.stderr)
