@@ -30,4 +30,7 @@ def producer_config(settings: Settings) -> KafkaConfig:
         "linger.ms": 5,
         "compression.type": "lz4",
         "message.max.bytes": MAX_MESSAGE_BYTES,
+        # Never let a produce (or a metadata request) create a topic: the broker would use
+        # its default partition count and break co-partitioning. `clearance topics create`.
+        "allow.auto.create.topics": False,
     }

@@ -122,7 +122,7 @@ class ReplaySummary:
         return (
             f"replayed {self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
             f"{self.rate:,.0f} msg/s ({self.pacing}); {self.orders:,} orders, {self.unkeyed:,} without key, "
-            f"{self.errors:,} delivery errors"
+            f"{self.errors:,} delivery errors" + (f"; {self.ticks} flush ticks" if self.ticks else "")
         )
 
 
@@ -221,8 +221,13 @@ def replay(
     times_path: Path | None = None,
     progress: bool = False,
     flush_ticks_ms: int | None = None,
+    ticks_only: bool = False,
 ) -> ReplaySummary:
-    """Produce every line of `trace` once; return the summary. Raises ReplayError."""
+    """Produce every line of `trace` once; return the summary. Raises ReplayError.
+
+    With `ticks_only`, nothing of the trace is produced: it is only read for its last
+    appTime, and the flush ticks are sent (the second step of a replay-then-flush).
+    """
     present = trace_files(trace)
     total = sum(count_lines(path) for _, path in present)
     orders = next((count_lines(path) for kind, path in present if kind == "order"), 0)
@@ -238,6 +243,7 @@ def replay(
 
     config: dict[str, Any] = {**producer_config(settings), "delivery.report.only.error": True, "on_delivery": on_error}
     producer = Producer(config)
+    check_topics(producer, settings)
     last_time: dict[bytes, int] = {}
     bar = Progress(total, "clearance replay", enabled=progress)
     clock = _Clock(producer)
@@ -249,6 +255,8 @@ def replay(
         if line.time_ms is not None:
             first_ms = line.time_ms if first_ms is None else first_ms
             trace_ms = max(trace_ms, line.time_ms)
+        if ticks_only:
+            continue
         clock.wait(pacing.due(i, trace_ms, first_ms if first_ms is not None else trace_ms))
         now_ms = time.time_ns() // 1_000_000
         _produce(producer, topics[line.kind], line.raw, line.key, now_ms)
@@ -277,9 +285,26 @@ def replay(
 def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
     """One tick per partition of the tick topic, `{"eventTime": ms}`: event time moves past every window."""
     value = orjson.dumps({"eventTime": event_ms})
-    for partition in range(settings.partitions):
+    partitions = _partitions(producer, settings.topic_ticks)
+    for partition in range(partitions):
         _produce(producer, settings.topic_ticks, value, None, time.time_ns() // 1_000_000, partition)
-    return settings.partitions
+    return partitions
+
+
+def _partitions(producer: Producer, topic: str) -> int:
+    """The topic's partition count; ReplayError if it does not exist (no auto-creation: a
+    broker would create it with its default count and break co-partitioning)."""
+    metadata = producer.list_topics(topic, timeout=30).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise ReplayError(f"topic {topic} does not exist: run `clearance topics create` first")
+    return len(metadata.partitions)
+
+
+def check_topics(producer: Producer, settings: Settings) -> None:
+    """Refuse to replay into missing input topics or input topics of different partition counts."""
+    counts = {topic: _partitions(producer, topic) for topic in (*settings.input_topics, settings.topic_ticks)}
+    if len(set(counts.values())) != 1:
+        raise ReplayError(f"input topics are not co-partitioned: {counts}; see `clearance topics create`")
 
 
 def _produce(
@@ -333,7 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=-1.0,
         help="after the trace, one tick per tick-topic partition at the last appTime + HOURS "
-        "(default: window + retention + 1 h), so every window closes",
+        "(default: window + retention + 1 h), so every window closes. A worker applies a tick to what it "
+        "has fetched so far: on a lagging worker, documents fetched after it count as late. Replay the "
+        "trace first, wait for consumer_lag 0 on the worker's /metrics, then send the ticks alone with "
+        "--ticks-only",
+    )
+    parser.add_argument(
+        "--ticks-only", action="store_true", help="produce nothing of the trace, only its --flush-ticks (default hours)"
     )
     parser.add_argument("--progress", choices=["auto", "always", "never"], default="auto", help="bar on stderr")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -354,6 +385,8 @@ def cli(argv: list[str]) -> int:
         return 2
     pacing = Pacing("rate", args.rate) if args.rate else Pacing("speedup", args.speedup) if args.speedup else None
     ticks_ms = None
+    if args.ticks_only and args.flush_ticks is None:
+        args.flush_ticks = -1.0
     if args.flush_ticks is not None:
         hours = args.flush_ticks if args.flush_ticks >= 0 else settings.window_hours + settings.retention_days * 24 + 1
         ticks_ms = int(hours * 3_600_000)
@@ -367,6 +400,7 @@ def cli(argv: list[str]) -> int:
             times_path=args.times,
             progress=show,
             flush_ticks_ms=ticks_ms,
+            ticks_only=args.ticks_only,
         )
     except ReplayError as exc:
         print(f"clearance replay: {exc}", file=sys.stderr)
