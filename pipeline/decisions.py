@@ -97,15 +97,9 @@ def decide_incomplete(
     reasons = tuple(sorted(f"MISSING_{kind.upper()}" for kind, doc in zip(DOC_KINDS, docs, strict=True) if doc is None))
     guids = (order.guid if order else None, payment.guid if payment else None, waybill.guid if waybill else None)
     return Declaration(
-        declaration_id=declaration_id(order_no, guids),
-        order_no=order_no,
-        ebp_code=order.ebp_code if order else (payment.ebp_code if payment else None),
-        ebc_code=order.ebc_code if order else None,
-        pay_code=payment.pay_code if payment else (order.pay_code if order else None),
-        pay_transaction_id=payment.pay_transaction_id if payment else (order.pay_transaction_id if order else None),
-        logistics_code=waybill.logistics_code if waybill else None,
-        logistics_no=waybill.logistics_no if waybill else None,
-        buyer_id_number=order.buyer_id_number if order else None,
+        declaration_id(order_no, guids),
+        order_no,
+        *_identity(order, payment, waybill),
         status="REJECTED",
         reasons=reasons,
         dutiable_value=order.goods_value + order.freight if order else None,
@@ -129,15 +123,9 @@ def decide_after(doc: Document, decided_at_ms: int) -> Declaration:
     payment = doc if isinstance(doc, Payment) else None
     waybill = doc if isinstance(doc, Waybill) else None
     return Declaration(
-        declaration_id=review_id(doc.order_no, doc.guid),
-        order_no=doc.order_no,
-        ebp_code=order.ebp_code if order else (payment.ebp_code if payment else None),
-        ebc_code=order.ebc_code if order else None,
-        pay_code=payment.pay_code if payment else (order.pay_code if order else None),
-        pay_transaction_id=payment.pay_transaction_id if payment else (order.pay_transaction_id if order else None),
-        logistics_code=waybill.logistics_code if waybill else None,
-        logistics_no=waybill.logistics_no if waybill else None,
-        buyer_id_number=order.buyer_id_number if order else None,
+        review_id(doc.order_no, doc.guid),
+        doc.order_no,
+        *_identity(order, payment, waybill),
         status="REVIEW",
         reasons=(DOCUMENT_AFTER_DECISION,),
         dutiable_value=None,
@@ -146,4 +134,23 @@ def decide_after(doc: Document, decided_at_ms: int) -> Declaration:
         documents=documents,
         event_time_ms=doc.app_time_ms,
         decided_at_ms=decided_at_ms,
+    )
+
+
+_Opt = str | None
+_Identity = tuple[_Opt, _Opt, _Opt, _Opt, _Opt, _Opt, _Opt]
+
+
+def _identity(order: Order | None, payment: Payment | None, waybill: Waybill | None) -> _Identity:
+    """ebpCode, ebcCode, payCode, payTransactionId, logisticsCode, logisticsNo, buyerIdNumber
+    from whichever documents are present (payment references prefer the payment's).
+    """
+    return (
+        order.ebp_code if order else (payment.ebp_code if payment else None),
+        order.ebc_code if order else None,
+        payment.pay_code if payment else (order.pay_code if order else None),
+        payment.pay_transaction_id if payment else (order.pay_transaction_id if order else None),
+        waybill.logistics_code if waybill else None,
+        waybill.logistics_no if waybill else None,
+        order.buyer_id_number if order else None,
     )
