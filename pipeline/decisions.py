@@ -142,8 +142,10 @@ _Identity = tuple[_Opt, _Opt, _Opt, _Opt, _Opt, _Opt, _Opt]
 
 
 def _identity(order: Order | None, payment: Payment | None, waybill: Waybill | None) -> _Identity:
-    """ebpCode, ebcCode, payCode, payTransactionId, logisticsCode, logisticsNo, buyerIdNumber
-    from whichever documents are present (payment references prefer the payment's).
+    """The identifying fields of a declaration from whichever documents are present.
+
+    ebpCode, ebcCode, payCode, payTransactionId, logisticsCode, logisticsNo,
+    buyerIdNumber, in that order; payment references prefer the payment's.
     """
     return (
         order.ebp_code if order else (payment.ebp_code if payment else None),
