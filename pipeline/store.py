@@ -46,7 +46,9 @@ class MemoryStore:
 
     def put(self, key: bytes, value: bytes) -> None:
         """Store value under key."""
-        self._data[key] = value
+        # A right-sized copy: orjson.dumps returns bytes backed by a ~4 KiB allocation
+        # whatever their length, so keeping its results would cost ~4 KiB per key.
+        self._data[key] = memoryview(value).tobytes()
 
     def delete(self, key: bytes) -> None:
         """Remove key (absent is fine)."""
