@@ -12,6 +12,7 @@ Every value on the wire is our own JSON (orjson); no Faust models anywhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ from pipeline.records import DocKind
 
 log = logging.getLogger("clearance.worker")
 
+_PRODUCER_LINGER_S = 0.005
+_PRODUCER_BATCH_BYTES = 1024 * 1024
+# Nothing in the per-message path waits for the network any more, so with a full stream buffer an
+# agent could run long stretches without giving the event loop back; yield every few messages so the
+# fetcher, the producer's sender, the ack-settling tasks and the other agent get their turn.
+_YIELD_EVERY = 16
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
@@ -70,6 +77,12 @@ def build(settings: Settings) -> Pipeline:
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=MAX_MESSAGE_BYTES,
         producer_acks=-1,
+        # Batch the produce requests: with Faust's default (linger 0, 16 KiB batches) every send
+        # became its own request, and writing and parsing those was the worker's largest cost
+        # (pyinstrument, case c: ~28 of 57 s of CPU; see benchmarks/RESULTS.md "Worker profile").
+        # Nothing waits on a single send (agents/faust_acks.py), so 5 ms of linger costs no throughput.
+        producer_linger=_PRODUCER_LINGER_S,
+        producer_max_batch_size=_PRODUCER_BATCH_BYTES,
         web_enabled=True,
         web_port=settings.web_port,
         web_bind="0.0.0.0",  # noqa: S104 - probes and Prometheus scrape from outside the container
@@ -122,14 +135,22 @@ def build(settings: Settings) -> Pipeline:
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
         event: EventT[bytes]
+        handled = 0
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
             await joiner.handle(_msg(event), event.ack)
+            handled += 1
+            if handled % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:
         event: EventT[bytes]
+        handled = 0
         async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
             await quota.handle(_msg(event), event.ack)
+            handled += 1
+            if handled % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     ticks = app.topic(settings.topic_ticks, **_RAW)
 
@@ -147,6 +168,7 @@ def build(settings: Settings) -> Pipeline:
 
     def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         joiner.forget_partitions()
+        delivery.revoke()
 
     app.on_partitions_revoked.connect(_rebalanced)
     app.on_partitions_assigned.connect(_rebalanced)

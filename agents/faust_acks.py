@@ -16,23 +16,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("clearance.worker")
 
 Ack = Callable[[], object]
+Settling = asyncio.Task[None]  # one sealed batch being settled
 
 
 class Delivery:
-    """Futures of sends in flight and the acks waiting for them."""
+    """Futures of sends in flight and the acks waiting for them.
 
-    def __init__(self, max_acks: int = 2000, max_age_s: float = 0.2) -> None:
+    The agents never wait for a single send: `ack` only records the ack. Every
+    `max_acks` acks (or `max_age_s`) the acks taken so far and the futures tracked
+    so far are sealed into a batch, and a task settles it: it waits for the
+    previous batch (so acks stay in order), then for the batch's futures, then
+    acks. The agent goes on meanwhile; it waits only when `max_batches` batches
+    are unsettled (back pressure)."""
+
+    def __init__(self, max_acks: int = 2000, max_age_s: float = 0.2, max_batches: int = 4) -> None:
         self.max_acks = max_acks
         self.max_age_s = max_age_s
+        self.max_batches = max_batches
         self._futures: list[Awaitable[Any]] = []
         self._acks: list[Ack] = []
         self._oldest = 0.0
+        self._settling: deque[Settling] = deque()
+        self._generation = 0  # bumped at every rebalance: acks taken before it are dropped
         self.broken = False  # a send failed: ack nothing any more (Faust could commit past the gap)
 
     def track(self, future: Awaitable[Any]) -> None:
@@ -44,14 +56,49 @@ class Delivery:
             self._oldest = time.monotonic()
         self._acks.append(ack)
         if len(self._acks) >= self.max_acks or time.monotonic() - self._oldest > self.max_age_s:
-            await self.flush()
+            self._seal()
+            while len(self._settling) > self.max_batches:
+                await asyncio.wait((self._settling[0],))
+                self._prune()
+
+    def revoke(self) -> None:
+        """A rebalance: drop every ack not released yet (their messages are read again).
+
+        Faust forgets a revoked partition's acks and committed offset; an ack arriving
+        after that is taken as if nothing was committed, so a late batch could commit
+        offsets for a partition this worker no longer owns (or owns again from a
+        different committed offset). The futures stay tracked: a failed send still
+        breaks the worker."""
+        self._acks = []
+        self._generation += 1
 
     async def flush(self) -> None:
-        """Wait for the tracked sends, then release the acks taken before them, in order."""
+        """Seal what is pending and wait until every batch so far is settled."""
+        self._seal()
+        if self._settling:
+            await asyncio.wait(tuple(self._settling))
+            self._prune()
+
+    def _seal(self) -> None:
         futures, acks = self._futures, self._acks
         self._futures, self._acks = [], []
         if not acks and not futures:
             return
+        previous = self._settling[-1] if self._settling else None
+        task = asyncio.ensure_future(self._settle(previous, futures, acks, self._generation))
+        self._settling.append(task)
+        self._prune()
+
+    def _prune(self) -> None:
+        while self._settling and self._settling[0].done():
+            self._settling.popleft()
+
+    async def _settle(
+        self, previous: Settling | None, futures: list[Awaitable[Any]], acks: list[Ack], generation: int
+    ) -> None:
+        """Wait for the previous batch and this batch's sends, then release its acks in order."""
+        if previous is not None:
+            await asyncio.wait((previous,))
         results = await asyncio.gather(*futures, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and not self.broken:
@@ -62,7 +109,7 @@ class Delivery:
                 len(errors),
                 type(errors[0]).__name__,
             )
-        if self.broken:
+        if self.broken or generation != self._generation:
             return
         for ack in acks:
             ack()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,6 +107,14 @@ def _cleanup(settings_list: list[Settings]) -> None:
             future.exception()
 
 
+def _render_profiles(results: Path, stamp: str) -> None:
+    """Each saved pyinstrument session as text next to it (application frames; library frames folded)."""
+    for session in results.glob(f"{stamp}-profile-*.pyisession"):
+        command = [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text"]
+        command += ["-o", str(session.with_suffix(".txt"))]
+        subprocess.run(command, check=False)  # noqa: S603 - our own interpreter and file
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearance bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=2_000, help="orders in the trace (default 2,000)")
@@ -188,13 +197,14 @@ def cli(argv: list[str]) -> int:
             else:
                 settings = _suffixed(base, run, "e-in", name, app_id=f"bench-{run}-{name}")
             used.append(settings)
-            profile = args.results / f"{stamp}-profile-{name}.txt" if args.profile and name == "c" else None
+            profile = args.results / f"{stamp}-profile-{name}.pyisession" if args.profile and name == "c" else None
             attempt(
                 name,
                 partial(
                     worker_case, settings, trace, info, work / name, workers=workers, order_rate=rate, profile=profile
                 ),
             )
+        _render_profiles(args.results, stamp)
     finally:
         if not args.keep:
             _cleanup(used)

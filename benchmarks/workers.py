@@ -74,7 +74,9 @@ def start_worker(settings: Settings, log: Path, *, profile: Path | None = None) 
     env = {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable]
     if profile is not None:
-        command += ["-m", "pyinstrument", "--outfile", str(profile), "--renderer", "text"]
+        # A .pyisession keeps every frame (render it later with `pyinstrument --load FILE --show-all`).
+        renderer = "pyisession" if profile.suffix == ".pyisession" else "text"
+        command += ["-m", "pyinstrument", "--outfile", str(profile), "--renderer", renderer]
     command += ["-m", "agents.cli", "worker"]
     handle = log.open("wb")
     started = time.time_ns() // 1_000_000
