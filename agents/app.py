@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import orjson
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from agents.faust_acks import Delivery
+from agents.faust_acks import Ack, Delivery
 from agents.faust_io import Headers, Msg, Sender, wall_ms
 from agents.faust_metrics import Metrics
 from agents.faust_state import Dest
@@ -56,6 +56,18 @@ class Pipeline:
     quota: QuotaProcessor
     metrics: Metrics
     delivery: Delivery
+
+
+async def _drain(stream: StreamT[bytes], handle: Callable[[Msg, Ack], Awaitable[None]]) -> None:
+    """Hand every event to `handle` with its ack (acks are ours: delivery-gated, see
+    faust_acks), giving the event loop back every few messages."""
+    event: EventT[bytes]
+    handled = 0
+    async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
+        await handle(_msg(event), event.ack)
+        handled += 1
+        if handled % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
 
 
 def build(settings: Settings) -> Pipeline:
@@ -134,23 +146,11 @@ def build(settings: Settings) -> Pipeline:
 
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
-        event: EventT[bytes]
-        handled = 0
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
-            await joiner.handle(_msg(event), event.ack)
-            handled += 1
-            if handled % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+        await _drain(stream, joiner.handle)
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:
-        event: EventT[bytes]
-        handled = 0
-        async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
-            await quota.handle(_msg(event), event.ack)
-            handled += 1
-            if handled % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+        await _drain(stream, quota.handle)
 
     ticks = app.topic(settings.topic_ticks, **_RAW)
 
