@@ -26,12 +26,14 @@ from faust.web import Request, Response, View
 from agents.faust_acks import Ack, Delivery
 from agents.faust_io import Headers, Msg, Sender, wall_ms
 from agents.faust_metrics import Metrics
+from agents.faust_sequence import Sequencer
 from agents.faust_state import Dest
 from agents.faust_topics import candidates_topic
 from agents.join_agent import JoinProcessor
 from agents.kafka_config import MAX_MESSAGE_BYTES
 from agents.quota_agent import QuotaProcessor
 from agents.settings import Settings
+from agents.side_reader import SideReader
 from pipeline.metrics import MetricName
 from pipeline.records import DocKind
 
@@ -58,16 +60,32 @@ class Pipeline:
     delivery: Delivery
 
 
-async def _drain(stream: StreamT[bytes], handle: Callable[[Msg, Ack], Awaitable[None]]) -> None:
+async def _drain(
+    stream: StreamT[bytes], handle: Callable[[Msg, Ack], Awaitable[None]], sequencer: Sequencer, delivery: Delivery
+) -> None:
     """Hand every event to `handle` with its ack (acks are ours: delivery-gated, see
-    faust_acks), giving the event loop back every few messages."""
+    faust_acks), in offset order without holes (see faust_sequence), giving the event
+    loop back every few messages."""
     event: EventT[bytes]
     handled = 0
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
-        await handle(_msg(event), event.ack)
+        msg = _msg(event)
+        try:
+            before, admit = await sequencer.admit(msg)
+        except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
+            delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
+            before, admit = [], True
+        for missed in before:
+            await handle(missed, _already_acked)
+        if admit:
+            await handle(msg, event.ack)
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
+
+
+def _already_acked() -> None:
+    """The ack of a message read beside Faust: its offset is committed with the next one's."""
 
 
 def build(settings: Settings) -> Pipeline:
@@ -86,6 +104,11 @@ def build(settings: Settings) -> Pipeline:
         table_standby_replicas=0,
         stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see join_agent)
         broker_commit_interval=settings.commit_seconds,
+        # How long a dead worker keeps its partitions: Faust's 60 s default held a kill -9'd worker's
+        # partitions for a minute before the group moved them. Heartbeats come from the consumer's own
+        # thread, so a busy event loop does not miss them.
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=MAX_MESSAGE_BYTES,
         producer_acks=-1,
@@ -144,13 +167,17 @@ def build(settings: Settings) -> Pipeline:
     )
     quota = QuotaProcessor(config, quotas=quotas, sender=sender)
 
+    side = SideReader(settings)
+    join_sequence = _sequencer(app, side, metrics, {*settings.input_topics, settings.topic_ticks})
+    quota_sequence = _sequencer(app, side, metrics, {candidates.get_topic_name()})
+
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
-        await _drain(stream, joiner.handle)
+        await _drain(stream, joiner.handle, join_sequence, delivery)
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:
-        await _drain(stream, quota.handle)
+        await _drain(stream, quota.handle, quota_sequence, delivery)
 
     ticks = app.topic(settings.topic_ticks, **_RAW)
 
@@ -169,6 +196,8 @@ def build(settings: Settings) -> Pipeline:
     def _rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         joiner.forget_partitions()
         delivery.revoke()
+        join_sequence.reset()
+        quota_sequence.reset()
 
     app.on_partitions_revoked.connect(_rebalanced)
     app.on_partitions_assigned.connect(_rebalanced)
@@ -179,6 +208,13 @@ def build(settings: Settings) -> Pipeline:
 
 
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+
+
+def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[str]) -> Sequencer:
+    def assigned() -> list[tuple[str, int]]:
+        return [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in topics]
+
+    return Sequencer(start_offsets=side.start_offsets, read_range=side.read, assigned=assigned, metrics=metrics)
 
 
 def _track_changelog(table: Any, delivery: Delivery) -> None:

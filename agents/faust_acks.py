@@ -61,6 +61,12 @@ class Delivery:
                 await asyncio.wait((self._settling[0],))
                 self._prune()
 
+    def fail(self, reason: str) -> None:
+        """Stop all acks (nothing more is committed; /healthz fails so the worker is restarted)."""
+        if not self.broken:
+            log.error("%s: no more acks; /healthz fails so the worker is restarted and reads again", reason)
+        self.broken = True
+
     def revoke(self) -> None:
         """A rebalance: drop every ack not released yet (their messages are read again).
 

@@ -24,6 +24,11 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "windows_open": ("gauge", "open match windows on this worker"),
     "windows_closed_incomplete": ("counter", "windows closed with a document missing"),
     "consumer_lag": ("gauge", "messages behind the high watermark, by topic and partition"),
+    "input_redelivered_dropped": ("counter", "input messages dropped as already handled (offset order), by topic"),
+    "input_gap_messages_refilled": (
+        "counter",
+        "input messages the consumer skipped, read directly and handled in order, by topic",
+    ),
 }
 
 
@@ -61,7 +66,9 @@ class Metrics:
 def _labels(name: MetricName, label: str) -> dict[str, str]:
     if not label:
         return {}
-    key = {"documents_in": "topic", "declarations_out": "status", "dead_letters": "error"}.get(name, "label")
+    key = {"declarations_out": "status", "dead_letters": "error"}.get(
+        name, "topic" if name.startswith(("documents_in", "input_")) else "label"
+    )
     return {key: label}
 
 

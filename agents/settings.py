@@ -66,6 +66,7 @@ class Settings:
     tick_seconds: float = 1.0
     merge_wait_seconds: float = 2.0
     commit_seconds: float = 1.0
+    session_timeout_seconds: float = 15.0
     sasl_password: str = field(default="", repr=False)
 
     @classmethod
@@ -98,6 +99,8 @@ class Settings:
             raise ValueError("CLEARANCE_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
         if self.tick_seconds <= 0 or self.commit_seconds <= 0:
             raise ValueError("CLEARANCE_TICK_SECONDS and CLEARANCE_COMMIT_SECONDS must be positive")
+        if self.session_timeout_seconds < 6:
+            raise ValueError("CLEARANCE_SESSION_TIMEOUT_SECONDS must be at least 6 (the broker's minimum)")
 
     @property
     def input_topics(self) -> tuple[str, str, str]:

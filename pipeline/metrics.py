@@ -14,4 +14,6 @@ MetricName = Literal[
     "windows_open",
     "windows_closed_incomplete",
     "consumer_lag",
+    "input_redelivered_dropped",
+    "input_gap_messages_refilled",
 ]

@@ -98,6 +98,8 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     )
     ensure_topics(settings)
     yield settings
+    if os.environ.get("CLEARANCE_TEST_KEEP_TOPICS"):  # debugging: leave them for a look afterwards
+        return
     names = [spec.name for spec in topic_specs(settings)]
     admin = AdminClient(admin_config(settings))  # keep a reference: a destroyed client drops its requests
     for future in admin.delete_topics(names, operation_timeout=30).values():

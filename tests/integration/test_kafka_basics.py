@@ -11,12 +11,13 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from agents.kafka_config import admin_config, producer_config
 from agents.settings import Settings
+from agents.side_reader import SideReader
 from agents.topics import TopicLayoutError, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
@@ -173,3 +174,25 @@ _TOPIC_SETTINGS = [
     "TOPIC_FLAGGED",
     "TOPIC_DEADLETTER",
 ]
+
+
+def test_side_reader_reads_ranges_and_committed_offsets(kafka_settings: Settings) -> None:
+    """The worker's direct reader (agents/side_reader.py), which refills offsets the consumer skipped."""
+    topic = kafka_settings.topic_orders
+    producer = Producer(producer_config(kafka_settings))
+    for i in range(10):
+        producer.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=1)
+    assert producer.flush(30) == 0
+    reader = SideReader(kafka_settings)
+    try:
+        # nothing committed yet: the log start
+        assert asyncio.run(reader.start_offsets([(topic, 1), (topic, 2)])) == {(topic, 1): 0, (topic, 2): 0}
+        got = asyncio.run(reader.read(topic, 1, 3, 7))
+        assert [(m.offset, m.key, m.value) for m in got] == [(o, b"k%d" % o, b"v%d" % o) for o in range(3, 7)]
+        assert all(m.topic == topic and m.partition == 1 for m in got)
+        group = Consumer({"bootstrap.servers": kafka_settings.bootstrap, "group.id": kafka_settings.app_id})
+        group.commit(offsets=[TopicPartition(topic, 1, 5)], asynchronous=False)
+        group.close()
+        assert asyncio.run(reader.start_offsets([(topic, 1)])) == {(topic, 1): 5}
+    finally:
+        reader.close()

@@ -1,0 +1,116 @@
+"""The agents' offset guard (agents/faust_sequence.py), without a broker: every offset once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agents.faust_io import Msg
+from agents.faust_metrics import Metrics
+from agents.faust_sequence import Sequencer
+
+TOPIC = "orders"
+
+
+class FakeLog:
+    """One topic partition's log (offsets that hold a message) and the group's committed offset."""
+
+    def __init__(self, offsets: list[int], committed: int | None) -> None:
+        self.offsets = offsets
+        self.committed = committed
+        self.reads: list[tuple[int, int]] = []
+
+    async def start_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        start = self.committed if self.committed is not None else min(self.offsets)
+        return {tp: start for tp in tps}
+
+    async def read(self, topic: str, partition: int, start: int, end: int) -> list[Msg]:
+        self.reads.append((start, end))
+        return [msg(o) for o in self.offsets if start <= o < end]
+
+
+def msg(offset: int, partition: int = 0) -> Msg:
+    return Msg(TOPIC, partition, offset, b"k", b"%d" % offset)
+
+
+def handled(sequencer: Sequencer, delivered: list[int]) -> list[int]:
+    """The offsets an agent handles, in order, when the consumer delivers `delivered`."""
+
+    async def run() -> list[int]:
+        out: list[int] = []
+        for offset in delivered:
+            before, admit = await sequencer.admit(msg(offset))
+            out += [m.offset for m in before]
+            if admit:
+                out.append(offset)
+        return out
+
+    return asyncio.run(run())
+
+
+def make(log: FakeLog, metrics: Metrics | None = None) -> Sequencer:
+    return Sequencer(
+        start_offsets=log.start_offsets,
+        read_range=log.read,
+        assigned=lambda: [(TOPIC, 0)],
+        metrics=metrics or Metrics(),
+    )
+
+
+def test_in_order_delivery_is_handled_as_is_without_extra_reads() -> None:
+    log = FakeLog(list(range(100)), committed=40)
+    assert handled(make(log), list(range(40, 100))) == list(range(40, 100))
+    assert log.reads == []
+
+
+def test_messages_skipped_after_the_committed_offset_are_read_and_handled_first() -> None:
+    # What Faust 0.15.3 did after a restart: the first message delivered was committed + 6.
+    log = FakeLog(list(range(100)), committed=40)
+    metrics = Metrics()
+    assert handled(make(log, metrics), list(range(46, 60))) == list(range(40, 60))
+    assert log.reads == [(40, 46)]
+    assert metrics.counts[("input_gap_messages_refilled", TOPIC)] == 6
+
+
+def test_a_hole_in_the_middle_is_refilled() -> None:
+    log = FakeLog(list(range(100)), committed=0)
+    assert handled(make(log), [0, 1, 2, 7, 8]) == list(range(9))
+
+
+def test_with_no_committed_offset_the_log_start_is_the_first_to_handle() -> None:
+    log = FakeLog(list(range(10, 30)), committed=None)
+    assert handled(make(log), [17, 18]) == list(range(10, 19))
+
+
+def test_redelivered_offsets_are_dropped_so_each_offset_is_handled_once() -> None:
+    log = FakeLog(list(range(100)), committed=0)
+    metrics = Metrics()
+    # a seek back to the committed offset re-delivers what was already handled
+    assert handled(make(log, metrics), [0, 1, 2, 3, 0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4]
+    assert metrics.counts[("input_redelivered_dropped", TOPIC)] == 4
+
+
+def test_offsets_without_a_message_read_as_an_empty_hole() -> None:
+    # transaction markers take offsets 5 and 6: nothing to refill, one read to find out
+    log = FakeLog([0, 1, 2, 3, 4, 7, 8], committed=0)
+    assert handled(make(log), [0, 1, 2, 3, 4, 7, 8]) == [0, 1, 2, 3, 4, 7, 8]
+    assert log.reads == [(5, 7)]
+
+
+def test_after_a_rebalance_it_starts_again_from_the_committed_offset() -> None:
+    log = FakeLog(list(range(100)), committed=0)
+    sequencer = make(log)
+    assert handled(sequencer, [0, 1, 2, 3]) == [0, 1, 2, 3]
+    sequencer.reset()
+    log.committed = 2  # the old owner committed up to 2; 2 and 3 come again
+    assert handled(sequencer, [2, 3, 4]) == [2, 3, 4]
+
+
+def test_a_failed_lookup_raises_to_the_caller() -> None:
+    async def broken(tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        raise TimeoutError("no broker")
+
+    sequencer = Sequencer(start_offsets=broken, read_range=FakeLog([], 0).read, assigned=lambda: [], metrics=Metrics())
+    with pytest.raises(TimeoutError):
+        asyncio.run(sequencer.admit(msg(3)))
