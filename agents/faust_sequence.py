@@ -78,15 +78,18 @@ class Sequencer:
             missing = await self._read_range(msg.topic, msg.partition, expected, msg.offset)
             if generation != self._generation:
                 return [], False
-            log.warning(
-                "%s[%d]: offsets %d..%d were not delivered by the consumer; read %d message(s) of them directly",
-                msg.topic,
-                msg.partition,
-                expected,
-                msg.offset - 1,
-                len(missing),
-            )
-            self._metrics.inc("input_gap_messages_refilled", msg.topic, len(missing))
+            if missing:
+                log.warning(
+                    "%s[%d]: offsets %d..%d were not delivered by the consumer; read %d message(s) of them directly",
+                    msg.topic,
+                    msg.partition,
+                    expected,
+                    msg.offset - 1,
+                    len(missing),
+                )
+                self._metrics.inc("input_gap_messages_refilled", msg.topic, len(missing))
+            else:  # transaction markers or deleted records: a hole of the log, not of the delivery
+                log.debug("%s[%d]: offsets %d..%d hold no message", msg.topic, msg.partition, expected, msg.offset - 1)
         self._next[key] = msg.offset + 1
         return missing, True
 

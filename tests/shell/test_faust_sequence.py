@@ -94,8 +94,10 @@ def test_redelivered_offsets_are_dropped_so_each_offset_is_handled_once() -> Non
 def test_offsets_without_a_message_read_as_an_empty_hole() -> None:
     # transaction markers take offsets 5 and 6: nothing to refill, one read to find out
     log = FakeLog([0, 1, 2, 3, 4, 7, 8], committed=0)
-    assert handled(make(log), [0, 1, 2, 3, 4, 7, 8]) == [0, 1, 2, 3, 4, 7, 8]
+    metrics = Metrics()
+    assert handled(make(log, metrics), [0, 1, 2, 3, 4, 7, 8]) == [0, 1, 2, 3, 4, 7, 8]
     assert log.reads == [(5, 7)]
+    assert metrics.counts[("input_gap_messages_refilled", TOPIC)] == 0
 
 
 def test_after_a_rebalance_it_starts_again_from_the_committed_offset() -> None:
