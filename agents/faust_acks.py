@@ -67,6 +67,12 @@ class Delivery:
             log.error("%s: no more acks; /healthz fails so the worker is restarted and reads again", reason)
         self.broken = True
 
+    def settled(self) -> bool:
+        """No send failed and every tracked send is delivered (asked once the worker has stopped)."""
+        if self.broken or any(not task.done() or task.cancelled() for task in self._settling):
+            return False
+        return all(_delivered(future) for future in self._futures)
+
     def revoke(self) -> None:
         """A rebalance: drop every ack not released yet (their messages are read again).
 
@@ -119,3 +125,9 @@ class Delivery:
             return
         for ack in acks:
             ack()
+
+
+def _delivered(future: Awaitable[Any]) -> bool:
+    if not isinstance(future, asyncio.Future):
+        return False
+    return future.done() and not future.cancelled() and future.exception() is None

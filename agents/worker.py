@@ -4,8 +4,8 @@ Every setting comes from the environment (agents/settings.py: KAFKA_BOOTSTRAP,
 CLEARANCE_*). SIGTERM and SIGINT stop it cleanly: the streams drain, offsets are
 committed, tables are closed. The web port serves /healthz (the event loop
 answers and no send failed), /readyz (recovered, not rebalancing) and /metrics
-(Prometheus text). The local table state is rebuilt from the changelogs at every
-start (see docs/DESIGN-worker.md, "Delivery").
+(Prometheus text). The local table state is kept after a clean stop and rebuilt from the
+changelogs after any other (see docs/DESIGN-worker.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from agents.app import build
 from agents.faust_topics import ensure_internal_topics
 from agents.settings import Settings
 from agents.topics import TopicsError
+
+log = logging.getLogger("clearance.worker")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,18 +50,49 @@ def cli(argv: list[str]) -> int:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    # Local RocksDB can be ahead of the changelog after a crash (writes whose changelog
-    # record never left the process). Rebuilding from the changelog keeps "local state =
-    # changelog" for every owner of a partition; the cost is a full recovery per start.
-    shutil.rmtree(Path(pipeline.app.conf.tabledir), ignore_errors=True)
+    tables = Path(pipeline.app.conf.tabledir)
+    kept = _prepare_tables(tables)
     logging.getLogger("clearance").setLevel(settings.log_level)
+
+    @pipeline.app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
+    async def report_tables() -> None:
+        if kept:
+            log.info("local table state kept (the last run stopped cleanly): recovery reads only what is newer")
+        else:
+            log.info(
+                "local table state rebuilt from the changelogs (first start, or the last run did not stop cleanly)"
+            )
+
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG (so that it spins on every record) when
     # the level is WARNING or above: then every debug call of Faust and aiokafka builds a record, about
     # 5% of the worker's time in the profile. A worker runs without a terminal; no spinner.
     worker.spinner = None
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 0
-    return 0
+        code = stop.code if isinstance(stop.code, int) else 0
+    if code == 0 and pipeline.delivery.settled():
+        (tables / CLEAN_STOP).touch()
+    return code
+
+
+CLEAN_STOP = "clean-stop"
+
+
+def _prepare_tables(tables: Path) -> bool:
+    """Keep the local tables only after a clean stop; True when kept.
+
+    After a crash the local RocksDB can be ahead of the changelog (writes whose changelog
+    record never left the process), so it is deleted and recovered from the changelogs:
+    local state = changelog for every owner of a partition. After a clean stop (SIGTERM,
+    exit 0, every send and changelog record delivered) the two are equal, and Faust's
+    recovery reads only the changelog records newer than the local ones. The marker is
+    removed before anything runs, so a crash in this run leaves none."""
+    marker = tables / CLEAN_STOP
+    if marker.exists():
+        marker.unlink()
+        return True
+    shutil.rmtree(tables, ignore_errors=True)
+    return False
