@@ -51,7 +51,7 @@ def cli(argv: list[str]) -> int:
         return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     tables = Path(pipeline.app.conf.tabledir)
-    kept = _prepare_tables(tables)
+    kept = prepare_tables(tables)
     logging.getLogger("clearance").setLevel(settings.log_level)
 
     @pipeline.app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
@@ -81,7 +81,7 @@ def cli(argv: list[str]) -> int:
 CLEAN_STOP = "clean-stop"
 
 
-def _prepare_tables(tables: Path) -> bool:
+def prepare_tables(tables: Path) -> bool:
     """Keep the local tables only after a clean stop; True when kept.
 
     After a crash the local RocksDB can be ahead of the changelog (writes whose changelog

@@ -1,0 +1,57 @@
+"""What a worker keeps across a restart (agents/worker.py, agents/faust_acks.py), without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from agents.faust_acks import Delivery
+from agents.worker import CLEAN_STOP, prepare_tables
+
+
+def _tables(tmp_path: Path) -> Path:
+    tables = tmp_path / "tables"
+    (tables / "join-0.db").mkdir(parents=True)
+    (tables / "join-0.db" / "CURRENT").write_text("x")
+    return tables
+
+
+def test_after_a_clean_stop_the_tables_are_kept_and_the_marker_is_consumed(tmp_path: Path) -> None:
+    tables = _tables(tmp_path)
+    (tables / CLEAN_STOP).touch()
+    assert prepare_tables(tables) is True
+    assert (tables / "join-0.db" / "CURRENT").exists()
+    assert not (tables / CLEAN_STOP).exists(), "a crash in this run must not find a marker"
+
+
+def test_after_anything_else_the_tables_are_deleted(tmp_path: Path) -> None:
+    tables = _tables(tmp_path)
+    assert prepare_tables(tables) is False
+    assert not tables.exists()
+    assert prepare_tables(tmp_path / "never-created") is False
+
+
+def test_settled_only_when_every_tracked_send_was_delivered() -> None:
+    async def run() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        delivery = Delivery()
+        states = [delivery.settled()]  # nothing sent
+        pending: asyncio.Future[int] = loop.create_future()
+        delivery.track(pending)
+        states.append(delivery.settled())  # in flight
+        pending.set_result(1)
+        states.append(delivery.settled())  # delivered
+        failed: asyncio.Future[int] = loop.create_future()
+        failed.set_exception(OSError("broker gone"))
+        delivery.track(failed)
+        states.append(delivery.settled())  # a failed send
+        failed.exception()  # retrieved: no "never retrieved" warning
+        return states
+
+    assert asyncio.run(run()) == [True, False, True, False]
+
+
+def test_a_broken_delivery_is_never_settled() -> None:
+    delivery = Delivery()
+    delivery.fail("test")
+    assert not delivery.settled()
