@@ -12,6 +12,7 @@ import multiprocessing
 import random
 import time
 from datetime import date, timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,11 @@ def generate(
              "t_pay": pay_time, "t_waybill": waybill_t}  # fmt: skip
     doc_t = (t, push, waybill_t)
     cols, fmsgs = _documents(rng, seed, m, people, times, day0, day, kinds, names)
-    truth, where = _write_files(rng, outdir, n, cols, doc_t, kinds < 0, fmsgs, invalid_rate, day0)
+    truth, where, writers = _write_files(rng, outdir, n, cols, doc_t, kinds < 0, fmsgs, invalid_rate, day0)
+    # The labels need no file bytes: they are computed while the writers run.
     labels = _labels(n, order_no.tolist(), fmsgs, doc_t, where, people.id_number[buyer], m, regime)
     _write(outdir, labels, truth)
+    _join(writers)
     info = _info(
         preset, regime, n, seed, kinds, names, groups, truth, where, fault_rate, invalid_rate, doc_t, day0, fmsgs
     )
@@ -124,8 +127,8 @@ def _documents(
 def _write_files(
     rng: np.random.Generator, outdir: Path, n: int, cols: list[Cols], doc_t: Times, clean: np.ndarray,
     fmsgs: dict[int, list[Msg]], invalid_rate: float, day0: np.datetime64,
-) -> tuple[list[dict[str, Any]], list[A.FileOrder]]:  # fmt: skip
-    """Write the three files (freeing each file's columns once written)."""
+) -> tuple[list[dict[str, Any]], list[A.FileOrder], list[BaseProcess]]:  # fmt: skip
+    """Write the three files, or start the processes writing them (see `_join`)."""
     outdir.mkdir(parents=True, exist_ok=True)
     truth: list[dict[str, Any]] = []
     where = []
@@ -137,18 +140,21 @@ def _write_files(
     if n < _PARALLEL_FROM:
         for f in range(3):
             A.write_file(outdir / D.FILES[f], f, where[f], cols[f])
-        return truth, where
+        return truth, where, []
     # The files are independent and all randomness is drawn above: write them in forked
     # children (the columns are shared copy-on-write), the bytes are the same either way.
     ctx = multiprocessing.get_context("fork")
     workers = [ctx.Process(target=A.write_file, args=(outdir / D.FILES[f], f, where[f], cols[f])) for f in range(3)]
     for w in workers:
         w.start()
+    return truth, where, list(workers)
+
+
+def _join(workers: list[BaseProcess]) -> None:
     for w in workers:
         w.join()
     if any(w.exitcode != 0 for w in workers):
         raise RuntimeError("writing a trace file failed")
-    return truth, where
 
 
 def _targets(rng: np.random.Generator, m: dict[str, Any], kinds: np.ndarray, names: list[str],
@@ -201,7 +207,7 @@ def _labels(
 ) -> list[str]:  # fmt: skip
     """labels.jsonl lines: one per order, then one per DOCUMENT_AFTER_DECISION record."""
     positive = G.positive_list()
-    found: list[list[str] | None] = [[] for _ in range(n)]
+    found: list[list[str] | None] = [None] * n  # None or []: no reason (yet)
     extra: list[dict[str, Any]] = []
     decided_at: dict[int, tuple[int, int, int]] = {}
     duty = (m["goods"] + m["freight"]).tolist()
@@ -240,8 +246,8 @@ def _quota(
     doc_t: Times, where: list[A.FileOrder], regime: B.Regime,
 ) -> None:  # fmt: skip
     total: dict[str, int] = {}
-    complete = [i for i, r in enumerate(found) if not (r and r[0].startswith("MISSING_") and i in decided_at) and
-                not any(x.startswith("MISSING_") for x in (r or []))]  # fmt: skip
+    complete = [i for i, r in enumerate(found) if not r or (not (r[0].startswith("MISSING_") and i in decided_at) and
+                not any(x.startswith("MISSING_") for x in r))]  # fmt: skip
     for i in complete:
         total[key[i]] = total.get(key[i], 0) + duty[i]
     hot = [i for i in complete if total[key[i]] > regime.annual_limit_fen]
