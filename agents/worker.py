@@ -73,7 +73,7 @@ def cli(argv: list[str]) -> int:
         worker.execute_from_commandline()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0
-    if code == 0 and pipeline.delivery.settled():
+    if code == 0 and pipeline.delivery.settled() and tables.is_dir():
         (tables / CLEAN_STOP).touch()
     return code
 
