@@ -79,17 +79,7 @@ class Sender:
             self.metrics.inc("declarations_out", str(orjson.loads(emit.value).get("status", "")))
 
     async def dead_letter(self, msg: Msg, reason: str, field: str | None, internal: bool) -> None:
-        record = dead_letter_dict(
-            msg.value,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            reason=reason,
-            field=field,
-            internal=internal,
-            wall_ms=wall_ms(),
-        )
+        record = dead_letter_dict(msg.value, msg, reason, field, internal=internal, wall_ms=wall_ms())
         headers: Headers = [
             ("dlq.reason", reason.encode()),
             ("dlq.topic", msg.topic.encode()),

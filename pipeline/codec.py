@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -201,23 +201,35 @@ def decode_candidate(raw: bytes) -> Candidate:
         raise StateCodecError(f"corrupt candidate: {exc}") from exc
 
 
+class Source(Protocol):
+    """Where a message came from (the embedded runner's Origin, the worker's Msg)."""
+
+    @property
+    def topic(self) -> str:
+        """The source topic (or trace file's topic)."""
+
+    @property
+    def partition(self) -> int:
+        """The source partition."""
+
+    @property
+    def offset(self) -> int:
+        """The message's offset (line number in a trace file)."""
+
+    @property
+    def key(self) -> bytes | None:
+        """The message's key, if any."""
+
+
 def dead_letter_dict(
-    raw: bytes,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    reason: str,
-    field: str | None,
-    internal: bool,
-    wall_ms: int,
+    raw: bytes, source: Source, reason: str, field: str | None, *, internal: bool, wall_ms: int
 ) -> dict[str, Any]:
     """The dead-letter record (schemas/deadletter.schema.json): original bytes in base64."""
+    key = source.key
     return {
-        "sourceTopic": topic,
-        "sourcePartition": partition,
-        "sourceOffset": offset,
+        "sourceTopic": source.topic,
+        "sourcePartition": source.partition,
+        "sourceOffset": source.offset,
         "key": None if key is None else key.decode("utf-8", "replace"),
         "value": base64.b64encode(raw).decode("ascii"),
         "reason": reason,

@@ -85,7 +85,9 @@ class Engine:
         try:
             return PARSERS[kind](raw)
         except InvalidRecord as err:
-            out.dead_letters.append(_dead(raw, origin, err.reason, err.field, False, wall_ms))
+            out.dead_letters.append(
+                dead_letter_dict(raw, origin, err.reason, err.field, internal=False, wall_ms=wall_ms)
+            )
         except Exception as exc:  # a bug, not bad input: keep the message, keep going
             self._internal(exc, raw, origin, wall_ms, out)
         return None
@@ -99,7 +101,8 @@ class Engine:
 
     def _internal(self, exc: Exception, raw: bytes, origin: Origin, wall_ms: int, out: Outputs) -> None:
         out.internal_errors.append(exc)
-        out.dead_letters.append(_dead(raw, origin, f"internal error: {type(exc).__name__}", None, True, wall_ms))
+        reason = f"internal error: {type(exc).__name__}"
+        out.dead_letters.append(dead_letter_dict(raw, origin, reason, None, internal=True, wall_ms=wall_ms))
 
     def advance(self, event_ms: int, wall_ms: int, out: Outputs) -> None:
         """Move event time (a document or an idle tick) and close every window it passes."""
@@ -186,17 +189,3 @@ class Engine:
             self.join_store.put(order_no.encode(), encode_state(state))
         if state is not None and (before is None or before.deadline_ms != state.deadline_ms):
             self.timeline.schedule(state.deadline_ms, order_no)
-
-
-def _dead(raw: bytes, origin: Origin, reason: str, field: str | None, internal: bool, wall_ms: int) -> dict[str, Any]:
-    return dead_letter_dict(
-        raw,
-        topic=origin.topic,
-        partition=origin.partition,
-        offset=origin.offset,
-        key=origin.key,
-        reason=reason,
-        field=field,
-        internal=internal,
-        wall_ms=wall_ms,
-    )
