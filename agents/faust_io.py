@@ -58,7 +58,7 @@ def emit_of(item: Declaration | Candidate) -> Emit:
     if isinstance(item, Candidate):
         return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
     dest: Dest = "matched" if item.matched else "flagged"
-    return Emit(dest, item.order_no.encode(), encode_declaration(item))
+    return Emit(dest, item.order_no.encode(), encode_declaration(item), item.status)
 
 
 class Sender:
@@ -76,7 +76,7 @@ class Sender:
     async def emit(self, emit: Emit) -> None:
         self.delivery.track(await self._send(self._topics[emit.dest], emit.key, emit.value, None))
         if emit.dest != "candidates":
-            self.metrics.inc("declarations_out", str(orjson.loads(emit.value).get("status", "")))
+            self.metrics.inc("declarations_out", emit.status)
 
     async def dead_letter(self, msg: Msg, reason: str, field: str | None, internal: bool) -> None:
         record = dead_letter_dict(msg.value, msg, reason, field, internal=internal, wall_ms=wall_ms())

@@ -12,7 +12,8 @@ rebuilds the deadline index re-sends every entry at or after the committed offse
 offset are known delivered and are dropped at the order's next write.
 
 Layout: `encode_state(state)`, then, only when the outbox is not empty, a NUL byte
-and `orjson([[topic, offset, [[dest, key, payload], ...]], ...])`. JSON never
+and `orjson([[topic, offset, [[dest, key, payload, status], ...]], ...])` (rows written
+before `status` existed have three items; the status is then read from the payload). JSON never
 contains a raw NUL, so the split is unambiguous and a value without outbox is
 exactly the core's state encoding.
 """
@@ -36,11 +37,13 @@ MAX_OUTBOX = 16  # entries per order; an order sees a handful of state-changing 
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    """One message to publish: destination, Kafka key and value (bytes)."""
+    """One message to publish: destination, Kafka key and value (bytes), and a declaration's
+    status (for the declarations_out metric; "" for a candidate)."""
 
     dest: Dest
     key: bytes
     value: bytes
+    status: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,10 @@ def encode_stored(stored: Stored) -> bytes:
     head = encode_state(stored.state)
     if not stored.outbox:
         return head
-    rows = [[e.topic, e.offset, [[m.dest, m.key.decode(), m.value.decode()] for m in e.emits]] for e in stored.outbox]
+    rows = [
+        [e.topic, e.offset, [[m.dest, m.key.decode(), m.value.decode(), m.status] for m in e.emits]]
+        for e in stored.outbox
+    ]
     return head + _SEP + orjson.dumps(rows)
 
 
@@ -85,7 +91,13 @@ def decode_stored(raw: bytes) -> Stored:
 
 
 def _emit(row: list[str]) -> Emit:
-    dest, key, value = row
+    dest, key, value, *rest = row
     if dest not in _DESTS:
         raise ValueError(f"unknown destination {dest!r}")
-    return Emit(dest, key.encode(), value.encode())  # type: ignore[arg-type]  # checked against _DESTS above
+    status = rest[0] if rest else _status_of(dest, value)
+    return Emit(dest, key.encode(), value.encode(), status)  # type: ignore[arg-type]  # dest checked above
+
+
+def _status_of(dest: str, value: str) -> str:
+    """The status of an emit written before emits carried it ("" for a candidate)."""
+    return "" if dest == "candidates" else str(orjson.loads(value).get("status", ""))
