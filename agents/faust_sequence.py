@@ -102,4 +102,5 @@ class Sequencer:
             return None
         for tp in wanted:
             self._next.setdefault(tp, starts[tp])  # a KeyError is a failed lookup: the caller's to handle
+        log.info("start offsets after the assignment: %s", ", ".join(f"{t}[{p}]@{starts[t, p]}" for t, p in wanted))
         return self._next[key]

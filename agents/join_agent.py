@@ -118,7 +118,6 @@ class JoinProcessor:
         self.wall = wall
         self.partitions: dict[int, Partition] = {}
         self.positions: dict[tuple[str, int], int] = {}
-        self.started: set[tuple[str, int]] = set()  # (topic, partition) read since the last assignment
 
     def forget_partitions(self) -> None:
         """A rebalance: rebuild every index on next use (another worker may have moved on).
@@ -126,7 +125,6 @@ class JoinProcessor:
         Buffered documents are dropped unacked: Faust seeks to the committed offsets
         after the rebalance, so whoever owns the partition now reads them again."""
         self.partitions.clear()
-        self.started.clear()
 
     @property
     def buffered(self) -> int:
@@ -144,15 +142,6 @@ class JoinProcessor:
         highest contiguous acked offset and tolerates a one-message gap at the head,
         so acking out of order could commit past a message not yet applied."""
         self.positions[(msg.topic, msg.partition)] = msg.offset
-        if (msg.topic, msg.partition) not in self.started:
-            self.started.add((msg.topic, msg.partition))
-            log.info(
-                "%s[%d]: first offset read %d, committed %s",
-                msg.topic,
-                msg.partition,
-                msg.offset,
-                self.committed(msg.topic, msg.partition),
-            )
         try:
             if msg.topic == self.tick_topic:
                 await self._tick(msg)
