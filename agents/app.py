@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 
 from agents.faust_acks import Ack, Delivery
 from agents.faust_io import Headers, Msg, Sender, wall_ms
-from agents.faust_metrics import Metrics
+from agents.faust_metrics import MetricName, Metrics
 from agents.faust_sequence import Sequencer
 from agents.faust_state import Dest
 from agents.faust_topics import candidates_topic
@@ -34,7 +34,6 @@ from agents.kafka_config import MAX_MESSAGE_BYTES
 from agents.quota_agent import QuotaProcessor
 from agents.settings import Settings
 from agents.side_reader import SideReader
-from pipeline.metrics import MetricName
 from pipeline.records import DocKind
 
 log = logging.getLogger("clearance.worker")
@@ -58,6 +57,7 @@ class Pipeline:
     quota: QuotaProcessor
     metrics: Metrics
     delivery: Delivery
+    sequences: dict[str, Sequencer]  # topic -> the offset check of the agent that reads it
 
 
 async def _drain(
@@ -82,6 +82,27 @@ async def _drain(
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
+
+
+def _maybe_trace(joiner: JoinProcessor) -> None:
+    """CLEARANCE_TRACE_FILE: one line per applied document and per event-time jump (debugging)."""
+    import os
+
+    path = os.environ.get("CLEARANCE_TRACE_FILE")
+    if not path:
+        return
+    from faust.streams import current_event
+
+    handle = open(path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+
+    def trace(what: str, msg: Msg, order_no: str, time_ms: int, event_ms: int) -> None:
+        event = current_event()
+        where = f"{event.message.topic}[{event.message.partition}]@{event.message.offset}" if event else "-"
+        handle.write(
+            f"{wall_ms()} {what} {msg.topic}[{msg.partition}]@{msg.offset} {order_no} {time_ms} {event_ms} {where}\n"
+        )
+
+    joiner.trace = trace
 
 
 def _already_acked() -> None:
@@ -153,6 +174,10 @@ def build(settings: Settings) -> Pipeline:
         settings.topic_payments: "payment",
         settings.topic_waybills: "waybill",
     }
+    side = SideReader(settings)
+    join_sequence = _sequencer(app, side, metrics, {*settings.input_topics, settings.topic_ticks})
+    quota_sequence = _sequencer(app, side, metrics, {candidates.get_topic_name()})
+    unread = _Unread(app, side, join_sequence)
     joiner = JoinProcessor(
         config,
         kinds=kinds,
@@ -162,16 +187,13 @@ def build(settings: Settings) -> Pipeline:
         clocks=clocks,
         scan=lambda partition: _partition_items(states, partition),
         committed=lambda topic, partition: _committed(app, TP(topic, partition)),
-        pending=lambda topic, partition, offset: _unread(app, TP(topic, partition), offset),
+        unread=lambda topic, partition: unread(topic, partition),
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),
         sender=sender,
         wall=wall_ms,
     )
     quota = QuotaProcessor(config, quotas=quotas, sender=sender)
-
-    side = SideReader(settings)
-    join_sequence = _sequencer(app, side, metrics, {*settings.input_topics, settings.topic_ticks})
-    quota_sequence = _sequencer(app, side, metrics, {candidates.get_topic_name()})
+    _maybe_trace(joiner)
 
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
@@ -204,7 +226,9 @@ def build(settings: Settings) -> Pipeline:
     app.on_partitions_revoked.connect(_rebalanced)
     app.on_partitions_assigned.connect(_rebalanced)
 
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery)
+    sequences = {topic: join_sequence for topic in (*settings.input_topics, settings.topic_ticks)}
+    sequences[candidates.get_topic_name()] = quota_sequence
+    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, sequences)
     _add_views(pipeline)
     return pipeline
 
@@ -260,18 +284,47 @@ def _committed(app: faust.App, tp: TP) -> int | None:
     return offsets.get(tp)
 
 
-def _unread(app: faust.App, tp: TP, last_offset: int) -> bool:
-    """True when the broker may hold messages of `tp` after `last_offset` (and the committed offset).
+class _Unread:
+    """Whether the broker holds messages of an input partition that this worker has not received yet.
 
-    Unknown (not fetched yet) counts as True: at startup one topic's first fetch can
-    come seconds after another's, and passing over it would break merge order."""
-    try:
-        high = app.consumer.highwater(tp)
-    except Exception:  # noqa: BLE001 - not assigned: nothing will come
-        return False
-    if high is None:
-        return True
-    return bool(high > max(last_offset + 1, _committed(app, tp) or 0))
+    The merge (join_agent) asks before it passes over an empty queue. The consumer's high
+    watermark comes from its last fetch of that partition, which can be seconds old: a
+    partition whose buffer still holds records, or that flow control paused, is not
+    fetched. Trusting it let a worker apply a waybill before the payment that the broker
+    had held for seconds (the two-workers-started-together stress, issue 10). So when the
+    consumer knows of nothing unread, the broker is asked (one ListOffsets, a few ms); the
+    answer is kept for `_FRESH_MS` so a silent topic costs at most a few requests a second.
+    Unknown counts as unread: the merge waits (the ticks retry it)."""
+
+    _FRESH_MS = 200
+
+    def __init__(self, app: faust.App, side: SideReader, sequence: Sequencer) -> None:
+        self._app = app
+        self._side = side
+        self._sequence = sequence
+        self._asked: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (next offset, wall ms, log end)
+
+    async def __call__(self, topic: str, partition: int) -> bool:
+        wanted = self._sequence.next_offset(topic, partition)
+        if wanted is None:
+            return True
+        try:
+            high = self._app.consumer.highwater(TP(topic, partition))
+        except Exception:  # noqa: BLE001 - not assigned any more: nothing will come
+            return False
+        if high is None or high > wanted:
+            return True
+        now = wall_ms()
+        asked = self._asked.get((topic, partition))
+        if asked is not None and asked[0] == wanted and now - asked[1] < self._FRESH_MS:
+            return asked[2] > wanted
+        try:
+            end = await self._side.log_end(topic, partition)
+        except Exception as exc:  # noqa: BLE001 - broker unreachable: wait, the ticks retry
+            log.warning("%s[%d]: log end unknown (%s); the merge waits", topic, partition, type(exc).__name__)
+            return True
+        self._asked[(topic, partition)] = (wanted, now, end)
+        return end > wanted
 
 
 def is_ready(app: faust.App) -> bool:
@@ -281,19 +334,28 @@ def is_ready(app: faust.App) -> bool:
 
 
 def _gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], float]]:
+    """Open windows; the lag of every assigned input, tick and candidates partition.
+
+    Lag counts from the next offset the agent will receive (its offset check knows it
+    for every assigned partition once the first message arrived), else from the
+    committed offset: a partition from which nothing has arrived yet shows its whole
+    backlog (it used to be left out, so a worker that had not received a single payment
+    of a partition reported lag 0 for it)."""
     yield "windows_open", {}, float(pipeline.joiner.open_windows)
-    positions = {**pipeline.joiner.positions, **pipeline.quota.positions}
     consumer = pipeline.app.consumer
     for tp in sorted(consumer.assignment()):
-        if (tp.topic, tp.partition) not in positions:
-            continue  # changelogs and partitions without input yet
+        sequence = pipeline.sequences.get(tp.topic)
+        if sequence is None:
+            continue  # changelogs
         try:
             high = consumer.highwater(tp)
         except Exception:  # noqa: BLE001, S112 - not fetched yet: no lag to report
             continue
         if high is None:
             continue
-        done = positions.get((tp.topic, tp.partition), -1) + 1
+        done = sequence.next_offset(tp.topic, tp.partition)
+        if done is None:
+            done = _committed(pipeline.app, tp) or 0
         yield "consumer_lag", {"topic": tp.topic, "partition": str(tp.partition)}, float(max(high - done, 0))
 
 

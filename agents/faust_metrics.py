@@ -11,8 +11,22 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
-from pipeline.metrics import MetricName
+MetricName = Literal[
+    "documents_in",
+    "documents_redelivered",
+    "declarations_out",
+    "review_after_decision",
+    "dead_letters",
+    "internal_errors",
+    "windows_open",
+    "windows_completed",
+    "windows_closed_incomplete",
+    "consumer_lag",
+    "input_redelivered_dropped",
+    "input_gap_messages_refilled",
+]
 
 _HELP: dict[MetricName, tuple[str, str]] = {
     "documents_in": ("counter", "input messages consumed, by topic"),
@@ -22,7 +36,8 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "dead_letters": ("counter", "messages sent to the dead-letter topic, by error"),
     "internal_errors": ("counter", "unexpected exceptions (dead-lettered as INTERNAL_ERROR)"),
     "windows_open": ("gauge", "open match windows on this worker"),
-    "windows_closed_incomplete": ("counter", "windows closed with a document missing"),
+    "windows_completed": ("counter", "windows decided with all three documents, by partition"),
+    "windows_closed_incomplete": ("counter", "windows closed with a document missing, by partition"),
     "consumer_lag": ("gauge", "messages behind the high watermark, by topic and partition"),
     "input_redelivered_dropped": ("counter", "input messages dropped as already handled (offset order), by topic"),
     "input_gap_messages_refilled": (
@@ -66,9 +81,12 @@ class Metrics:
 def _labels(name: MetricName, label: str) -> dict[str, str]:
     if not label:
         return {}
-    key = {"declarations_out": "status", "dead_letters": "error"}.get(
-        name, "topic" if name.startswith(("documents_in", "input_")) else "label"
-    )
+    key = {
+        "declarations_out": "status",
+        "dead_letters": "error",
+        "windows_completed": "partition",
+        "windows_closed_incomplete": "partition",
+    }.get(name, "topic" if name.startswith(("documents_in", "input_")) else "label")
     return {key: label}
 
 

@@ -56,6 +56,10 @@ class Sequencer:
         self._next: dict[TopicPartition, int] = {}
         self._generation = 0
 
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset to receive of a topic partition; None before the first message since the assignment."""
+        return self._next.get((topic, partition))
+
     def reset(self) -> None:
         """A rebalance: start again from the committed offsets."""
         self._next.clear()

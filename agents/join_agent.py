@@ -14,9 +14,11 @@ of another (a backlog, a restart) and a late document would close windows whose
 other documents are still unread. So, like Kafka Streams' PartitionGroup, each
 partition buffers parsed documents in one queue per input topic and applies the
 head with the smallest (appTime, topic rank, offset) only while every queue is
-non-empty; an empty queue is waited for while the consumer knows of unread
-messages on it (`pending`), or until it has been silent for `merge_wait_ms`.
-Buffered messages are acked (committable) only once applied: a crash re-reads them.
+non-empty. An empty queue is passed over only when its topic has been silent for
+`merge_wait_ms` and the broker holds nothing of it that this worker has not received
+(`unread`: the consumer's high watermark, confirmed by asking the broker, since the
+consumer's own figure can be seconds old). Buffered messages are acked (committable)
+only once applied: a crash re-reads them.
 
 Deadline index: an in-memory heap per partition, with lazy deletion as in
 pipeline/timeline.py. It is rebuilt from the partition's RocksDB state (one scan)
@@ -34,7 +36,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -45,14 +47,14 @@ from agents.faust_state import MAX_OUTBOX, OutboxEntry, Stored, decode_stored, e
 from pipeline.config import RulesConfig
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord, StateCodecError
-from pipeline.join import JoinState, Step, expire, step
+from pipeline.join import Candidate, JoinState, Step, expire, step
 from pipeline.records import DocKind, Document
 
 log = logging.getLogger("clearance.worker.join")
 
 Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
-Pending = Callable[[str, int, int], bool]
+Unread = Callable[[str, int], Awaitable[bool]]
 _RANK: dict[DocKind, int] = {"order": 0, "payment": 1, "waybill": 2}
 
 
@@ -68,6 +70,12 @@ class Queued:
 KEY_MISMATCH = "Kafka key is not the orderNo"
 
 
+# The split guard: a partition whose windows nearly all close incomplete is not joining its
+# three topics (issue 10: one topic's documents were applied long before the other two's).
+_SPLIT_WARN_MIN = 50
+_SPLIT_WARN_SHARE = 0.8
+
+
 @dataclass(slots=True)
 class Partition:
     """What the join knows of one partition besides the table: time and the deadline heap."""
@@ -77,6 +85,9 @@ class Partition:
     input_event_ms: int = 0
     input_wall_ms: int = 0
     open_windows: int = 0
+    completed: int = 0  # windows decided complete since the assignment
+    incomplete: int = 0  # windows closed with a document missing since the assignment
+    warn_at: int = _SPLIT_WARN_MIN
     heap: list[tuple[int, str]] = field(default_factory=list)
     queues: tuple[deque[Queued], ...] = field(default_factory=lambda: (deque(), deque(), deque()))
     last_seen: list[tuple[int, int]] = field(default_factory=lambda: [(-1, 0)] * 3)  # (offset, wall ms) per topic
@@ -96,7 +107,7 @@ class JoinProcessor:
         clocks: Table,
         scan: Scan,
         committed: Committed,
-        pending: Pending,
+        unread: Unread,
         merge_wait_ms: int,
         sender: Sender,
         wall: Callable[[], int],
@@ -109,7 +120,7 @@ class JoinProcessor:
         self.clocks = clocks
         self.scan = scan
         self.committed = committed
-        self.pending = pending
+        self.unread = unread
         self.merge_wait_ms = merge_wait_ms
         self.topics = {_RANK[kind]: topic for topic, kind in kinds.items()}
         self.sender = sender
@@ -117,7 +128,7 @@ class JoinProcessor:
         self.metrics = sender.metrics
         self.wall = wall
         self.partitions: dict[int, Partition] = {}
-        self.positions: dict[tuple[str, int], int] = {}
+        self.trace: Callable[[str, Msg, str, int, int], None] | None = None
 
     def forget_partitions(self) -> None:
         """A rebalance: rebuild every index on next use (another worker may have moved on).
@@ -141,7 +152,6 @@ class JoinProcessor:
         dead letter waits in its queue behind earlier documents): Faust commits the
         highest contiguous acked offset and tolerates a one-message gap at the head,
         so acking out of order could commit past a message not yet applied."""
-        self.positions[(msg.topic, msg.partition)] = msg.offset
         try:
             if msg.topic == self.tick_topic:
                 await self._tick(msg)
@@ -184,7 +194,7 @@ class JoinProcessor:
                     await self.delivery.ack(queue.popleft().ack)
             if not any(queues):
                 return
-            if not drain and not all(queues) and not self._may_skip_empty(part, partition, wall):
+            if not drain and not all(queues) and not await self._may_skip_empty(part, partition, wall):
                 return
             rank, head = min(((r, q[0]) for r, q in enumerate(queues) if q), key=lambda rq: _merge_key(rq[1]))
             queues[rank].popleft()
@@ -195,17 +205,19 @@ class JoinProcessor:
                     await self.sender.internal_error(head.msg, exc, "join")
             await self.delivery.ack(head.ack)
 
-    def _may_skip_empty(self, part: Partition, partition: int, wall: int) -> bool:
-        """An empty queue may be passed over once its topic has nothing unread and has been silent a while."""
-        for rank, queue in enumerate(part.queues):
-            if queue:
-                continue
-            offset, seen_wall = part.last_seen[rank]
-            if self.pending(self.topics[rank], partition, offset) or wall - seen_wall < self.merge_wait_ms:
+    async def _may_skip_empty(self, part: Partition, partition: int, wall: int) -> bool:
+        """An empty queue may be passed over once its topic has been silent a while and has nothing unread."""
+        empty = [rank for rank, queue in enumerate(part.queues) if not queue]
+        if any(wall - part.last_seen[rank][1] < self.merge_wait_ms for rank in empty):
+            return False
+        for rank in empty:
+            if await self.unread(self.topics[rank], partition):
                 return False
         return True
 
     async def _apply(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
+        if self.trace is not None:
+            self.trace("apply", msg, doc.order_no, doc.app_time_ms, part.event_ms)
         await self._advance(part, doc.app_time_ms, msg, wall)
         part.input_event_ms, part.input_wall_ms = part.event_ms, wall
         await self._step(part, doc, msg, wall)
@@ -228,6 +240,8 @@ class JoinProcessor:
         if target is None and not any(part.queues) and wall - part.input_wall_ms > self.idle_ms:
             target = part.input_event_ms + (wall - part.input_wall_ms)
         if target is not None:
+            if self.trace is not None:
+                self.trace("advance", msg, "", target, part.event_ms)
             await self._advance(part, target, msg, wall)
         if part.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.event_ms])
@@ -247,8 +261,35 @@ class JoinProcessor:
                 continue  # stale index entry: the state moved on
             result = expire(stored.state, self.config, wall)
             if stored.state.is_open:
-                self.metrics.inc("windows_closed_incomplete")
+                self._decided(part, msg.partition, complete=False)
             await self._save(part, key, stored, result, msg)
+        self._check_split(part, msg.partition)
+
+    def _decided(self, part: Partition, partition: int, *, complete: bool) -> None:
+        if complete:
+            part.completed += 1
+            self.metrics.inc("windows_completed", str(partition))
+        else:
+            part.incomplete += 1
+            self.metrics.inc("windows_closed_incomplete", str(partition))
+
+    def _check_split(self, part: Partition, partition: int) -> None:
+        """Warn when nearly every window of a partition closes with documents missing."""
+        if part.incomplete < part.warn_at:
+            return
+        part.warn_at *= 2
+        decided = part.incomplete + part.completed
+        if part.incomplete < _SPLIT_WARN_SHARE * decided:
+            return
+        log.warning(
+            "partition %d: %d of the %d windows decided since the assignment closed with documents missing; "
+            "are the orders, payments and waybills of partition %d all arriving? (consumer_lag, "
+            "windows_closed_incomplete{partition})",
+            partition,
+            part.incomplete,
+            decided,
+            partition,
+        )
 
     async def _step(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
         key = doc.order_no.encode()
@@ -259,6 +300,9 @@ class JoinProcessor:
             return
         if stored is not None and not stored.state.is_open:
             self.metrics.inc("review_after_decision")
+        elif result.state is not None and not result.state.is_open:  # decided by this document
+            self._decided(part, msg.partition, complete=any(isinstance(e, Candidate) for e in result.emit))
+            self._check_split(part, msg.partition)
         await self._save(part, key, stored, result, msg)
 
     async def _save(self, part: Partition, key: bytes, before: Stored | None, result: Step, msg: Msg) -> None:

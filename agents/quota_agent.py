@@ -25,11 +25,9 @@ class QuotaProcessor:
         self.config = config
         self.quotas = quotas
         self.sender = sender
-        self.positions: dict[tuple[str, int], int] = {}
 
     async def handle(self, msg: Msg, ack: Ack) -> None:
         """Process one candidate; `ack` it once its outputs are delivered. Never raises."""
-        self.positions[(msg.topic, msg.partition)] = msg.offset
         try:
             await self._candidate(msg)
         except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on

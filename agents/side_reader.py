@@ -1,7 +1,8 @@
-"""A plain consumer beside Faust's: committed offsets and short offset ranges, read directly.
+"""A plain consumer beside Faust's: committed offsets, log ends and short offset ranges.
 
-Used by agents/faust_sequence.py. It never joins the consumer group (no subscribe, no
-commit): `committed` is an OffsetFetch for the worker's group id, `read` assigns one
+Used by agents/faust_sequence.py (holes) and by the join's merge (is anything unread?).
+It never joins the consumer group (no subscribe, no commit): `committed` is an
+OffsetFetch for the worker's group id, `log_end` a ListOffsets, `read` assigns one
 partition at an offset and reads up to another. Calls block, so the agents run them in
 a thread; one client, one call at a time.
 """
@@ -19,6 +20,7 @@ from agents.kafka_config import MAX_MESSAGE_BYTES
 from agents.settings import Settings
 
 _TIMEOUT_S = 30.0
+_LOG_END_TIMEOUT_S = 5.0
 
 
 class SideReader:
@@ -43,6 +45,10 @@ class SideReader:
 
     async def start_offsets(self, tps: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         return await asyncio.to_thread(self._start_offsets, tps)
+
+    async def log_end(self, topic: str, partition: int) -> int:
+        """The partition's high watermark as the broker has it now (not the consumer's last fetch)."""
+        return await asyncio.to_thread(self._log_end, topic, partition)
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[Msg]:
         return await asyncio.to_thread(self._read, topic, partition, start, end)
@@ -75,6 +81,13 @@ class SideReader:
                 else:
                     out[(tp.topic, tp.partition)] = tp.offset
             return out
+
+    def _log_end(self, topic: str, partition: int) -> int:
+        with self._lock:
+            _low, high = self._client().get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=_LOG_END_TIMEOUT_S, cached=False
+            )
+            return int(high)
 
     def _read(self, topic: str, partition: int, start: int, end: int) -> list[Msg]:
         """Messages of offsets [start, end) that exist (markers and deleted offsets have none)."""

@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 
 import faust
+import orjson
 
 from agents.app import build
-from agents.faust_topics import ensure_internal_topics
+from agents.faust_topics import TABLES, ensure_internal_topics
+from agents.kafka_config import admin_config
 from agents.settings import Settings
 from agents.topics import TopicsError
 
@@ -51,7 +53,12 @@ def cli(argv: list[str]) -> int:
         return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     tables = Path(pipeline.app.conf.tabledir)
-    kept = prepare_tables(tables)
+    try:
+        changelogs = changelog_ids(settings)
+    except TopicsError as exc:
+        print(f"clearance worker: {exc}", file=sys.stderr)
+        return 1
+    kept = prepare_tables(tables, changelogs)
     logging.getLogger("clearance").setLevel(settings.log_level)
 
     @pipeline.app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
@@ -74,25 +81,50 @@ def cli(argv: list[str]) -> int:
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0
     if code == 0 and pipeline.delivery.settled() and tables.is_dir():
-        (tables / CLEAN_STOP).touch()
+        (tables / CLEAN_STOP).write_bytes(orjson.dumps(changelogs))
     return code
 
 
 CLEAN_STOP = "clean-stop"
 
 
-def prepare_tables(tables: Path) -> bool:
-    """Keep the local tables only after a clean stop; True when kept.
+def changelog_ids(settings: Settings) -> dict[str, str]:
+    """The topic id of each changelog topic: a topic deleted and created again gets a new one."""
+    from confluent_kafka import KafkaException, TopicCollection
+    from confluent_kafka.admin import AdminClient
+
+    names = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+    admin = AdminClient(admin_config(settings))
+    try:
+        futures = admin.describe_topics(TopicCollection(names), request_timeout=30)
+        return {name: str(future.result().topic_id) for name, future in futures.items()}
+    except KafkaException as exc:
+        raise TopicsError(f"cannot describe the changelog topics: {exc}") from exc
+
+
+def prepare_tables(tables: Path, changelogs: dict[str, str]) -> bool:
+    """Keep the local tables only after a clean stop against the same changelogs; True when kept.
 
     After a crash the local RocksDB can be ahead of the changelog (writes whose changelog
     record never left the process), so it is deleted and recovered from the changelogs:
     local state = changelog for every owner of a partition. After a clean stop (SIGTERM,
     exit 0, every send and changelog record delivered) the two are equal, and Faust's
-    recovery reads only the changelog records newer than the local ones. The marker is
-    removed before anything runs, so a crash in this run leaves none."""
+    recovery reads only the changelog records newer than the local ones. The marker holds
+    the changelog topics' ids at that stop: a changelog deleted and created again since
+    (a load tester recreating the topics between replays) has another id, and the old
+    tables would be kept against it. Faust then either stops with a ConsistencyError (its
+    persisted offset above the new topic's end) or, worse, silently skips the new records
+    below that offset. So the tables are kept only when every id is unchanged. The marker
+    is removed before anything runs, so a crash in this run leaves none."""
     marker = tables / CLEAN_STOP
     if marker.exists():
+        try:
+            recorded = orjson.loads(marker.read_bytes() or b"null")
+        except orjson.JSONDecodeError:
+            recorded = None
         marker.unlink()
-        return True
+        if recorded == changelogs:
+            return True
+        log.warning("local tables dropped: the changelog topics were recreated since the clean stop that kept them")
     shutil.rmtree(tables, ignore_errors=True)
     return False

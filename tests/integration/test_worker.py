@@ -30,10 +30,13 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from agents.kafka_config import producer_config
+from agents.faust_topics import internal_specs
+from agents.kafka_config import admin_config, producer_config
 from agents.replay import produce_ticks, replay
 from agents.settings import Settings
+from agents.topics import ensure_topics, topic_specs
 from agents.worker import CLEAN_STOP
 
 pytestmark = pytest.mark.integration
@@ -103,23 +106,33 @@ class Worker:
             return self.proc.wait()
 
 
-def start_worker(settings: Settings, tmp: Path, name: str, **extra: str) -> Worker:
+def spawn_worker(settings: Settings, tmp: Path, name: str, **extra: str) -> Worker:
+    """Start a worker process; do not wait for it."""
     port = _free_port()
     log = tmp / f"{name}.log"
     env = _env(settings, CLEARANCE_WEB_PORT=str(port), **extra)
     handle = log.open("ab")
     proc = subprocess.Popen([*CLI, "worker"], env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
     handle.close()
-    worker = Worker(proc, port, log)
-    deadline = time.monotonic() + 90
+    return Worker(proc, port, log)
+
+
+def wait_ready(worker: Worker, timeout: float = 90) -> Worker:
+    deadline = time.monotonic() + timeout
     while worker.get("/readyz")[0] != 200:
-        if proc.poll() is not None:
-            pytest.fail(f"worker {name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        if worker.proc.poll() is not None:
+            pytest.fail(
+                f"worker {worker.log.stem} exited with {worker.proc.returncode}:\n{worker.log.read_text()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             worker.stop(signal.SIGKILL)
-            pytest.fail(f"worker {name} not ready in 90 s:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"worker {worker.log.stem} not ready in {timeout:.0f} s:\n{worker.log.read_text()[-3000:]}")
         time.sleep(0.5)
     return worker
+
+
+def start_worker(settings: Settings, tmp: Path, name: str, **extra: str) -> Worker:
+    return wait_ready(spawn_worker(settings, tmp, name, **extra))
 
 
 @pytest.fixture
@@ -387,6 +400,75 @@ def test_scale_out_mid_run(kafka_settings: Settings, tmp_path: Path, workers: li
     assert all(w.documents_in() > 0 for w in workers), "both workers must have taken partitions"
     stats = compare(expected, got, repeats_allowed=True)
     print(f"scale-out: {dict(stats)}")
+
+
+def _recreate_topics(settings: Settings) -> None:
+    """What a load tester does between two replays: delete every topic of the pipeline, the
+    worker's internal ones included, and create the pipeline's again. The group stays."""
+    admin = AdminClient(admin_config(settings))
+    names = [spec.name for spec in (*topic_specs(settings), *internal_specs(settings))]
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.exception()
+    deadline = time.monotonic() + 60
+    while set(names) & set(admin.list_topics(timeout=30).topics):
+        assert time.monotonic() < deadline, "topics not deleted in 60 s"
+        time.sleep(0.5)
+    ensure_topics(settings)
+
+
+def input_lag(workers: list[Worker], settings: Settings) -> float:
+    """The workers' consumer_lag summed over the input topics (every assigned partition)."""
+    inputs = tuple(f'topic="{t}"' for t in settings.input_topics)
+    return sum(
+        v
+        for w in workers
+        for k, v in w.metrics().items()
+        if k.startswith("clearance_consumer_lag{") and any(t in k for t in inputs)
+    )
+
+
+def test_two_workers_started_together_on_a_reused_group(
+    kafka_settings: Settings, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """(d) Issue 10: two workers started at the same moment, on a group that served an earlier
+    run whose topics were then deleted and recreated, a full-speed replay, the flush after
+    lag 0: every declaration equals `clearance run`'s. It failed when the merge passed over
+    a partition's empty payments and waybills queues on the consumer's stale high
+    watermark: all its orders were applied first and their windows closed without them."""
+    settings = kafka_settings
+    dirs = {name: str(tmp_path / name) for name in ("d1", "d2")}
+
+    def pair(run: str) -> list[Worker]:
+        started = [spawn_worker(settings, tmp_path, f"{run}-{n}", CLEARANCE_DATA_DIR=d) for n, d in dirs.items()]
+        workers.extend(started)
+        return [wait_ready(w) for w in started]
+
+    earlier = generate(tmp_path / "earlier", orders=200, seed=32)
+    first = pair("earlier")
+    produce_trace(settings, earlier)
+    wait_consumed(first, input_messages(earlier), timeout=120)
+    assert [w.stop(signal.SIGTERM) for w in first] == [0, 0]
+    _recreate_topics(settings)
+
+    trace = generate(tmp_path / "trace", orders=2500, seed=31)
+    expected = run_embedded(settings, trace, tmp_path / "embedded")
+    second = pair("run")
+    time.sleep(5)  # every queue has been silent longer than the merge wait, as in the report (25 s)
+    produce_trace(settings, trace)
+    total = input_messages(trace)
+    wait_consumed(second, total, timeout=300)
+    deadline = time.monotonic() + 120
+    while (lag := input_lag(second, settings)) > 0:
+        assert time.monotonic() < deadline, f"input lag still {lag} after 120 s"
+        time.sleep(0.5)
+    flush(settings, trace_max_ms(expected))
+    got = consume(settings, total_records(expected))
+    logs = "".join(w.log.read_text() for w in second)
+    assert "changelog topics were recreated" in logs, "the tables kept by the clean stop must be dropped"
+    assert "closed with documents missing" not in logs, logs[-3000:]
+    stats = compare(expected, got, repeats_allowed=True)
+    print(f"\ntwo workers started together: {[w.documents_in() for w in second]} documents in; {dict(stats)}")
+    assert all(w.documents_in() > 0 for w in second), "both workers must have taken partitions"
 
 
 def _crash_run(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
+import pytest
+
 from agents.faust_acks import Delivery
 from agents.worker import CLEAN_STOP, prepare_tables
 
@@ -16,19 +19,38 @@ def _tables(tmp_path: Path) -> Path:
     return tables
 
 
+IDS = {"clearance-join-changelog": "Gx38i5A5SGuORMhRFh5BBQ", "clearance-quota-changelog": "q2xT0cWfQ0K3o1dWbYy7Zg"}
+
+
 def test_after_a_clean_stop_the_tables_are_kept_and_the_marker_is_consumed(tmp_path: Path) -> None:
     tables = _tables(tmp_path)
-    (tables / CLEAN_STOP).touch()
-    assert prepare_tables(tables) is True
+    (tables / CLEAN_STOP).write_bytes(orjson.dumps(IDS))
+    assert prepare_tables(tables, dict(IDS)) is True
     assert (tables / "join-0.db" / "CURRENT").exists()
     assert not (tables / CLEAN_STOP).exists(), "a crash in this run must not find a marker"
 
 
 def test_after_anything_else_the_tables_are_deleted(tmp_path: Path) -> None:
     tables = _tables(tmp_path)
-    assert prepare_tables(tables) is False
+    assert prepare_tables(tables, IDS) is False
     assert not tables.exists()
-    assert prepare_tables(tmp_path / "never-created") is False
+    assert prepare_tables(tmp_path / "never-created", IDS) is False
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        orjson.dumps({**IDS, "clearance-quota-changelog": "recreated00000000000000"}),  # a changelog recreated
+        orjson.dumps({"clearance-join-changelog": IDS["clearance-join-changelog"]}),  # one missing
+        b"",  # a marker of an older version: no ids
+        b"{not json",
+    ],
+)
+def test_tables_kept_against_recreated_changelogs_are_deleted(tmp_path: Path, marker: bytes) -> None:
+    tables = _tables(tmp_path)
+    (tables / CLEAN_STOP).write_bytes(marker)
+    assert prepare_tables(tables, IDS) is False
+    assert not tables.exists()
 
 
 def test_settled_only_when_every_tracked_send_was_delivered() -> None:

@@ -1,0 +1,179 @@
+"""The join agent's merge by appTime, on fakes: a dict for the tables, a recording sender,
+a manual wall clock and a scripted answer to "does the broker hold unread messages?".
+
+Issue 10: two workers started together decided a whole partition as if its documents had
+never met. The trace of the failing run showed the orders of one partition applied one
+after the other, long before its payments and waybills: the merge passed over the empty
+payments and waybills queues because the consumer's high watermark of those partitions,
+last fetched while they were still empty, said nothing was unread. These tests pin the
+rule: an empty queue is passed over only after `merge_wait_ms` of silence *and* when the
+broker confirms nothing of it is unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+
+from agents.faust_acks import Delivery
+from agents.faust_io import Headers, Msg, Sender
+from agents.faust_metrics import Metrics
+from agents.join_agent import JoinProcessor
+from agents.settings import Settings
+from tests.fixtures.docs import order, payment, raw, waybill
+
+TOPICS = {"orders": "order", "payments": "payment", "waybills": "waybill"}
+PARTITION = 3
+WAIT_MS = 2_000
+
+
+class Harness:
+    """A JoinProcessor over fakes, and what it sent."""
+
+    def __init__(self) -> None:
+        self.wall = 1_000_000
+        self.unread: set[str] = set()  # topics the "broker" holds unread messages of
+        self.asked: list[str] = []
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.states: dict[bytes, bytes] = {}
+        self.offsets = dict.fromkeys(TOPICS, 0)
+        self.acked: list[tuple[str, int]] = []
+        loop = asyncio.get_running_loop()
+
+        async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
+            self.sent.append((topic, orjson.loads(value)))
+            future: asyncio.Future[None] = loop.create_future()
+            future.set_result(None)
+            return future
+
+        async def unread(topic: str, partition: int) -> bool:
+            assert partition == PARTITION
+            self.asked.append(topic)
+            return topic in self.unread
+
+        metrics = Metrics()
+        delivery = Delivery(max_acks=1)
+        dests = {"matched": "matched", "flagged": "flagged", "candidates": "candidates"}
+        sender = Sender(send, dests, "deadletter", metrics, delivery)  # type: ignore[arg-type]
+        self.delivery = delivery
+        self.join = JoinProcessor(
+            Settings().rules(),
+            kinds=TOPICS,  # type: ignore[arg-type]
+            tick_topic="ticks",
+            idle_ms=30_000,
+            states=self.states,
+            clocks={},
+            scan=lambda partition: iter(()),
+            committed=lambda topic, partition: None,
+            unread=unread,
+            merge_wait_ms=WAIT_MS,
+            sender=sender,
+            wall=lambda: self.wall,
+        )
+
+    async def feed(self, topic: str, doc: dict[str, Any]) -> None:
+        offset = self.offsets[topic]
+        self.offsets[topic] += 1
+        msg = Msg(topic, PARTITION, offset, doc["orderNo"].encode(), raw(doc))
+        await self.join.handle(msg, lambda: self.acked.append((topic, offset)))
+
+    async def tick(self) -> None:
+        await self.join.handle(Msg("ticks", PARTITION, 0, None, b'{"wall": 1}'), lambda: None)
+
+    def candidates(self) -> list[str]:
+        return [d[3] for topic, d in self.sent if topic == "candidates"]
+
+    def declarations(self) -> list[tuple[str, list[str]]]:
+        return [(d["orderNo"], d["reasons"]) for topic, d in self.sent if topic in ("matched", "flagged")]
+
+    async def settle(self) -> None:
+        await self.delivery.flush()
+
+
+def run(test: Any) -> None:
+    async def main() -> None:
+        await test(Harness())
+
+    asyncio.run(main())
+
+
+def test_orders_wait_while_the_broker_holds_payments_the_consumer_has_not_fetched() -> None:
+    """The failing run, in small: the partition's queues were empty and silent since the
+    assignment; the orders came first. The broker says payments and waybills are there."""
+
+    async def body(h: Harness) -> None:
+        h.wall += 25_000  # the replay starts 25 s after the assignment: every queue is "silent"
+        h.unread = {"payments", "waybills"}
+        early = order("PK1", "20261111000000")
+        late = order("PK2", "20261112010000")  # past PK1's 24 h window
+        await h.feed("orders", early)
+        await h.feed("orders", late)
+        h.wall += 10_000
+        await h.tick()
+        assert h.declarations() == [], "nothing may be decided while the broker holds the other documents"
+        assert not h.acked, "held documents are not acked"
+        h.unread = set()
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        await h.feed("waybills", waybill("PK1", "20261111000200"))
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
+        assert h.candidates() == ["PK1"], "PK1's three documents met before PK2 moved event time"
+
+    run(body)
+
+
+def test_an_empty_queue_is_passed_over_after_the_wait_when_the_broker_has_nothing() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        assert h.join.open_windows == 0, "the waybills queue has not been silent for the wait yet"
+        assert h.asked == [], "the broker is asked only once the wait is over"
+        h.wall += WAIT_MS
+        await h.tick()
+        assert h.asked[0] == "waybills"
+        assert h.join.open_windows == 1, "both documents applied into one open window"
+        await h.feed("waybills", waybill("PK1", "20261111000200"))
+        await h.settle()
+        assert h.candidates() == ["PK1"]
+        assert sorted(h.acked) == [("orders", 0), ("payments", 0), ("waybills", 0)]
+
+    run(body)
+
+
+def test_a_silent_topic_with_unread_messages_is_never_passed_over() -> None:
+    async def body(h: Harness) -> None:
+        h.unread = {"waybills"}
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        for _ in range(5):
+            h.wall += WAIT_MS
+            await h.tick()
+        assert h.join.open_windows == 0 and h.join.buffered == 2
+
+    run(body)
+
+
+def test_in_merge_order_the_earliest_head_goes_first() -> None:
+    """All three queues hold documents: the smallest appTime is applied first, whatever the
+    arrival order, so a withdrawal (appType 3) and its replacement keep their order."""
+
+    async def body(h: Harness) -> None:
+        first = payment("PK1", "20261111000100")
+        withdrawn = payment("PK1", "20261111000200", appType=3, guid="W-1")
+        again = payment("PK1", "20261111000300", guid="P-2")
+        await h.feed("waybills", waybill("PK1", "20261111000400"))
+        await h.feed("payments", first)
+        await h.feed("payments", withdrawn)
+        await h.feed("payments", again)
+        await h.feed("orders", order("PK1", "20261111000000"))
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
+        assert h.candidates() == ["PK1"]
+        assert h.declarations() == [], "no document after the decision"
+
+    run(body)
