@@ -187,7 +187,7 @@ def build(settings: Settings) -> Pipeline:
         clocks=clocks,
         scan=lambda partition: _partition_items(states, partition),
         committed=lambda topic, partition: _committed(app, TP(topic, partition)),
-        unread=lambda topic, partition: unread(topic, partition),
+        unread=unread,
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),
         sender=sender,
         wall=wall_ms,
@@ -285,18 +285,20 @@ def _committed(app: faust.App, tp: TP) -> int | None:
 
 
 class _Unread:
-    """Whether the broker holds messages of an input partition that this worker has not received yet.
+    """Whether the broker holds messages of an input partition that this worker has not received.
 
-    The merge (join_agent) asks before it passes over an empty queue. The consumer's high
-    watermark comes from its last fetch of that partition, which can be seconds old: a
-    partition whose buffer still holds records, or that flow control paused, is not
-    fetched. Trusting it let a worker apply a waybill before the payment that the broker
-    had held for seconds (the two-workers-started-together stress, issue 10). So when the
-    consumer knows of nothing unread, the broker is asked (one ListOffsets, a few ms); the
-    answer is kept for `_FRESH_MS` so a silent topic costs at most a few requests a second.
-    Unknown counts as unread: the merge waits (the ticks retry it)."""
+    The merge (join_agent) asks before it lets a document pass an empty queue, and the idle
+    rule before it moves event time with the wall clock. The consumer's high watermark comes
+    from its last fetch of that partition, which can be seconds old: a partition whose buffer
+    still holds records, or that flow control paused, is not fetched. Trusting it let a worker
+    apply all the orders of a partition before its payments and waybills, which the broker had
+    held for seconds (issue 10). So when the consumer knows of nothing unread, the broker is
+    asked (one ListOffsets, a few ms). An answer counts for documents that arrived before it
+    was asked (`since_ms`); a newer document waits for the next question, asked at most every
+    `_EVERY_MS` per partition, so a silent topic costs a few requests a second, not one per
+    message. Unknown counts as unread: the merge waits (the ticks retry it)."""
 
-    _FRESH_MS = 200
+    _EVERY_MS = 200
 
     def __init__(self, app: faust.App, side: SideReader, sequence: Sequencer) -> None:
         self._app = app
@@ -304,7 +306,7 @@ class _Unread:
         self._sequence = sequence
         self._asked: dict[tuple[str, int], tuple[int, int, int]] = {}  # tp -> (next offset, wall ms, log end)
 
-    async def __call__(self, topic: str, partition: int) -> bool:
+    async def __call__(self, topic: str, partition: int, since_ms: int) -> bool:
         wanted = self._sequence.next_offset(topic, partition)
         if wanted is None:
             return True
@@ -316,8 +318,11 @@ class _Unread:
             return True
         now = wall_ms()
         asked = self._asked.get((topic, partition))
-        if asked is not None and asked[0] == wanted and now - asked[1] < self._FRESH_MS:
-            return asked[2] > wanted
+        if asked is not None and asked[0] == wanted:
+            if asked[2] > wanted or asked[1] >= since_ms:
+                return asked[2] > wanted
+            if now - asked[1] < self._EVERY_MS:
+                return True  # asked a moment ago: wait for the next try
         try:
             end = await self._side.log_end(topic, partition)
         except Exception as exc:  # noqa: BLE001 - broker unreachable: wait, the ticks retry

@@ -16,9 +16,9 @@ partition buffers parsed documents in one queue per input topic and applies the
 head with the smallest (appTime, topic rank, offset) only while every queue is
 non-empty. An empty queue is passed over only when its topic has been silent for
 `merge_wait_ms` and the broker holds nothing of it that this worker has not received
-(`unread`: the consumer's high watermark, confirmed by asking the broker, since the
-consumer's own figure can be seconds old). Buffered messages are acked (committable)
-only once applied: a crash re-reads them.
+(`unread`: the consumer's high watermark, confirmed by asking the broker after the
+document to be applied arrived, since the consumer's own figure can be seconds old).
+Buffered messages are acked (committable) only once applied: a crash re-reads them.
 
 Deadline index: an in-memory heap per partition, with lazy deletion as in
 pipeline/timeline.py. It is rebuilt from the partition's RocksDB state (one scan)
@@ -54,7 +54,7 @@ log = logging.getLogger("clearance.worker.join")
 
 Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
-Unread = Callable[[str, int], Awaitable[bool]]
+Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
 _RANK: dict[DocKind, int] = {"order": 0, "payment": 1, "waybill": 2}
 
 
@@ -65,6 +65,7 @@ class Queued:
     doc: Document | None  # None: dead-lettered, waiting only to be acked in offset order
     msg: Msg
     ack: Ack
+    received_ms: int = 0  # wall clock when it arrived
 
 
 KEY_MISMATCH = "Kafka key is not the orderNo"
@@ -168,9 +169,10 @@ class JoinProcessor:
             await self.sender.internal_error(msg, exc, "join")
             doc = None
         rank = _RANK[self.kinds[msg.topic]]
-        part.queues[rank].append(Queued(doc, msg, ack))
-        part.last_seen[rank] = (msg.offset, self.wall())
-        await self._release(part, msg.partition, self.wall(), drain=False)
+        wall = self.wall()
+        part.queues[rank].append(Queued(doc, msg, ack, wall))
+        part.last_seen[rank] = (msg.offset, wall)
+        await self._release(part, msg.partition, wall, drain=False)
 
     async def _receive(self, msg: Msg) -> Document | None:
         """Parse a document, or dead-letter it (None)."""
@@ -194,9 +196,9 @@ class JoinProcessor:
                     await self.delivery.ack(queue.popleft().ack)
             if not any(queues):
                 return
-            if not drain and not all(queues) and not await self._may_skip_empty(part, partition, wall):
-                return
             rank, head = min(((r, q[0]) for r, q in enumerate(queues) if q), key=lambda rq: _merge_key(rq[1]))
+            if not drain and not all(queues) and not await self._may_skip_empty(part, partition, wall, head):
+                return
             queues[rank].popleft()
             if head.doc is not None:
                 try:
@@ -205,15 +207,22 @@ class JoinProcessor:
                     await self.sender.internal_error(head.msg, exc, "join")
             await self.delivery.ack(head.ack)
 
-    async def _may_skip_empty(self, part: Partition, partition: int, wall: int) -> bool:
-        """An empty queue may be passed over once its topic has been silent a while and has nothing unread."""
+    async def _may_skip_empty(self, part: Partition, partition: int, wall: int, head: Queued) -> bool:
+        """`head` may pass the empty queues once their topics have been silent a while and the broker
+        held nothing unread of them when asked after `head` arrived."""
         empty = [rank for rank, queue in enumerate(part.queues) if not queue]
         if any(wall - part.last_seen[rank][1] < self.merge_wait_ms for rank in empty):
             return False
         for rank in empty:
-            if await self.unread(self.topics[rank], partition):
+            if await self.unread(self.topics[rank], partition, head.received_ms):
                 return False
         return True
+
+    async def _any_unread(self, partition: int, since_ms: int) -> bool:
+        for topic in self.topics.values():
+            if await self.unread(topic, partition, since_ms):
+                return True
+        return False
 
     async def _apply(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
         if self.trace is not None:
@@ -237,7 +246,14 @@ class JoinProcessor:
         # An explicit event time (a flush at the end of a replay) comes after its input: apply all of it first.
         await self._release(part, msg.partition, wall, drain=explicit is not None)
         target = explicit
-        if target is None and not any(part.queues) and wall - part.input_wall_ms > self.idle_ms:
+        # Idle only when the broker holds nothing unread of the partition: a partition the
+        # consumer has not fetched for a while (a backlog elsewhere) is late, not idle.
+        if (
+            target is None
+            and not any(part.queues)
+            and wall - part.input_wall_ms > self.idle_ms
+            and not await self._any_unread(msg.partition, part.input_wall_ms + self.idle_ms)
+        ):
             target = part.input_event_ms + (wall - part.input_wall_ms)
         if target is not None:
             if self.trace is not None:

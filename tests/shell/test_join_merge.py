@@ -49,7 +49,7 @@ class Harness:
             future.set_result(None)
             return future
 
-        async def unread(topic: str, partition: int) -> bool:
+        async def unread(topic: str, partition: int, since_ms: int) -> bool:
             assert partition == PARTITION
             self.asked.append(topic)
             return topic in self.unread
@@ -175,5 +175,25 @@ def test_in_merge_order_the_earliest_head_goes_first() -> None:
         await h.settle()
         assert h.candidates() == ["PK1"]
         assert h.declarations() == [], "no document after the decision"
+
+    run(body)
+
+
+def test_a_partition_with_unread_input_is_late_not_idle() -> None:
+    """The idle rule moves event time with the wall clock only when nothing is unread."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        h.wall += WAIT_MS
+        await h.tick()
+        assert h.join.open_windows == 1
+        h.unread = {"waybills"}
+        h.wall += 2 * 86_400_000  # two days of wall time without input: past PK1's window
+        await h.tick()
+        assert h.declarations() == [], "a partition whose waybills are unread must not close windows"
+        h.unread = set()
+        await h.tick()
+        await h.settle()
+        assert h.declarations() == [("PK1", ["MISSING_PAYMENT", "MISSING_WAYBILL"])]
 
     run(body)
