@@ -23,17 +23,17 @@ import orjson
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from agents.faust_acks import Ack, Delivery
-from agents.faust_io import Headers, Msg, Sender, wall_ms
-from agents.faust_metrics import MetricName, Metrics
-from agents.faust_sequence import Sequencer
-from agents.faust_state import Dest
-from agents.faust_topics import candidates_topic
-from agents.join_agent import JoinProcessor
-from agents.kafka_config import MAX_MESSAGE_BYTES
-from agents.quota_agent import QuotaProcessor
-from agents.settings import Settings
+from agents.acks import Ack, Delivery
+from agents.join import JoinProcessor
+from agents.metrics import MetricName, Metrics
+from agents.outbox import Dest
+from agents.quota import QuotaProcessor
+from agents.sender import Headers, Msg, Sender, wall_ms
+from agents.sequence import Sequencer
 from agents.side_reader import SideReader
+from agents.topics import candidates_topic
+from clearance.kafka import MAX_MESSAGE_BYTES
+from clearance.settings import Settings
 from pipeline.records import DocKind
 
 log = logging.getLogger("clearance.worker")

@@ -15,9 +15,9 @@ import time
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
-from agents.faust_io import Msg
-from agents.kafka_config import MAX_MESSAGE_BYTES
-from agents.settings import Settings
+from agents.sender import Msg
+from clearance.kafka import MAX_MESSAGE_BYTES
+from clearance.settings import Settings
 
 _TIMEOUT_S = 30.0
 _LOG_END_TIMEOUT_S = 5.0

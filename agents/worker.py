@@ -20,10 +20,10 @@ import faust
 import orjson
 
 from agents.app import build
-from agents.faust_topics import TABLES, ensure_internal_topics
-from agents.kafka_config import admin_config
-from agents.settings import Settings
-from agents.topics import TopicsError
+from agents.topics import TABLES, ensure_internal_topics
+from clearance.kafka import admin_config
+from clearance.settings import Settings
+from clearance.topics import TopicsError
 
 log = logging.getLogger("clearance.worker")
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MD = ROOT / "benchmarks" / "RESULTS.md"
 FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
-CLI = [sys.executable, "-m", "agents.cli"]
+CLI = [sys.executable, "-m", "clearance.cli"]
 
 
 def generate(trace: Path, orders: int, seed: int) -> float:
@@ -91,7 +91,7 @@ def profile(trace: Path, out: Path, stamp: str) -> Path:
             "-o",
             str(path),
             "-m",
-            "agents.cli",
+            "clearance.cli",
             "run",
             "--input",
             str(trace),

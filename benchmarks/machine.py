@@ -9,7 +9,7 @@ from typing import Any
 
 import confluent_kafka
 
-from agents.kafka_dist import KAFKA_VERSION
+from ops.distribution import KAFKA_VERSION
 
 
 def _cpu_model() -> str:

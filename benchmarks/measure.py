@@ -7,7 +7,7 @@ window-close (MISSING_*) declaration. `Sampler` records once a second the worker
 group's consumer lag on the input topics (committed offsets vs high watermarks,
 via AdminClient), the declarations seen so far, the workers' RSS and the size of
 their data dirs. Latency = declaration timestamp - produce time of the order's last
-document (agents.replay records that, equal to the input message's CreateTime).
+document (ops.replay records that, equal to the input message's CreateTime).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # exported, untyped
 
-from agents.settings import Settings
+from clearance.settings import Settings
 
 _MISSING = ("MISSING_ORDER", "MISSING_PAYMENT", "MISSING_WAYBILL")
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.settings import Settings
+from clearance.settings import Settings
 
 
 def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300.0) -> dict[str, Any]:

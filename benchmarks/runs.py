@@ -21,10 +21,6 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
-from agents.kafka_config import producer_config
-from agents.replay import merge, produce_ticks, read_file, read_times, trace_files
-from agents.settings import Settings
-from agents.topics import ensure_topics
 from benchmarks.measure import (
     Collector,
     Sampler,
@@ -38,6 +34,10 @@ from benchmarks.measure import (
     vm_kb,
 )
 from benchmarks.workers import ROOT, Worker, settings_env, start_worker
+from clearance.kafka import producer_config
+from clearance.settings import Settings
+from clearance.topics import ensure_topics
+from ops.replay import merge, produce_ticks, read_file, read_times, trace_files
 
 
 @dataclass
@@ -76,7 +76,7 @@ def _wait(collector: Collector, expected: int, *, stall: float, timeout: float) 
 
 def _replay_process(settings: Settings, trace: Path, order_rate: float, times: Path) -> subprocess.Popen[bytes]:
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "agents.cli", "replay", str(trace), "--order-rate", str(order_rate)]
+    command = [sys.executable, "-m", "clearance.cli", "replay", str(trace), "--order-rate", str(order_rate)]
     command += ["--times", str(times), "--json", "--progress", "never"]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: S603
 

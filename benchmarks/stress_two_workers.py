@@ -35,13 +35,13 @@ from confluent_kafka.admin import AdminClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.faust_topics import internal_specs  # noqa: E402
-from agents.kafka_config import admin_config, producer_config  # noqa: E402
-from agents.replay import produce_ticks, replay  # noqa: E402
-from agents.settings import Settings  # noqa: E402
-from agents.topics import ensure_topics, topic_specs  # noqa: E402
+from agents.topics import internal_specs  # noqa: E402
+from clearance.kafka import admin_config, producer_config  # noqa: E402
+from clearance.settings import Settings  # noqa: E402
+from clearance.topics import ensure_topics, topic_specs  # noqa: E402
+from ops.replay import produce_ticks, replay  # noqa: E402
 
-CLI = [sys.executable, "-m", "agents.cli"]
+CLI = [sys.executable, "-m", "clearance.cli"]
 FLUSH_MS = 40 * 86_400_000
 
 

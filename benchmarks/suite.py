@@ -30,16 +30,16 @@ from typing import Any
 import orjson
 from confluent_kafka.admin import AdminClient
 
-from agents.broker import BrokerError, default_home, start_broker
-from agents.broker_files import broker_files
-from agents.embedded import run_trace
-from agents.replay import replay
-from agents.settings import Settings
-from agents.topics import ensure_topics
 from benchmarks import machine, report
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
 from benchmarks.workers import worker_available
+from clearance.settings import Settings
+from clearance.topics import ensure_topics
+from embedded.runner import run_trace
+from ops.broker import BrokerError, default_home, start_broker
+from ops.files import broker_files
+from ops.replay import replay
 
 HERE = Path(__file__).resolve().parent
 CASES = "abcde"
@@ -57,9 +57,9 @@ def _trace(work: Path, orders: int, seed: int) -> Path:
     """A peak-hour trace from `clearance generate`, cached by size and seed."""
     target = Path(tempfile.gettempdir()) / "clearance-bench" / f"peak-hour-{orders}-{seed}"
     if not (target / "trace.json").exists():
-        from agents import tracegen
+        from tracegen.generator import cli as generate
 
-        code = tracegen.cli([str(target), "--preset", "peak-hour", "--orders", str(orders), "--seed", str(seed)])
+        code = generate([str(target), "--preset", "peak-hour", "--orders", str(orders), "--seed", str(seed)])
         if code != 0:
             raise RuntimeError(f"clearance generate failed ({code})")
     return target

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from agents.settings import Settings
+from clearance.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,7 @@ def start_worker(settings: Settings, log: Path, *, profile: Path | None = None) 
         # A .pyisession keeps every frame (render it later with `pyinstrument --load FILE --show-all`).
         renderer = "pyisession" if profile.suffix == ".pyisession" else "text"
         command += ["-m", "pyinstrument", "--outfile", str(profile), "--renderer", renderer]
-    command += ["-m", "agents.cli", "worker"]
+    command += ["-m", "clearance.cli", "worker"]
     handle = log.open("wb")
     started = time.time_ns() // 1_000_000
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)  # noqa: S603

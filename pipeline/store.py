@@ -1,7 +1,7 @@
 """The state-store boundary: bytes in, bytes out, keyed by bytes.
 
 The core never touches a database; shells pass a `Store`. `MemoryStore` serves
-tests and small runs; `agents.rocks_store.RocksStore` is the rocksdict one.
+tests and small runs; `embedded.store.RocksStore` is the rocksdict one.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-if .venv/bin/python -c "import agents.demo" 2>/dev/null; then
+if .venv/bin/python -c "import embedded.demo" 2>/dev/null; then
     exec .venv/bin/clearance demo "$@"
 fi
 exec .venv/bin/clearance run --input samples/small --output out/sample "$@"

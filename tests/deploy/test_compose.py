@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.kafka_dist import KAFKA_VERSION
+from ops.distribution import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from agents.broker import BrokerError, default_home, start_broker, stop_broker
-from agents.broker_files import broker_files
-from agents.kafka_config import admin_config
-from agents.settings import Settings
-from agents.topics import ensure_topics, topic_specs
+from clearance.kafka import admin_config
+from clearance.settings import Settings
+from clearance.topics import ensure_topics, topic_specs
+from ops.broker import BrokerError, default_home, start_broker, stop_broker
+from ops.files import broker_files
 
 TEST_PARTITIONS = 6
 _HERE = Path(__file__).resolve().parent

@@ -15,10 +15,10 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from agents.kafka_config import admin_config, producer_config
-from agents.settings import Settings
 from agents.side_reader import SideReader
-from agents.topics import TopicLayoutError, ensure_topics, topic_specs
+from clearance.kafka import admin_config, producer_config
+from clearance.settings import Settings
+from clearance.topics import TopicLayoutError, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -150,7 +150,7 @@ def test_topics_create_refuses_mismatched_inputs(kafka_settings: Settings) -> No
     env = {**os.environ, **names, "KAFKA_BOOTSTRAP": kafka_settings.bootstrap, "CLEARANCE_PARTITIONS": "4"}
     try:
         result = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "agents.cli", "topics", "create"],
+            [sys.executable, "-m", "clearance.cli", "topics", "create"],
             env=env,
             capture_output=True,
             text=True,

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.replay import Pacing, read_times, replay
-from agents.settings import Settings
+from clearance.settings import Settings
+from ops.replay import Pacing, read_times, replay
 from tests.fixtures import docs
 
 pytestmark = pytest.mark.integration

@@ -32,16 +32,16 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from agents.faust_topics import internal_specs
-from agents.kafka_config import admin_config, producer_config
-from agents.replay import produce_ticks, replay
-from agents.settings import Settings
-from agents.topics import ensure_topics, topic_specs
+from agents.topics import internal_specs
 from agents.worker import CLEAN_STOP
+from clearance.kafka import admin_config, producer_config
+from clearance.settings import Settings
+from clearance.topics import ensure_topics, topic_specs
+from ops.replay import produce_ticks, replay
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "agents.cli"]
+CLI = [sys.executable, "-m", "clearance.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 FLUSH_MS = 40 * 86_400_000  # past every window and every retention of the traces below
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.embedded import run_trace
-from agents.settings import Settings
-from agents.tracegen import generate
+from clearance.settings import Settings
+from embedded.runner import run_trace
+from tracegen.generator import generate
 
 TOPIC_FILE = {
     "clearance.orders": "orders.jsonl",

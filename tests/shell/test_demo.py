@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.demo import cli
+from embedded.demo import cli
 
 
 def test_demo_reports_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.embedded import cli, run_trace
-from agents.settings import Settings
+from clearance.settings import Settings
+from embedded.runner import cli, run_trace
 from tests.fixtures import make_sample
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "small"
@@ -122,7 +122,7 @@ def test_command_line_prints_a_summary(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "agents.cli",
+            "clearance.cli",
             "run",
             "--input",
             str(SAMPLE),

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from agents.faust_io import Msg
-from agents.faust_metrics import Metrics
-from agents.faust_sequence import Sequencer
+from agents.metrics import Metrics
+from agents.sender import Msg
+from agents.sequence import Sequencer
 
 TOPIC = "orders"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from agents.faust_state import Emit, OutboxEntry, Stored, decode_stored, encode_stored
+from agents.outbox import Emit, OutboxEntry, Stored, decode_stored, encode_stored
 from pipeline.codec import encode_state
 from pipeline.errors import StateCodecError
 from pipeline.join import JoinState

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from agents.faust_acks import Delivery
-from agents.faust_io import Headers, Msg, Sender
-from agents.faust_metrics import Metrics
-from agents.join_agent import JoinProcessor
-from agents.settings import Settings
+from agents.acks import Delivery
+from agents.join import JoinProcessor
+from agents.metrics import Metrics
+from agents.sender import Headers, Msg, Sender
+from clearance.settings import Settings
 from tests.fixtures.docs import order, payment, raw, waybill
 
 TOPICS = {"orders": "order", "payments": "payment", "waybills": "waybill"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from agents.embedded import run_trace
-from agents.settings import Settings
+from clearance.settings import Settings
+from embedded.runner import run_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 

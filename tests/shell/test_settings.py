@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.settings import Settings, load_positive_list
+from clearance.settings import Settings, load_positive_list
 
 
 def test_defaults_are_the_2019_regime_and_domain_topic_names() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.rocks_store import RocksStore
+from embedded.store import RocksStore
 from pipeline.store import MemoryStore, Store
 
 

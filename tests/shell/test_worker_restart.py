@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.faust_acks import Delivery
+from agents.acks import Delivery
 from agents.worker import CLEAN_STOP, prepare_tables
 
 

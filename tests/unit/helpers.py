@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.settings import DEFAULT_POSITIVE_LIST, load_positive_list
+from clearance.settings import DEFAULT_POSITIVE_LIST, load_positive_list
 from pipeline.config import RulesConfig
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
 from pipeline.records import Order, Payment, Waybill

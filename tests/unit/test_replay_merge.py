@@ -1,4 +1,4 @@
-"""agents.replay without a broker: key extraction, the appTime merge, pacing, the times file."""
+"""ops.replay without a broker: key extraction, the appTime merge, pacing, the times file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.replay import (
+from ops.replay import (
     Pacing,
     ReplayError,
     TraceLine,

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.tracegen import generate
-from agents.tracegen_faults import FAULTS
-from agents.tracegen_labels import valid_id
+from tracegen.faults import FAULTS
+from tracegen.generator import generate
+from tracegen.labels import valid_id
 
 FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
 REQUIRED = {

@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from agents.broker_files import BrokerFiles, broker_files, write_config
-from agents.kafka_dist import KAFKA_VERSION, KafkaDistError, ensure_jars, jars_size
-from agents.settings import Settings
+from clearance.settings import Settings
+from ops.distribution import KAFKA_VERSION, KafkaDistError, ensure_jars, jars_size
+from ops.files import BrokerFiles, broker_files, write_config
 
 _HEAP = ("-Xms256m", "-Xmx1g")
 _JVM = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents import tracegen_text as T
-from agents import tracegen_vocab as V
+from tracegen import text as T
+from tracegen import vocab as V
 
 _ID_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 _ID_CHECK = "10X98765432"

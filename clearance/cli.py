@@ -10,13 +10,13 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("agents.embedded", "run the comparison over trace files, no broker"),
-    "generate": ("agents.tracegen", "write a synthetic 11.11 trace with labels"),
-    "demo": ("agents.demo", "generate a peak-hour trace, run it, report"),
-    "broker": ("agents.broker", "start|stop|status a local Apache Kafka broker"),
-    "topics": ("agents.topics", "create the pipeline's topics"),
+    "run": ("embedded.runner", "run the comparison over trace files, no broker"),
+    "generate": ("tracegen.generator", "write a synthetic 11.11 trace with labels"),
+    "demo": ("embedded.demo", "generate a peak-hour trace, run it, report"),
+    "broker": ("ops.broker", "start|stop|status a local Apache Kafka broker"),
+    "topics": ("clearance.topics", "create the pipeline's topics"),
     "worker": ("agents.worker", "run a Faust worker on Kafka"),
-    "replay": ("agents.replay", "produce a trace into the input topics"),
+    "replay": ("ops.replay", "produce a trace into the input topics"),
     "bench": ("benchmarks.suite", "run the Kafka benchmark suite"),
 }
 

@@ -1,6 +1,6 @@
 """`clearance demo`: a generated 11.11 peak-hour trace through the embedded pipeline.
 
-Generates the trace (agents.tracegen), runs it with `clearance run`'s code, prints a
+Generates the trace (tracegen.generator), runs it with `clearance run`'s code, prints a
 readable report (released / inspection / review / rejected, top reasons, dead letters,
 throughput, decision delay in event time) and writes a PNG of traffic and decisions.
 """
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from agents.embedded import TRACE_FILES, run_trace
-from agents.settings import Settings
-from agents.tracegen import generate
+from clearance.settings import Settings
+from embedded.runner import TRACE_FILES, run_trace
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord
 from pipeline.timeconv import app_time_ms
+from tracegen.generator import generate
 
 STATUSES = ("RELEASED", "INSPECTION", "REVIEW", "REJECTED")
 _COLOURS = {"RELEASED": "#2e7d32", "INSPECTION": "#1565c0", "REVIEW": "#f9a825", "REJECTED": "#c62828"}

@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from agents.faust_io import Msg
-from agents.faust_metrics import Metrics
+from agents.metrics import Metrics
+from agents.sender import Msg
 
 log = logging.getLogger("clearance.worker")
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.dtypes import StringDType
 
-from agents import tracegen_base as B
-from agents import tracegen_vocab as V
+from tracegen import base as B
+from tracegen import vocab as V
 
 _S = StringDType()
 

@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from agents import tracegen_assemble as A
-from agents import tracegen_base as B
-from agents import tracegen_build as G
-from agents import tracegen_columns as C
-from agents import tracegen_docs as D
-from agents.tracegen_faults import FAULTS, Ctx
-from agents.tracegen_labels import Msg, dutiable, norm, reasons, settle, status
 from pipeline.decisions import inspection_selected
+from tracegen import assembly as A
+from tracegen import base as B
+from tracegen import builder as G
+from tracegen import columns as C
+from tracegen import docs as D
+from tracegen.faults import FAULTS, Ctx
+from tracegen.labels import Msg, dutiable, norm, reasons, settle, status
 
 INSPECTION_SEED, INSPECTION_RATE = "clearance", 0.055
 Times = tuple[np.ndarray, np.ndarray, np.ndarray]

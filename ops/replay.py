@@ -33,9 +33,9 @@ from typing import Any, Literal
 import orjson
 from confluent_kafka import KafkaError, Producer
 
-from agents.kafka_config import producer_config
-from agents.progress import Progress
-from agents.settings import Settings
+from clearance.kafka import producer_config
+from clearance.progress import Progress
+from clearance.settings import Settings
 from pipeline.patterns import APP_TIME_PATTERN
 from pipeline.timeconv import app_time_ms
 

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from agents.faust_acks import Ack
-from agents.faust_io import Msg, Sender, Table, emit_of
-from agents.faust_state import MAX_OUTBOX, OutboxEntry, Stored, decode_stored, encode_stored
+from agents.acks import Ack
+from agents.outbox import MAX_OUTBOX, OutboxEntry, Stored, decode_stored, encode_stored
+from agents.sender import Msg, Sender, Table, emit_of
 from pipeline.config import RulesConfig
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord, StateCodecError

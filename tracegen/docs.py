@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents import tracegen_text as T
+from tracegen import text as T
 
 ORDER_T = (
     '{"guid":%s,"appType":%s,"appTime":%s,"orderNo":%s,"ebpCode":%s,"ebcCode":%s,"goodsValue":%s,'

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from agents import tracegen_base as B
-from agents import tracegen_docs as D
-from agents import tracegen_text as T
-from agents import tracegen_vocab as V
+from tracegen import base as B
+from tracegen import docs as D
+from tracegen import text as T
+from tracegen import vocab as V
 
 Cols = list[np.ndarray]
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from agents.faust_acks import Delivery
-from agents.faust_metrics import Metrics
-from agents.faust_state import Dest, Emit
+from agents.acks import Delivery
+from agents.metrics import Metrics
+from agents.outbox import Dest, Emit
 from pipeline.codec import dead_letter_dict, encode_candidate, encode_declaration
 from pipeline.join import Candidate
 from pipeline.records import Declaration

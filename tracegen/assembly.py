@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from agents import tracegen_docs as D
-from agents.tracegen_faults import FAULTS, Ctx
-from agents.tracegen_labels import Msg
+from tracegen import docs as D
+from tracegen.faults import FAULTS, Ctx
+from tracegen.labels import Msg
 
 INVALID_KINDS = ("not-json", "not-object", "missing-field", "wrong-type", "bad-money", "bad-apptime")
 _WRONG = ({"items": "none"}, {"payerName": ["x"]}, {"consignee": {"name": "x"}})

@@ -8,7 +8,7 @@ partitioner (random only for null keys). The integration tests check this.
 
 from __future__ import annotations
 
-from agents.settings import Settings
+from clearance.settings import Settings
 
 KafkaConfig = dict[str, str | int | float | bool]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from agents import tracegen_docs as D
-from agents import tracegen_vocab as V
+from tracegen import docs as D
+from tracegen import vocab as V
 
 Row = list[str]
 Out = list[tuple[int, int, Row]]

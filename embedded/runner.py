@@ -25,9 +25,9 @@ from typing import IO, Any
 
 import orjson
 
-from agents.progress import Progress
-from agents.rocks_store import RocksStore
-from agents.settings import Settings
+from clearance.progress import Progress
+from clearance.settings import Settings
+from embedded.store import RocksStore
 from pipeline.codec import encode_declaration
 from pipeline.config import RulesConfig
 from pipeline.engine import Engine, Origin, Outputs
