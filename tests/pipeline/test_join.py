@@ -16,7 +16,7 @@ from pipeline.parsing import parse_order
 from pipeline.records import Declaration
 from pipeline.store import MemoryStore
 from tests.fixtures import docs
-from tests.unit.helpers import CONFIG
+from tests.pipeline.helpers import CONFIG
 
 KINDS = {"order": docs.order, "payment": docs.payment, "waybill": docs.waybill}
 

@@ -11,7 +11,7 @@ import pytest
 from pipeline.config import REGIMES
 from tests.fixtures import docs
 from tests.fixtures.docs import resident_id
-from tests.unit.helpers import CONFIG, POSITIVE, reasons
+from tests.pipeline.helpers import CONFIG, POSITIVE, reasons
 
 
 def test_the_fixture_trio_is_clean() -> None:

@@ -8,7 +8,7 @@ from pipeline.codec import decode_candidate, decode_quota, encode_candidate, enc
 from pipeline.join import Candidate
 from pipeline.quota import BuyerQuota, apply_quota
 from pipeline.records import Declaration, OrderId
-from tests.unit.helpers import CONFIG
+from tests.pipeline.helpers import CONFIG
 
 CFG = replace(CONFIG, inspection_rate=0.0)
 
