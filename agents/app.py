@@ -28,10 +28,11 @@ from agents.join import JoinProcessor
 from agents.metrics import MetricName, Metrics
 from agents.outbox import Dest
 from agents.quota import QuotaProcessor
-from agents.sender import Headers, Msg, Sender, wall_ms
+from agents.sender import Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
 from agents.topics import candidates_topic
+from clearance.clock import wall_ms
 from clearance.kafka import MAX_MESSAGE_BYTES
 from clearance.settings import Settings
 from pipeline.records import DocKind

@@ -9,7 +9,6 @@ candidates (repartitioned by buyer), dead letters (JSON record + dlq.* headers).
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import orjson
 from agents.acks import Delivery
 from agents.metrics import Metrics
 from agents.outbox import Dest, Emit
+from clearance.clock import wall_ms
 from pipeline.codec import dead_letter_dict, encode_candidate, encode_declaration
 from pipeline.join import Candidate
 from pipeline.records import Declaration
@@ -47,10 +47,6 @@ class Table(Protocol):
     def get(self, key: bytes, /) -> bytes | None: ...
     def __setitem__(self, key: bytes, value: bytes, /) -> None: ...
     def __delitem__(self, key: bytes, /) -> None: ...
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def emit_of(item: Declaration | Candidate) -> Emit:

@@ -20,7 +20,7 @@ import faust
 import orjson
 
 from agents.app import build
-from agents.topics import TABLES, ensure_internal_topics
+from agents.topics import TABLES, changelog_topic, ensure_internal_topics
 from clearance.kafka import admin_config
 from clearance.settings import Settings
 from clearance.topics import TopicsError
@@ -93,7 +93,7 @@ def changelog_ids(settings: Settings) -> dict[str, str]:
     from confluent_kafka import KafkaException, TopicCollection
     from confluent_kafka.admin import AdminClient
 
-    names = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+    names = [changelog_topic(settings, table) for table in TABLES]
     admin = AdminClient(admin_config(settings))
     try:
         futures = admin.describe_topics(TopicCollection(names), request_timeout=30)

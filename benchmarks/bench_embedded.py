@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 
 from benchmarks.machine import describe, one_line
+from clearance.traces import FILE_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MD = ROOT / "benchmarks" / "RESULTS.md"
-FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
 CLI = [sys.executable, "-m", "clearance.cli"]
 
 
@@ -47,7 +47,7 @@ def raw_loop(trace: Path) -> dict[str, Any]:
     """Read every line of the three files and orjson.loads it: the floor of any Python pipeline."""
     started = time.perf_counter()
     count = 0
-    for name in FILES:
+    for name in FILE_NAMES:
         with (trace / name).open("rb") as handle:
             for line in handle:
                 with contextlib.suppress(orjson.JSONDecodeError):

@@ -27,13 +27,10 @@ import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # exported, untyped
 
+from clearance.clock import wall_ms as now_ms
 from clearance.settings import Settings
 
 _MISSING = ("MISSING_ORDER", "MISSING_PAYMENT", "MISSING_WAYBILL")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Collector(threading.Thread):

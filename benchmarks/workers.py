@@ -12,6 +12,7 @@ import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from clearance.clock import wall_ms
 from clearance.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +80,7 @@ def start_worker(settings: Settings, log: Path, *, profile: Path | None = None) 
         command += ["-m", "pyinstrument", "--outfile", str(profile), "--renderer", renderer]
     command += ["-m", "clearance.cli", "worker"]
     handle = log.open("wb")
-    started = time.time_ns() // 1_000_000
+    started = wall_ms()
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)  # noqa: S603
     handle.close()
     return Worker(process, settings, log, started)

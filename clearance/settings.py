@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import REGIMES, RulesConfig
+from pipeline.records import DocKind
 
 DEFAULT_POSITIVE_LIST = Path(__file__).resolve().parent.parent / "pipeline" / "data" / "positive_list.txt"
 
@@ -105,6 +106,11 @@ class Settings:
     @property
     def input_topics(self) -> tuple[str, str, str]:
         return (self.topic_orders, self.topic_payments, self.topic_waybills)
+
+    @property
+    def kind_topics(self) -> dict[DocKind, str]:
+        """The input topic of each kind of document (the one kind-to-topic map)."""
+        return {"order": self.topic_orders, "payment": self.topic_payments, "waybill": self.topic_waybills}
 
     def rules(self) -> RulesConfig:
         """The core's configuration: the regime's defaults with any override applied."""

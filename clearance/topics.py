@@ -55,12 +55,18 @@ def topic_specs(settings: Settings, partitions: int | None = None) -> tuple[Topi
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None, *, timeout: float = 30.0) -> list[str]:
-    """Create the missing topics; return their names. Existing topics are kept as they are.
+    """Create the pipeline's missing topics; return their names (see `ensure_specs`)."""
+    return ensure_specs(settings, topic_specs(settings, partitions), timeout=timeout)
 
-    Raises TopicLayoutError if an existing input or tick topic has another partition
-    count than the others (before or after creating), TopicsError on broker errors.
+
+def ensure_specs(settings: Settings, specs: tuple[TopicSpec, ...], *, timeout: float = 30.0) -> list[str]:
+    """Create the missing topics of `specs`; return their names. Existing topics are kept as they are.
+
+    The one place that creates topics (`clearance topics create`, and the worker's
+    internal topics). Raises TopicLayoutError if an existing co-partitioned topic has
+    another partition count than its spec (before or after creating), TopicsError on
+    broker errors.
     """
-    specs = topic_specs(settings, partitions)
     admin = AdminClient(admin_config(settings))
     names = [s.name for s in specs]
     counts = _partition_counts(admin, names, timeout)
@@ -98,7 +104,7 @@ def _check_layout(specs: tuple[TopicSpec, ...], counts: Mapping[str, int]) -> No
         want = next(s.partitions for s in specs if s.copartitioned)
         found = ", ".join(f"{name} has {count}" for name, count in sorted(wrong.items()))
         raise TopicLayoutError(
-            f"input and tick topics must all have {want} partitions, but {found}; "
+            f"co-partitioned topics must all have {want} partitions, but {found}; "
             "pass --partitions to match the existing topics, or recreate them"
         )
 

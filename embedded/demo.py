@@ -18,7 +18,8 @@ import numpy as np
 import orjson
 
 from clearance.settings import Settings
-from embedded.runner import TRACE_FILES, run_trace
+from clearance.traces import TRACE_FILES
+from embedded.runner import run_trace
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord
 from pipeline.timeconv import app_time_ms

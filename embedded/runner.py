@@ -10,7 +10,6 @@ At the end of the input every open window closes.
 from __future__ import annotations
 
 import argparse
-import heapq
 import logging
 import shutil
 import sys
@@ -25,28 +24,21 @@ from typing import IO, Any
 
 import orjson
 
+from clearance.clock import wall_ms
 from clearance.progress import Progress
 from clearance.settings import Settings
+from clearance.traces import TraceError, merge, read_lines, trace_files
 from embedded.store import RocksStore
 from pipeline.codec import encode_declaration
 from pipeline.config import RulesConfig
 from pipeline.engine import Engine, Origin, Outputs
-from pipeline.records import DocKind
+from pipeline.records import DocKind, Document
 from pipeline.store import MemoryStore, Store
 
 log = logging.getLogger("clearance.embedded")
 
-TRACE_FILES: tuple[tuple[DocKind, str], ...] = (
-    ("order", "orders.jsonl"),
-    ("payment", "payments.jsonl"),
-    ("waybill", "waybills.jsonl"),
-)
 OUTPUT_FILES = ("matched.jsonl", "flagged.jsonl", "deadletter.jsonl")
 _LOGGED_ERRORS = 10
-
-
-class TraceError(Exception):
-    """The input cannot be read: a one-line message for the user."""
 
 
 @dataclass
@@ -97,31 +89,6 @@ class Summary:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One input line in merge order."""
-
-    time_ms: int
-    rank: int
-    index: int
-    kind: DocKind
-    raw: bytes
-
-
-def read_lines(path: Path) -> Iterator[bytes]:
-    """The raw messages of a JSONL file: one per line, without the newline."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise TraceError(f"cannot read {path}: {exc.strerror}") from exc
-    with handle:
-        try:
-            for line in handle:
-                yield line[:-1] if line.endswith(b"\n") else line
-        except OSError as exc:
-            raise TraceError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 class _Sink:
     """The three output files."""
 
@@ -159,12 +126,8 @@ def run_trace(
     cache_size: int = 200_000,
 ) -> Summary:
     """Run one trace directory end to end and return its summary."""
-    if not input_dir.is_dir():
-        raise TraceError(f"input directory not found: {input_dir}")
-    present = [(kind, input_dir / name) for kind, name in TRACE_FILES if (input_dir / name).exists()]
-    if not present:
-        raise TraceError(f"no trace files in {input_dir} (expected orders.jsonl, payments.jsonl, waybills.jsonl)")
-    topic_of = topics or {"order": "clearance.orders", "payment": "clearance.payments", "waybill": "clearance.waybills"}
+    present = trace_files(input_dir)
+    topic_of = topics or Settings().kind_topics
     output_dir.mkdir(parents=True, exist_ok=True)
     total = sum(path.stat().st_size for _, path in present)
     scratch = None if memory or state_dir else Path(tempfile.mkdtemp(prefix="clearance-state-"))
@@ -202,19 +165,16 @@ def _run(
     started = time.perf_counter()
     done_bytes = 0
     try:
-        streams = [
-            _parsed(engine, kind, rank, path, topic_of[kind], sink, summary)
-            for rank, (kind, path) in enumerate(present)
-        ]
-        for count, (_, (line, doc)) in enumerate(heapq.merge(*streams, key=lambda pair: pair[0]), 1):
+        streams = [_parsed(engine, kind, path, topic_of[kind], sink, summary) for kind, path in present]
+        for count, (origin, raw, doc) in enumerate(merge(streams), 1):
             out = Outputs()
-            engine.apply(doc, line.raw, Origin(topic_of[line.kind], 0, line.index), _wall_ms(), out)
+            engine.apply(doc, raw, origin, wall_ms(), out)
             sink.write(out, summary)
             summary.documents += 1
-            done_bytes += len(line.raw) + 1
+            done_bytes += len(raw) + 1
             if count % 4096 == 0:
                 bar.update(done_bytes)
-        sink.write(engine.close_all(_wall_ms()), summary)
+        sink.write(engine.close_all(wall_ms()), summary)
         engine.flush()
     finally:
         sink.close()
@@ -225,22 +185,17 @@ def _run(
 
 
 def _parsed(
-    engine: Engine, kind: DocKind, rank: int, path: Path, topic: str, sink: _Sink, summary: Summary
-) -> Iterator[tuple[tuple[int, int, int], Any]]:
-    """Valid documents of one file with their merge key; invalid lines go straight to the sink."""
-    last_ms = 0
+    engine: Engine, kind: DocKind, path: Path, topic: str, sink: _Sink, summary: Summary
+) -> Iterator[tuple[int, tuple[Origin, bytes, Document]]]:
+    """Valid documents of one file with their appTime; invalid lines go straight to the sink."""
     for index, raw in enumerate(read_lines(path)):
         out = Outputs()
-        doc = engine.parse(kind, raw, Origin(topic, 0, index), _wall_ms(), out)
+        origin = Origin(topic, 0, index)
+        doc = engine.parse(kind, raw, origin, wall_ms(), out)
         if doc is None:
             sink.write(out, summary)
             continue
-        last_ms = doc.app_time_ms
-        yield (last_ms, rank, index), (Line(last_ms, rank, index, kind, raw), doc)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
+        yield doc.app_time_ms, (origin, raw, doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,17 +243,12 @@ def cli(argv: list[str]) -> int:
         print(f"clearance run: {exc}", file=sys.stderr)
         return 2
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
-    topics: dict[DocKind, str] = {
-        "order": settings.topic_orders,
-        "payment": settings.topic_payments,
-        "waybill": settings.topic_waybills,
-    }
     try:
         summary = run_trace(
             args.input,
             args.output,
             config,
-            topics=topics,
+            topics=settings.kind_topics,
             state_dir=args.state_dir,
             cache_size=args.cache_size,
             memory=args.memory,

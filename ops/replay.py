@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import heapq
 import re
 import sys
 import time
@@ -33,23 +32,21 @@ from typing import Any, Literal
 import orjson
 from confluent_kafka import KafkaError, Producer
 
+from clearance import traces
+from clearance.clock import wall_ms
 from clearance.kafka import producer_config
 from clearance.progress import Progress
 from clearance.settings import Settings
+from clearance.traces import TraceError, count_lines, read_lines, trace_files
 from pipeline.patterns import APP_TIME_PATTERN
+from pipeline.records import DocKind
 from pipeline.timeconv import app_time_ms
 
-Kind = Literal["order", "payment", "waybill"]
-TRACE_FILES: tuple[tuple[Kind, str], ...] = (
-    ("order", "orders.jsonl"),
-    ("payment", "payments.jsonl"),
-    ("waybill", "waybills.jsonl"),
-)
 _TIME_MATCH = re.compile(APP_TIME_PATTERN).fullmatch
 
 
-class ReplayError(Exception):
-    """The trace cannot be read or produced: a one-line message for the user."""
+class ReplayError(TraceError):
+    """The trace cannot be produced: a one-line message for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +56,7 @@ class TraceLine:
     time_ms: int | None
     rank: int
     index: int
-    kind: Kind
+    kind: DocKind
     raw: bytes
     key: bytes | None
 
@@ -140,62 +137,21 @@ def key_and_time(raw: bytes) -> tuple[bytes | None, int | None]:
     return key, (app_time_ms(text) if type(text) is str and _TIME_MATCH(text) else None)
 
 
-def read_file(path: Path, kind: Kind, rank: int) -> Iterator[TraceLine]:
-    """The lines of one trace file (without newline; a blank line is a message too, except a last empty one)."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise ReplayError(f"cannot read {path}: {exc.strerror}") from exc
-    with handle:
-        for index, line in enumerate(handle):
-            raw = line[:-1] if line.endswith(b"\n") else line
-            key, time_ms = key_and_time(raw)
-            yield TraceLine(time_ms, rank, index, kind, raw, key)
+def read_file(path: Path, kind: DocKind, rank: int) -> Iterator[TraceLine]:
+    """The lines of one trace file with their key and appTime (clearance.traces.read_lines)."""
+    for index, raw in enumerate(read_lines(path)):
+        key, time_ms = key_and_time(raw)
+        yield TraceLine(time_ms, rank, index, kind, raw, key)
 
 
 def merge(streams: Iterable[Iterator[TraceLine]]) -> Iterator[TraceLine]:
-    """Merge per-file streams by (appTime, rank, line).
-
-    A line without a valid appTime sorts with its file's previous valid time (it keeps
-    its place in the file); heapq.merge keeps each file's own order in any case.
-    """
-
-    def keyed(stream: Iterator[TraceLine]) -> Iterator[tuple[tuple[int, int, int], TraceLine]]:
-        last = -1
-        for line in stream:
-            last = line.time_ms if line.time_ms is not None else last
-            yield (last, line.rank, line.index), line
-
-    for _, line in heapq.merge(*(keyed(s) for s in streams), key=lambda pair: pair[0]):
-        yield line
-
-
-def trace_files(trace: Path) -> list[tuple[Kind, Path]]:
-    if not trace.is_dir():
-        raise ReplayError(f"trace directory not found: {trace}")
-    present = [(kind, trace / name) for kind, name in TRACE_FILES if (trace / name).exists()]
-    if not present:
-        raise ReplayError(f"no trace files in {trace} (expected orders.jsonl, payments.jsonl, waybills.jsonl)")
-    return present
-
-
-def count_lines(path: Path) -> int:
-    """Messages in a file: newlines, plus one for a last line without a newline."""
-    count, last = 0, b"\n"
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
-            last = chunk[-1:]
-    return count + (last != b"\n")
+    """Merge per-file streams, given in rank order, by (appTime, rank, line) (clearance.traces.merge)."""
+    return traces.merge(((line.time_ms, line) for line in stream) for stream in streams)
 
 
 def order_rate_pacing(orders_per_s: float, messages: int, orders: int) -> Pacing:
     """`--order-rate`: the message rate that offers `orders_per_s` orders/s on average."""
     return Pacing("rate", orders_per_s * messages / max(orders, 1))
-
-
-def _topics(settings: Settings) -> dict[Kind, str]:
-    return {"order": settings.topic_orders, "payment": settings.topic_payments, "waybill": settings.topic_waybills}
 
 
 class _Clock:
@@ -247,7 +203,7 @@ def replay(
     last_time: dict[bytes, int] = {}
     bar = Progress(total, "clearance replay", enabled=progress)
     clock = _Clock(producer)
-    topics = _topics(settings)
+    topics = settings.kind_topics
     stream = merge(read_file(path, kind, rank) for rank, (kind, path) in enumerate(present))
     first_ms: int | None = None
     trace_ms = 0
@@ -258,7 +214,7 @@ def replay(
         if ticks_only:
             continue
         clock.wait(pacing.due(i, trace_ms, first_ms if first_ms is not None else trace_ms))
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = wall_ms()
         _produce(producer, topics[line.kind], line.raw, line.key, now_ms)
         if line.key is None:
             summary.unkeyed += 1
@@ -287,7 +243,7 @@ def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
     value = orjson.dumps({"eventTime": event_ms})
     partitions = _partitions(producer, settings.topic_ticks)
     for partition in range(partitions):
-        _produce(producer, settings.topic_ticks, value, None, time.time_ns() // 1_000_000, partition)
+        _produce(producer, settings.topic_ticks, value, None, wall_ms(), partition)
     return partitions
 
 
@@ -402,7 +358,7 @@ def cli(argv: list[str]) -> int:
             flush_ticks_ms=ticks_ms,
             ticks_only=args.ticks_only,
         )
-    except ReplayError as exc:
+    except TraceError as exc:  # ReplayError included
         print(f"clearance replay: {exc}", file=sys.stderr)
         return 1
     print(orjson.dumps(summary.as_dict()).decode() if args.json else summary.render())

@@ -98,7 +98,7 @@ def test_absent_files_are_fine(tmp_path: Path) -> None:
 def test_missing_input_directory_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["--input", str(tmp_path / "nope"), "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "input directory not found" in err and err.count("\n") == 1
+    assert "trace directory not found" in err and err.count("\n") == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")

@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from clearance.traces import TraceError
 from ops.replay import (
     Pacing,
-    ReplayError,
     TraceLine,
     count_lines,
     key_and_time,
@@ -88,9 +88,9 @@ def test_every_line_once_including_blank_and_unterminated(tmp_path: Path) -> Non
 
 
 def test_missing_files_are_fine_but_an_empty_dir_is_not(tmp_path: Path) -> None:
-    with pytest.raises(ReplayError):
+    with pytest.raises(TraceError):
         trace_files(tmp_path)
-    with pytest.raises(ReplayError):
+    with pytest.raises(TraceError):
         trace_files(tmp_path / "absent")
     _write(tmp_path / "waybills.jsonl", [_doc("A", "20261111000010")])
     assert [kind for kind, _ in trace_files(tmp_path)] == ["waybill"]
