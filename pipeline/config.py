@@ -19,7 +19,7 @@ class RulesConfig:
 
     Invariants: limits are >= 0 fen; `window_ms` > 0; `retention_ms` >= `window_ms`
     is not required, but a decided order is forgotten `retention_ms` of event time
-    after its decision (DOMAIN.md asks for at least 7 days).
+    after its decision (docs/CONTRACT.md, "Time": at least 7 days by default).
     """
 
     single_limit_fen: int = 500_000

@@ -1,7 +1,7 @@
 """One partition's whole pipeline, store-agnostic: bytes in, declarations and dead letters out.
 
 parse -> advance event time -> close due windows -> join step -> quota stage.
-The embedded runner feeds it a whole trace (one event time, as DOMAIN.md 5 says);
+The embedded runner feeds it a whole trace (one event time, as docs/CONTRACT.md, "Files", says);
 the benchmarks feed it the same way, so they measure what production runs. The
 stores and the wall clock are passed in; nothing here does I/O.
 """

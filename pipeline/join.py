@@ -6,7 +6,7 @@ passed the state's deadline), writes `Step.state` back (None: delete the key) an
 sends `Step.emit`. The Faust agent, the embedded runner and the benchmarks all call
 these two functions.
 
-Life of an order (DOMAIN.md 3):
+Life of an order (docs/CONTRACT.md, "Time" and "Changes to documents"):
   open     first document seen; deadline = its appTime + window. Documents fill,
            replace (appType 1/2, strictly newer appTime) or withdraw (appType 3)
            their slot; a guid seen before is ignored.

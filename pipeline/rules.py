@@ -1,4 +1,4 @@
-"""The three-document comparison: one small function per reason code (DOMAIN.md 3).
+"""The three-document comparison: one small function per reason code (docs/CONTRACT.md).
 
 Each rule takes a `Comparison` (the three documents plus the regime) and returns
 its reason code or None. ANNUAL_QUOTA_EXCEEDED is not here: it needs state keyed

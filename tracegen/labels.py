@@ -1,4 +1,4 @@
-"""Ground truth for generated traces: an independent oracle of DOMAIN.md 3.
+"""Ground truth for generated traces: an independent oracle of docs/CONTRACT.md.
 
 `settle` replays one order's own messages (window, redelivery, modify, withdraw,
 after-decision) and `reasons` re-parses the rendered documents and applies the

@@ -1,4 +1,4 @@
-"""Every rule of DOMAIN.md 3 with its edge cases: 1 fen off, exactly at the limit, NFKC, x/X."""
+"""Every rule of docs/CONTRACT.md with its edge cases: 1 fen off, exactly at the limit, NFKC, x/X."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_labels_agree_with_the_runner(tmp_path: Path, preset: str, orders: int, 
     assert got == expected, (list((got - expected).items())[:5], list((expected - got).items())[:5])
     assert sum(1 for k in got if k[2] == ("DOCUMENT_AFTER_DECISION",)) > 0
     codes = {code for _, _, reasons in got for code in reasons}
-    assert len(codes) == 17, sorted(codes)  # every reason code of DOMAIN.md occurs
+    assert len(codes) == 17, sorted(codes)  # every reason code of docs/CONTRACT.md occurs
 
     expected_dead = sorted((d["file"], d["line"]) for d in _lines(trace / "expected_deadletters.jsonl"))
     got_dead = sorted((TOPIC_FILE[str(d["sourceTopic"])], d["sourceOffset"]) for d in _lines(out / "deadletter.jsonl"))
