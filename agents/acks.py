@@ -124,7 +124,11 @@ class Delivery:
         if self.broken or generation != self._generation:
             return
         for ack in acks:
-            ack()
+            try:
+                ack()
+            except Exception as exc:  # noqa: BLE001 - an ack that fails leaves a gap: commit nothing more
+                self.fail(f"an ack raised {type(exc).__name__}")
+                return
 
 
 def _delivered(future: Awaitable[Any]) -> bool:

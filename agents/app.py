@@ -26,9 +26,8 @@ from faust.web import Request, Response, View
 from agents.acks import Ack, Delivery
 from agents.join import JoinProcessor
 from agents.metrics import MetricName, Metrics
-from agents.outbox import Dest
 from agents.quota import QuotaProcessor
-from agents.sender import Headers, Msg, Sender
+from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
 from agents.topics import candidates_topic

@@ -1,31 +1,18 @@
-"""The join stage on Kafka: one input message in, table writes and sends out.
+"""The join agent's logic: input and tick messages in, table writes and sends out.
 
-The per-message sequence is the embedded runner's (pipeline/engine.py): parse ->
-advance the partition's event time, closing every window whose deadline is
-before it, in deadline order -> `step` -> write the state -> send the emits. The
-only differences are per-partition event time, the tick topic (idle advance and
-explicit flushes) and the outbox (agents/faust_state.py) that makes a crash lose
-nothing.
+Thin glue over the core. Per partition it keeps the merge queues (pipeline/merge.py)
+and one `PartitionLoop` (pipeline/engine.py, the loop `clearance run` runs), whose
+states live in the partition's Faust table with the outbox beside them
+(`TableStates`, agents/outbox.py). What is Kafka's own stays here: per-partition event
+time, the tick topic (idle advance and explicit flushes), the clock table, the broker
+question before the merge passes an empty queue, and the rebuild of the deadline
+index after an assignment.
 
-Merge order: the embedded runner applies documents in appTime order (ties:
-orders, payments, waybills). Faust hands a worker the four topics of a partition
-in whatever chunks it fetched, so one topic can run thousands of messages ahead
-of another (a backlog, a restart) and a late document would close windows whose
-other documents are still unread. So, like Kafka Streams' PartitionGroup, each
-partition buffers parsed documents in one queue per input topic and applies the
-head with the smallest (appTime, topic rank, offset) only while every queue is
-non-empty. An empty queue is passed over only when its topic has been silent for
-`merge_wait_ms` and the broker holds nothing of it that this worker has not received
-(`unread`: the consumer's high watermark, confirmed by asking the broker after the
-document to be applied arrived, since the consumer's own figure can be seconds old).
-Buffered messages are acked (committable) only once applied: a crash re-reads them.
-
-Deadline index: an in-memory heap per partition, with lazy deletion as in
-pipeline/timeline.py. It is rebuilt from the partition's RocksDB state (one scan)
-the first time a message of that partition arrives after an assignment, so it
-survives restarts and rebalances without a single extra changelog write. The
-same scan re-sends in-doubt outbox entries and yields a lower bound of the event
-time; the clock table (written on ticks only) gives the last persisted value.
+Deadline index: the loop's Timeline, rebuilt from the partition's RocksDB state (one
+scan) the first time a message of that partition arrives after an assignment, so it
+survives restarts and rebalances without a single extra changelog write. The same
+scan re-sends in-doubt outbox entries and yields a lower bound of the event time; the
+clock table (written on ticks only) gives the last persisted value.
 
 `handle` never raises: bad input is dead-lettered, a bug is logged (no personal
 data), dead-lettered as INTERNAL_ERROR, and processing goes on.
@@ -35,41 +22,31 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
 
 from agents.acks import Ack
-from agents.outbox import MAX_OUTBOX, OutboxEntry, Stored, decode_stored, encode_stored
-from agents.sender import Msg, Sender, Table, emit_of
+from agents.outbox import OutboxEntry, TableStates, decode_stored
+from agents.sender import Msg, Sender, Table
 from pipeline.config import RulesConfig
-from pipeline.engine import PARSERS
+from pipeline.engine import PARSERS, Outcome, PartitionLoop
 from pipeline.errors import InvalidRecord, StateCodecError
-from pipeline.join import Candidate, JoinState, Step, expire, step
+from pipeline.join import JoinState
+from pipeline.merge import KINDS, RANK, Merge, Queued
 from pipeline.records import DocKind, Document
+from pipeline.timeline import Timeline
 
 log = logging.getLogger("clearance.worker.join")
 
 Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
 Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
-_RANK: dict[DocKind, int] = {"order": 0, "payment": 1, "waybill": 2}
-
-
-@dataclass(slots=True)
-class Queued:
-    """A parsed document waiting for its turn in merge order."""
-
-    doc: Document | None  # None: dead-lettered, waiting only to be acked in offset order
-    msg: Msg
-    ack: Ack
-    received_ms: int = 0  # wall clock when it arrived
-
+Handle = tuple[Msg, Ack]
+Trace = Callable[[str, Msg, str, int, int], None]
 
 KEY_MISMATCH = "Kafka key is not the orderNo"
-
 
 # The split guard: a partition whose windows nearly all close incomplete is not joining its
 # three topics (issue 10: one topic's documents were applied long before the other two's).
@@ -79,19 +56,17 @@ _SPLIT_WARN_SHARE = 0.8
 
 @dataclass(slots=True)
 class Partition:
-    """What the join knows of one partition besides the table: time and the deadline heap."""
+    """What the join keeps of one partition besides the table."""
 
-    event_ms: int = 0
-    persisted_ms: int = 0
-    input_event_ms: int = 0
+    loop: PartitionLoop
+    states: TableStates
+    merge: Merge[Handle]
+    persisted_ms: int = 0  # event time last written to the clock table
+    input_event_ms: int = 0  # event time and wall clock at the last applied document (idle rule)
     input_wall_ms: int = 0
-    open_windows: int = 0
     completed: int = 0  # windows decided complete since the assignment
     incomplete: int = 0  # windows closed with a document missing since the assignment
-    warn_at: int = _SPLIT_WARN_MIN
-    heap: list[tuple[int, str]] = field(default_factory=list)
-    queues: tuple[deque[Queued], ...] = field(default_factory=lambda: (deque(), deque(), deque()))
-    last_seen: list[tuple[int, int]] = field(default_factory=lambda: [(-1, 0)] * 3)  # (offset, wall ms) per topic
+    warn_at: int = field(default=_SPLIT_WARN_MIN)
 
 
 class JoinProcessor:
@@ -123,28 +98,29 @@ class JoinProcessor:
         self.committed = committed
         self.unread = unread
         self.merge_wait_ms = merge_wait_ms
-        self.topics = {_RANK[kind]: topic for topic, kind in kinds.items()}
+        self.topics = {RANK[kind]: topic for topic, kind in kinds.items()}
         self.sender = sender
         self.delivery = sender.delivery
         self.metrics = sender.metrics
         self.wall = wall
         self.partitions: dict[int, Partition] = {}
-        self.trace: Callable[[str, Msg, str, int, int], None] | None = None
+        self.trace: Trace | None = None
 
     def forget_partitions(self) -> None:
         """A rebalance: rebuild every index on next use (another worker may have moved on).
 
         Buffered documents are dropped unacked: Faust seeks to the committed offsets
-        after the rebalance, so whoever owns the partition now reads them again."""
+        after the rebalance (and the offset check refills what it skips), so whoever
+        owns the partition now reads them again."""
         self.partitions.clear()
 
     @property
     def buffered(self) -> int:
-        return sum(len(q) for p in self.partitions.values() for q in p.queues)
+        return sum(len(p.merge) for p in self.partitions.values())
 
     @property
     def open_windows(self) -> int:
-        return sum(p.open_windows for p in self.partitions.values())
+        return sum(p.loop.open_windows for p in self.partitions.values())
 
     async def handle(self, msg: Msg, ack: Ack) -> None:
         """Take one message of an input or tick topic; `ack` it once applied. Never raises.
@@ -168,10 +144,8 @@ class JoinProcessor:
         except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
             await self.sender.internal_error(msg, exc, "join")
             doc = None
-        rank = _RANK[self.kinds[msg.topic]]
         wall = self.wall()
-        part.queues[rank].append(Queued(doc, msg, ack, wall))
-        part.last_seen[rank] = (msg.offset, wall)
+        part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack)))
         await self._release(part, msg.partition, wall, drain=False)
 
     async def _receive(self, msg: Msg) -> Document | None:
@@ -189,31 +163,31 @@ class JoinProcessor:
 
     async def _release(self, part: Partition, partition: int, wall: int, *, drain: bool) -> None:
         """Apply queued documents in merge order while no queue can still receive an earlier one."""
-        queues = part.queues
+        merge = part.merge
         while True:
-            for queue in queues:  # dead letters at a head are done: ack them in their turn
-                while queue and queue[0].doc is None:
-                    await self.delivery.ack(queue.popleft().ack)
-            if not any(queues):
+            for done in merge.done():
+                await self.delivery.ack(done.handle[1])
+            head = merge.head()
+            if head is None:
                 return
-            rank, head = min(((r, q[0]) for r, q in enumerate(queues) if q), key=lambda rq: _merge_key(rq[1]))
-            if not drain and not all(queues) and not await self._may_skip_empty(part, partition, wall, head):
+            rank, item = head
+            if not drain and not await self._may_pass(merge, partition, wall, item):
                 return
-            queues[rank].popleft()
-            if head.doc is not None:
+            merge.pop(rank)
+            msg, ack = item.handle
+            if item.doc is not None:
                 try:
-                    await self._apply(part, head.doc, head.msg, wall)
+                    await self._apply(part, item.doc, msg, wall)
                 except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
-                    await self.sender.internal_error(head.msg, exc, "join")
-            await self.delivery.ack(head.ack)
+                    await self.sender.internal_error(msg, exc, "join")
+            await self.delivery.ack(ack)
 
-    async def _may_skip_empty(self, part: Partition, partition: int, wall: int, head: Queued) -> bool:
-        """`head` may pass the empty queues once their topics have been silent a while and the broker
-        held nothing unread of them when asked after `head` arrived."""
-        empty = [rank for rank, queue in enumerate(part.queues) if not queue]
-        if any(wall - part.last_seen[rank][1] < self.merge_wait_ms for rank in empty):
+    async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
+        """The merge rule's second half: the broker holds nothing unread of the empty queues."""
+        passing = merge.passing(wall)
+        if passing is None:
             return False
-        for rank in empty:
+        for rank in passing:
             if await self.unread(self.topics[rank], partition, head.received_ms):
                 return False
         return True
@@ -226,10 +200,12 @@ class JoinProcessor:
 
     async def _apply(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
         if self.trace is not None:
-            self.trace("apply", msg, doc.order_no, doc.app_time_ms, part.event_ms)
-        await self._advance(part, doc.app_time_ms, msg, wall)
-        part.input_event_ms, part.input_wall_ms = part.event_ms, wall
-        await self._step(part, doc, msg, wall)
+            self.trace("apply", msg, doc.order_no, doc.app_time_ms, part.loop.event_ms)
+        part.states.source = msg
+        outcome = Outcome()
+        part.loop.apply(doc, wall, outcome)
+        part.input_event_ms, part.input_wall_ms = part.loop.event_ms, wall
+        await self._emit(part, msg.partition, outcome)
 
     async def _tick(self, msg: Msg) -> None:
         self.metrics.last_tick = self.wall() / 1000.0
@@ -250,44 +226,38 @@ class JoinProcessor:
         # consumer has not fetched for a while (a backlog elsewhere) is late, not idle.
         if (
             target is None
-            and not any(part.queues)
+            and not len(part.merge)
             and wall - part.input_wall_ms > self.idle_ms
             and not await self._any_unread(msg.partition, part.input_wall_ms + self.idle_ms)
         ):
             target = part.input_event_ms + (wall - part.input_wall_ms)
-        if target is not None:
+        if target is not None and target > part.loop.event_ms:
             if self.trace is not None:
-                self.trace("advance", msg, "", target, part.event_ms)
-            await self._advance(part, target, msg, wall)
-        if part.event_ms > part.persisted_ms:
-            self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.event_ms])
-            part.persisted_ms = part.event_ms
+                self.trace("advance", msg, "", target, part.loop.event_ms)
+            part.states.source = msg
+            outcome = Outcome()
+            part.loop.advance(target, wall, outcome)
+            await self._emit(part, msg.partition, outcome)
+        if part.loop.event_ms > part.persisted_ms:
+            self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
+            part.persisted_ms = part.loop.event_ms
 
-    async def _advance(self, part: Partition, event_ms: int, msg: Msg, wall: int) -> None:
-        """Move event time and close every window it passes, earliest deadline first."""
-        if event_ms <= part.event_ms:
-            return
-        part.event_ms = event_ms
-        heap = part.heap
-        while heap and heap[0][0] < event_ms:
-            deadline, order_no = heapq.heappop(heap)
-            key = order_no.encode()
-            stored = self._load(key)
-            if stored is None or stored.state.deadline_ms != deadline:
-                continue  # stale index entry: the state moved on
-            result = expire(stored.state, self.config, wall)
-            if stored.state.is_open:
-                self._decided(part, msg.partition, complete=False)
-            await self._save(part, key, stored, result, msg)
-        self._check_split(part, msg.partition)
-
-    def _decided(self, part: Partition, partition: int, *, complete: bool) -> None:
-        if complete:
-            part.completed += 1
-            self.metrics.inc("windows_completed", str(partition))
-        else:
-            part.incomplete += 1
-            self.metrics.inc("windows_closed_incomplete", str(partition))
+    async def _emit(self, part: Partition, partition: int, outcome: Outcome) -> None:
+        """Send what the loop emitted (its states are written already) and count it."""
+        for emit in part.states.take():  # outcome.emits, encoded once by TableStates.save
+            await self.sender.emit(emit)
+        metrics = self.metrics
+        if outcome.redelivered:
+            metrics.inc("documents_redelivered", by=outcome.redelivered)
+        if outcome.after_decision:
+            metrics.inc("review_after_decision", by=outcome.after_decision)
+        if outcome.completed:
+            part.completed += outcome.completed
+            metrics.inc("windows_completed", str(partition), outcome.completed)
+        if outcome.incomplete:
+            part.incomplete += outcome.incomplete
+            metrics.inc("windows_closed_incomplete", str(partition), outcome.incomplete)
+            self._check_split(part, partition)
 
     def _check_split(self, part: Partition, partition: int) -> None:
         """Warn when nearly every window of a partition closes with documents missing."""
@@ -307,51 +277,6 @@ class JoinProcessor:
             partition,
         )
 
-    async def _step(self, part: Partition, doc: Document, msg: Msg, wall: int) -> None:
-        key = doc.order_no.encode()
-        stored = self._load(key)
-        result = step(stored.state if stored else None, doc, self.config, part.event_ms, wall)
-        if not result.changed:
-            self.metrics.inc("documents_redelivered")
-            return
-        if stored is not None and not stored.state.is_open:
-            self.metrics.inc("review_after_decision")
-        elif result.state is not None and not result.state.is_open:  # decided by this document
-            self._decided(part, msg.partition, complete=any(isinstance(e, Candidate) for e in result.emit))
-            self._check_split(part, msg.partition)
-        await self._save(part, key, stored, result, msg)
-
-    async def _save(self, part: Partition, key: bytes, before: Stored | None, result: Step, msg: Msg) -> None:
-        """Write the state (with its outbox) first, then send: a crash in between is re-sent."""
-        emits = tuple(emit_of(item) for item in result.emit)
-        was_open = before is not None and before.state.is_open
-        if result.state is None:
-            del self.states[key]
-        else:
-            outbox = self._in_doubt(before.outbox if before else (), msg.partition)
-            if emits:
-                outbox = (*outbox, OutboxEntry(msg.topic, msg.offset, emits))[-MAX_OUTBOX:]
-            self.states[key] = encode_stored(Stored(result.state, outbox))
-            if before is None or before.state.deadline_ms != result.state.deadline_ms:
-                heapq.heappush(part.heap, (result.state.deadline_ms, result.state.order_no))
-        part.open_windows += int(result.state is not None and result.state.is_open) - int(was_open)
-        for emit in emits:
-            await self.sender.emit(emit)
-
-    def _in_doubt(self, outbox: Iterable[OutboxEntry], partition: int) -> tuple[OutboxEntry, ...]:
-        """Entries whose source message is not yet committed (so maybe not delivered)."""
-        kept = []
-        for entry in outbox:
-            committed = self.committed(entry.topic, partition)
-            # Faust commits "next offset to read"; keep one more to be safe either way.
-            if committed is None or entry.offset >= committed - 1:
-                kept.append(entry)
-        return tuple(kept)
-
-    def _load(self, key: bytes) -> Stored | None:
-        raw = self.states.get(key)
-        return decode_stored(raw) if raw is not None else None
-
     async def _partition(self, number: int) -> Partition:
         part = self.partitions.get(number)
         if part is None:
@@ -359,12 +284,15 @@ class JoinProcessor:
         return part
 
     async def _rebuild(self, number: int) -> Partition:
-        """Scan the partition's states: deadline heap, open windows, event time, in-doubt outbox."""
-        part = Partition()
+        """Scan the partition's states: deadline index, open windows, event time, in-doubt outbox."""
+        event_ms = persisted_ms = 0
         raw_clock = self.clocks.get(_clock_key(number))
         if raw_clock is not None:
-            part.persisted_ms = part.event_ms = int(orjson.loads(raw_clock)[0])
+            event_ms = persisted_ms = int(orjson.loads(raw_clock)[0])
+        entries: list[tuple[int, str]] = []
+        open_windows = 0
         resend: list[OutboxEntry] = []
+        states = TableStates(self.states, lambda topic: self.committed(topic, number))
         for key, value in self.scan(number):
             try:
                 stored = decode_stored(value)
@@ -372,13 +300,14 @@ class JoinProcessor:
                 log.error("unreadable state for key %r in partition %d: %s", key[:64], number, exc)
                 continue
             state = stored.state
-            part.heap.append((state.deadline_ms, state.order_no))
-            part.open_windows += int(state.is_open)
-            part.event_ms = max(part.event_ms, _event_lower_bound(state, self.config.retention_ms))
-            resend += self._in_doubt(stored.outbox, number)
-        heapq.heapify(part.heap)
-        part.input_event_ms, part.input_wall_ms = part.event_ms, self.wall()
-        part.last_seen = [(-1, part.input_wall_ms)] * 3
+            entries.append((state.deadline_ms, state.order_no))
+            open_windows += int(state.is_open)
+            event_ms = max(event_ms, _event_lower_bound(state, self.config.retention_ms))
+            resend += states.in_doubt(stored.outbox)
+        heapq.heapify(entries)
+        wall = self.wall()
+        loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries), open_windows)
+        part = Partition(loop, states, Merge(self.merge_wait_ms, wall), persisted_ms, event_ms, wall)
         for entry in resend:
             for emit in entry.emits:
                 await self.sender.emit(emit)
@@ -386,17 +315,17 @@ class JoinProcessor:
         log.info(
             "partition %d: %d states, %d open windows, event time %d, %d in-doubt entries re-sent",
             number,
-            len(part.heap),
-            part.open_windows,
-            part.event_ms,
+            len(entries),
+            open_windows,
+            event_ms,
             len(resend),
         )
         return part
 
 
-def _merge_key(item: Queued) -> tuple[int, int, int]:
-    doc = item.doc
-    return (doc.app_time_ms if doc is not None else -1, _RANK[doc.kind] if doc is not None else -1, item.msg.offset)
+def kind_of_topics(topics: dict[DocKind, str]) -> dict[str, DocKind]:
+    """topic -> kind, from the settings' kind -> topic map."""
+    return {topic: kind for kind, topic in topics.items() if kind in KINDS}
 
 
 def _clock_key(partition: int) -> bytes:

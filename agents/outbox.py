@@ -20,30 +20,20 @@ exactly the core's state encoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 import orjson
 
-from pipeline.codec import decode_state, encode_state
+from agents.sender import Dest, Emit, Msg, Table
+from pipeline.codec import decode_state, encode_candidate, encode_declaration, encode_state
 from pipeline.errors import StateCodecError
-from pipeline.join import JoinState
+from pipeline.join import Candidate, JoinState, Step
+from pipeline.records import Declaration
 
-Dest = Literal["matched", "flagged", "candidates"]
 _DESTS: frozenset[str] = frozenset(("matched", "flagged", "candidates"))
 _SEP = b"\x00"
 MAX_OUTBOX = 16  # entries per order; an order sees a handful of state-changing documents
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """One message to publish: destination, Kafka key and value (bytes), and a declaration's
-    status (for the declarations_out metric; "" for a candidate)."""
-
-    dest: Dest
-    key: bytes
-    value: bytes
-    status: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +91,69 @@ def _emit(row: list[str]) -> Emit:
 def _status_of(dest: str, value: str) -> str:
     """The status of an emit written before emits carried it ("" for a candidate)."""
     return "" if dest == "candidates" else str(orjson.loads(value).get("status", ""))
+
+
+def emit_of(item: Declaration | Candidate) -> Emit:
+    """The message an emitted core value becomes."""
+    if isinstance(item, Candidate):
+        return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
+    dest: Dest = "matched" if item.matched else "flagged"
+    return Emit(dest, item.order_no.encode(), encode_declaration(item), item.status)
+
+
+class TableStates:
+    """One partition of the join table as the core loop's `States`: each value is the
+    order's JoinState plus its outbox of in-doubt emits.
+
+    The shell sets `source` (the message being applied, or the tick that moved event
+    time) before it calls the loop: a change that emits records those emits under the
+    source's (topic, offset). `save` keeps the encoded emits in `outgoing` for the shell
+    to send once the loop returns (state first, then send). `committed(topic)` is the
+    group's committed offset of that topic in this partition: entries behind it are
+    delivered and are dropped at the order's next write."""
+
+    def __init__(self, table: Table, committed: Callable[[str], int | None]) -> None:
+        self.table = table
+        self.committed = committed
+        self.source: Msg | None = None
+        self.outgoing: list[Emit] = []
+        self._outboxes: dict[str, tuple[OutboxEntry, ...]] = {}
+
+    def load(self, order_no: str) -> JoinState | None:
+        raw = self.table.get(order_no.encode())
+        if raw is None:
+            self._outboxes.pop(order_no, None)
+            return None
+        stored = decode_stored(raw)
+        self._outboxes[order_no] = stored.outbox
+        return stored.state
+
+    def save(self, order_no: str, before: JoinState | None, result: Step) -> None:
+        key = order_no.encode()
+        outbox = self.in_doubt(self._outboxes.pop(order_no, ()))
+        if result.state is None:
+            del self.table[key]
+            return
+        emits = tuple(emit_of(item) for item in result.emit)
+        if emits:
+            source = self.source
+            if source is None:
+                raise RuntimeError("TableStates.source is unset: the shell sets it before it calls the loop")
+            outbox = (*outbox, OutboxEntry(source.topic, source.offset, emits))[-MAX_OUTBOX:]
+            self.outgoing += emits
+        self.table[key] = encode_stored(Stored(result.state, outbox))
+
+    def in_doubt(self, outbox: Iterable[OutboxEntry]) -> tuple[OutboxEntry, ...]:
+        """Entries whose source message is not yet committed (so maybe not delivered)."""
+        kept = []
+        for entry in outbox:
+            committed = self.committed(entry.topic)
+            # Faust commits "next offset to read"; keep one more to be safe either way.
+            if committed is None or entry.offset >= committed - 1:
+                kept.append(entry)
+        return tuple(kept)
+
+    def take(self) -> list[Emit]:
+        """The emits saved since the last call, in order."""
+        out, self.outgoing = self.outgoing, []
+        return out

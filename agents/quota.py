@@ -11,7 +11,8 @@ crash lose nothing here (the state may be ahead of the committed offset).
 from __future__ import annotations
 
 from agents.acks import Ack
-from agents.sender import Msg, Sender, Table, emit_of
+from agents.outbox import emit_of
+from agents.sender import Msg, Sender, Table
 from pipeline.codec import decode_candidate, decode_quota, encode_quota
 from pipeline.config import RulesConfig
 from pipeline.errors import StateCodecError

@@ -12,17 +12,14 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
 from agents.acks import Delivery
 from agents.metrics import Metrics
-from agents.outbox import Dest, Emit
 from clearance.clock import wall_ms
-from pipeline.codec import dead_letter_dict, encode_candidate, encode_declaration
-from pipeline.join import Candidate
-from pipeline.records import Declaration
+from pipeline.codec import dead_letter_dict
 
 log = logging.getLogger("clearance.worker")
 
@@ -41,20 +38,26 @@ class Msg:
     value: bytes
 
 
+Dest = Literal["matched", "flagged", "candidates"]
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """One message to publish: destination, Kafka key and value (bytes), and a declaration's
+    status (for the declarations_out metric; "" for a candidate)."""
+
+    dest: Dest
+    key: bytes
+    value: bytes
+    status: str = ""
+
+
 class Table(Protocol):
     """The part of a Faust table the processors use (raw bytes keys and values)."""
 
     def get(self, key: bytes, /) -> bytes | None: ...
     def __setitem__(self, key: bytes, value: bytes, /) -> None: ...
     def __delitem__(self, key: bytes, /) -> None: ...
-
-
-def emit_of(item: Declaration | Candidate) -> Emit:
-    """The message an emitted core value becomes."""
-    if isinstance(item, Candidate):
-        return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
-    dest: Dest = "matched" if item.matched else "flagged"
-    return Emit(dest, item.order_no.encode(), encode_declaration(item), item.status)
 
 
 class Sender:
@@ -70,7 +73,7 @@ class Sender:
         self.metrics = metrics
 
     async def emit(self, emit: Emit) -> None:
-        self.delivery.track(await self._send(self._topics[emit.dest], emit.key, emit.value, None))
+        await self._publish(self._topics[emit.dest], emit.key, emit.value, None)
         if emit.dest != "candidates":
             self.metrics.inc("declarations_out", emit.status)
 
@@ -82,8 +85,19 @@ class Sender:
             ("dlq.partition", str(msg.partition).encode()),
             ("dlq.offset", str(msg.offset).encode()),
         ]
-        self.delivery.track(await self._send(self._deadletter, msg.key, orjson.dumps(record), headers))
+        await self._publish(self._deadletter, msg.key, orjson.dumps(record), headers)
         self.metrics.inc("dead_letters", record["error"])
+
+    async def _publish(self, topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> None:
+        """Send and track the delivery. A send that raises instead of failing its future (a full
+        buffer, a closed producer) would otherwise let the input be acked with nothing delivered:
+        it breaks the delivery (no more acks, /healthz fails), then propagates."""
+        try:
+            future = await self._send(topic, key, value, headers)
+        except Exception as exc:
+            self.delivery.fail(f"a send to {topic} raised {type(exc).__name__}")
+            raise
+        self.delivery.track(future)
 
     async def internal_error(self, msg: Msg, exc: BaseException, where: str) -> None:
         """Log a bug without personal data (code locations only) and dead-letter the message."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.codec import dead_letter_dict, decode_quota, decode_state, encode_quota, encode_state
 from pipeline.config import RulesConfig
 from pipeline.errors import InvalidRecord
-from pipeline.join import Candidate, JoinState, Step, expire, step
+from pipeline.join import Candidate, Emit, JoinState, Step, expire, step
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
 from pipeline.quota import BuyerQuota, apply_quota
 from pipeline.records import Declaration, DocKind, Document
@@ -48,8 +48,142 @@ class Outputs:
     internal_errors: list[BaseException] = field(default_factory=list)
 
 
+class States(Protocol):
+    """Where a loop keeps its join states, keyed by order number."""
+
+    def load(self, order_no: str) -> JoinState | None:
+        """The order's state, None for an order not seen (or forgotten)."""
+        ...
+
+    def save(self, order_no: str, before: JoinState | None, result: Step) -> None:
+        """Write `result.state` (None: delete); `result.emit` is what this change emits."""
+        ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one call of the loop did: the emits in order, and counts for the shell's metrics."""
+
+    emits: list[Emit] = field(default_factory=list)
+    completed: int = 0  # windows decided with all three documents
+    incomplete: int = 0  # windows closed with a document missing
+    redelivered: int = 0  # documents ignored (guid seen before)
+    after_decision: int = 0  # documents after the decision (a REVIEW record each)
+
+
+class PartitionLoop:
+    """Event time, the deadline index and the state machine of one partition.
+
+    Invariants: event time only moves forward; before a document is applied every
+    window whose deadline is before its appTime has been expired, earliest deadline
+    first; a state is written (`States.save`) before its emits leave the loop.
+    """
+
+    __slots__ = ("config", "states", "timeline", "open_windows")
+
+    def __init__(self, config: RulesConfig, states: States, timeline: Timeline, open_windows: int = 0) -> None:
+        self.config = config
+        self.states = states
+        self.timeline = timeline
+        self.open_windows = open_windows
+
+    @property
+    def event_ms(self) -> int:
+        """The partition's event time: the largest appTime applied (or moved to)."""
+        return self.timeline.event_ms
+
+    def advance(self, event_ms: int, wall_ms: int, out: Outcome) -> None:
+        """Move event time (a document, an idle tick, a flush) and close every window it passes."""
+        now = self.timeline.advance(event_ms)
+        for deadline, order_no in self.timeline.due(now):
+            self._expire(deadline, order_no, wall_ms, out)
+
+    def apply(self, doc: Document, wall_ms: int, out: Outcome) -> None:
+        """Advance to the document's appTime, then step it."""
+        self.advance(doc.app_time_ms, wall_ms, out)
+        state = self.states.load(doc.order_no)
+        result = step(state, doc, self.config, self.timeline.event_ms, wall_ms)
+        if not result.changed:
+            out.redelivered += 1
+            return
+        if state is not None and not state.is_open:
+            out.after_decision += 1
+        elif result.state is not None and not result.state.is_open:  # decided by this document
+            if any(isinstance(item, Candidate) for item in result.emit):
+                out.completed += 1
+            else:
+                out.incomplete += 1  # a first document whose window had already passed
+        self._save(doc.order_no, state, result, out)
+
+    def close_all(self, wall_ms: int, out: Outcome) -> None:
+        """End of input: every open window closes (decided orders are kept)."""
+        for deadline, order_no in self.timeline.drain():
+            state = self.states.load(order_no)
+            if state is not None and state.is_open and state.deadline_ms == deadline:
+                self._expire(deadline, order_no, wall_ms, out)
+
+    def _expire(self, deadline: int, order_no: str, wall_ms: int, out: Outcome) -> None:
+        state = self.states.load(order_no)
+        if state is None or state.deadline_ms != deadline:
+            return  # stale index entry: the state moved on
+        if state.is_open:
+            out.incomplete += 1
+        self._save(order_no, state, expire(state, self.config, wall_ms), out)
+
+    def _save(self, order_no: str, before: JoinState | None, result: Step, out: Outcome) -> None:
+        self.states.save(order_no, before, result)
+        state = result.state
+        if state is not None and (before is None or before.deadline_ms != state.deadline_ms):
+            self.timeline.schedule(state.deadline_ms, order_no)
+        self.open_windows += int(state is not None and state.is_open) - int(before is not None and before.is_open)
+        out.emits.extend(result.emit)
+
+
+class StoreStates:
+    """`States` over a Store, with an optional write-back cache of decoded states.
+
+    Most orders complete within minutes, so with a cache their state is never encoded
+    while open. `cache_size` 0 disables it: every step reads and writes the store.
+    """
+
+    __slots__ = ("store", "cache_size", "_cache")
+
+    def __init__(self, store: Store, cache_size: int = 0) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self._cache: dict[str, JoinState | None] = {}  # None: deleted
+
+    def load(self, order_no: str) -> JoinState | None:
+        """The cached state, else the stored one."""
+        if order_no in self._cache:
+            return self._cache[order_no]
+        raw = self.store.get(order_no.encode())
+        return decode_state(raw) if raw is not None else None
+
+    def save(self, order_no: str, before: JoinState | None, result: Step) -> None:
+        """Cache the new state (flushing a full cache), or write it through."""
+        state = result.state
+        if self.cache_size:
+            self._cache[order_no] = state
+            if len(self._cache) >= self.cache_size:
+                self.flush()
+        elif state is None:
+            self.store.delete(order_no.encode())
+        else:
+            self.store.put(order_no.encode(), encode_state(state))
+
+    def flush(self) -> None:
+        """Write every cached state to the store (the cache empties)."""
+        for order_no, state in self._cache.items():
+            if state is None:
+                self.store.delete(order_no.encode())
+            else:
+                self.store.put(order_no.encode(), encode_state(state))
+        self._cache.clear()
+
+
 class Engine:
-    """The join and the quota stage over two Stores and one Timeline."""
+    """The embedded pipeline: parse, one PartitionLoop over a Store, the quota stage."""
 
     def __init__(
         self,
@@ -63,14 +197,16 @@ class Engine:
         self.config = config
         self.join_store = join_store
         self.quota_store = quota_store
-        self.timeline = timeline or Timeline()
+        self.states = StoreStates(join_store, cache_size)
+        self.loop = PartitionLoop(config, self.states, timeline or Timeline())
         self.redeliveries = 0
-        # Write-back cache of decoded join states (None: deleted). Most orders complete
-        # within minutes, so with a cache their state is never encoded while open.
-        # 0 disables it: every step reads and writes the store.
-        self._cache: dict[str, JoinState | None] = {}
         self._quotas: dict[bytes, BuyerQuota] = {}
         self._cache_size = cache_size
+
+    @property
+    def timeline(self) -> Timeline:
+        """Event time and the deadline index of the whole trace."""
+        return self.loop.timeline
 
     def feed(self, kind: DocKind, raw: bytes, origin: Origin, wall_ms: int) -> Outputs:
         """Process one raw message. Never raises: bad input and bugs become dead letters."""
@@ -95,7 +231,10 @@ class Engine:
     def apply(self, doc: Document, raw: bytes, origin: Origin, wall_ms: int, out: Outputs) -> None:
         """Apply a parsed document; a bug dead-letters the original bytes instead of raising."""
         try:
-            self._apply(doc, wall_ms, out)
+            outcome = Outcome()
+            self.loop.apply(doc, wall_ms, outcome)
+            self.redeliveries += outcome.redelivered
+            self._emit(outcome, out)
         except Exception as exc:
             self._internal(exc, raw, origin, wall_ms, out)
 
@@ -106,39 +245,19 @@ class Engine:
 
     def advance(self, event_ms: int, wall_ms: int, out: Outputs) -> None:
         """Move event time (a document or an idle tick) and close every window it passes."""
-        now = self.timeline.advance(event_ms)
-        for deadline, order_no in self.timeline.due(now):
-            self._expire(deadline, order_no, wall_ms, out)
+        outcome = Outcome()
+        self.loop.advance(event_ms, wall_ms, outcome)
+        self._emit(outcome, out)
 
     def close_all(self, wall_ms: int) -> Outputs:
         """End of input: every open window closes (decided orders are kept)."""
-        out = Outputs()
-        for deadline, order_no in self.timeline.drain():
-            state = self._load(order_no)
-            if state is not None and state.is_open and state.deadline_ms == deadline:
-                self._expire(deadline, order_no, wall_ms, out)
+        out, outcome = Outputs(), Outcome()
+        self.loop.close_all(wall_ms, outcome)
+        self._emit(outcome, out)
         return out
 
-    def _apply(self, doc: Document, wall_ms: int, out: Outputs) -> None:
-        self.advance(doc.app_time_ms, wall_ms, out)
-        state = self._load(doc.order_no)
-        result = step(state, doc, self.config, self.timeline.event_ms, wall_ms)
-        if not result.changed:
-            self.redeliveries += 1
-            return
-        self._save(doc.order_no, state, result)
-        self._emit(result, out)
-
-    def _expire(self, deadline: int, order_no: str, wall_ms: int, out: Outputs) -> None:
-        state = self._load(order_no)
-        if state is None or state.deadline_ms != deadline:
-            return  # stale index entry: the state moved on
-        result = expire(state, self.config, wall_ms)
-        self._save(order_no, state, result)
-        self._emit(result, out)
-
-    def _emit(self, result: Step, out: Outputs) -> None:
-        for item in result.emit:
+    def _emit(self, outcome: Outcome, out: Outputs) -> None:
+        for item in outcome.emits:
             out.declarations.append(self._quota(item) if isinstance(item, Candidate) else item)
 
     def _quota(self, candidate: Candidate) -> Declaration:
@@ -160,32 +279,7 @@ class Engine:
 
     def flush(self) -> None:
         """Write every cached join and quota state to its store (the caches empty)."""
-        store = self.join_store
-        for order_no, state in self._cache.items():
-            if state is None:
-                store.delete(order_no.encode())
-            else:
-                store.put(order_no.encode(), encode_state(state))
-        self._cache.clear()
+        self.states.flush()
         for key, quota in self._quotas.items():
             self.quota_store.put(key, encode_quota(quota))
         self._quotas.clear()
-
-    def _load(self, order_no: str) -> JoinState | None:
-        if order_no in self._cache:
-            return self._cache[order_no]
-        raw = self.join_store.get(order_no.encode())
-        return decode_state(raw) if raw is not None else None
-
-    def _save(self, order_no: str, before: JoinState | None, result: Step) -> None:
-        state = result.state
-        if self._cache_size:
-            self._cache[order_no] = state
-            if len(self._cache) >= self._cache_size:
-                self.flush()
-        elif state is None:
-            self.join_store.delete(order_no.encode())
-        else:
-            self.join_store.put(order_no.encode(), encode_state(state))
-        if state is not None and (before is None or before.deadline_ms != state.deadline_ms):
-            self.timeline.schedule(state.deadline_ms, order_no)

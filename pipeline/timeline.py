@@ -19,6 +19,13 @@ class Timeline:
         self.event_ms = event_ms
         self._heap: list[tuple[int, str]] = []
 
+    @classmethod
+    def from_entries(cls, event_ms: int, entries: list[tuple[int, str]]) -> Timeline:
+        """A timeline over (deadline_ms, order_no) entries already in heap order (heapq.heapify)."""
+        timeline = cls(event_ms)
+        timeline._heap = entries
+        return timeline
+
     def advance(self, app_time_ms: int) -> int:
         """Move event time forward to `app_time_ms` if it is later; return event time."""
         if app_time_ms > self.event_ms:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from agents.outbox import Emit, OutboxEntry, Stored, decode_stored, encode_stored
+from agents.outbox import OutboxEntry, Stored, decode_stored, encode_stored
+from agents.sender import Emit
 from pipeline.codec import encode_state
 from pipeline.errors import StateCodecError
 from pipeline.join import JoinState

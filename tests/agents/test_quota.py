@@ -15,9 +15,8 @@ import pytest
 
 from agents.acks import Delivery
 from agents.metrics import Metrics
-from agents.outbox import Dest
 from agents.quota import QuotaProcessor
-from agents.sender import Headers, Msg, Sender, Table
+from agents.sender import Dest, Headers, Msg, Sender, Table
 from clearance.settings import DEFAULT_POSITIVE_LIST, load_positive_list
 from pipeline.codec import decode_quota, encode_candidate, encode_declaration
 from pipeline.config import RulesConfig

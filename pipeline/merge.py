@@ -1,0 +1,101 @@
+"""Which queued document of a partition goes next: the merge by appTime.
+
+The embedded runner applies a trace's documents in (appTime, kind, line) order. A
+Kafka worker receives the three input topics of a partition in whatever chunks the
+consumer fetched, so one topic can run thousands of messages ahead of another (a
+backlog, a restart), and a late document would then close windows whose other
+documents are still unread. So, like Kafka Streams' PartitionGroup, a partition keeps
+one queue per input topic and applies the head with the smallest (appTime, kind rank,
+offset), and only while no empty queue can still receive an earlier document.
+
+When may an empty queue be passed over? The rule has two parts; this module decides
+the first, the shell the second (it needs the broker):
+
+1. the queue's topic has been silent for `silent_ms` (nothing received for a while;
+   after an assignment every queue counts as silent since the assignment), and
+2. the broker holds nothing of that topic partition that was not received yet, asked
+   after the head arrived. The consumer's own high watermark is not enough: it comes
+   from its last fetch of that partition, which can be seconds old (issue 10).
+
+A dead-lettered message waits in its queue too (`doc` None), so that acks stay in
+offset order within a topic partition; at a head it is done at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pipeline.records import DocKind, Document
+
+T = TypeVar("T")
+
+RANK: dict[DocKind, int] = {"order": 0, "payment": 1, "waybill": 2}
+KINDS: tuple[DocKind, ...] = ("order", "payment", "waybill")
+
+
+@dataclass(slots=True)
+class Queued(Generic[T]):
+    """A received message waiting for its turn: its document (None: dead-lettered) and the shell's handle."""
+
+    doc: Document | None
+    offset: int
+    received_ms: int
+    handle: T
+
+
+def merge_key(item: Queued[T], rank: int) -> tuple[int, int, int]:
+    """(appTime, kind rank, offset): the embedded runner's order within one partition."""
+    doc = item.doc
+    return (doc.app_time_ms if doc is not None else -1, rank, item.offset)
+
+
+class Merge(Generic[T]):
+    """The three queues of one partition (orders, payments, waybills) and the merge rule."""
+
+    __slots__ = ("silent_ms", "queues", "last_seen_ms")
+
+    def __init__(self, silent_ms: int, now_ms: int) -> None:
+        self.silent_ms = silent_ms
+        self.queues: tuple[deque[Queued[T]], ...] = (deque(), deque(), deque())
+        self.last_seen_ms = [now_ms, now_ms, now_ms]  # when each topic last delivered something
+
+    def push(self, rank: int, item: Queued[T]) -> None:
+        """Queue a received message (in offset order within its topic)."""
+        self.queues[rank].append(item)
+        self.last_seen_ms[rank] = max(self.last_seen_ms[rank], item.received_ms)
+
+    def done(self) -> list[Queued[T]]:
+        """Pop the dead letters at the heads: nothing to apply, only to acknowledge."""
+        out: list[Queued[T]] = []
+        for queue in self.queues:
+            while queue and queue[0].doc is None:
+                out.append(queue.popleft())
+        return out
+
+    def head(self) -> tuple[int, Queued[T]] | None:
+        """The rank and head with the smallest merge key, None when every queue is empty."""
+        heads = [(merge_key(q[0], rank), rank) for rank, q in enumerate(self.queues) if q]
+        if not heads:
+            return None
+        _, rank = min(heads)
+        return rank, self.queues[rank][0]
+
+    def passing(self, now_ms: int) -> list[int] | None:
+        """The ranks of the empty queues the head would pass; None while one of them is not silent.
+
+        [] when every queue holds a document; None while an empty queue's topic has
+        delivered something less than `silent_ms` ago.
+        """
+        empty = [rank for rank, queue in enumerate(self.queues) if not queue]
+        if any(now_ms - self.last_seen_ms[rank] < self.silent_ms for rank in empty):
+            return None
+        return empty
+
+    def pop(self, rank: int) -> Queued[T]:
+        """Take the head of one queue (the one `head` named)."""
+        return self.queues[rank].popleft()
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.queues)
