@@ -1,6 +1,6 @@
 """The agents' edge to Kafka: an input message as a plain value, and the one sender.
 
-The processors (join_agent, quota_agent) see only `Msg`, a `Table` (a mutable
+The processors (agents/join.py, agents/quota.py) see only `Msg`, a `Table` (a mutable
 mapping of bytes) and a `Sender`, so their logic does not depend on Faust types.
 Every output goes through `Sender`: declarations (matched/flagged by status),
 candidates (repartitioned by buyer), dead letters (JSON record + dlq.* headers).

@@ -19,7 +19,7 @@ at the group's committed offset (or the log start when none) after every assignm
   first, in order. A hole that holds no message (transaction markers, retention) reads
   as empty and costs one fetch.
 
-The agents' acks are strictly in offset order per topic partition (agents/faust_acks.py),
+The agents' acks are strictly in offset order per topic partition (agents/acks.py),
 so Faust's commit can no longer pass a message this worker has not handled.
 """
 

@@ -1,6 +1,6 @@
 """A plain consumer beside Faust's: committed offsets, log ends and short offset ranges.
 
-Used by agents/faust_sequence.py (holes) and by the join's merge (is anything unread?).
+Used by agents/sequence.py (holes) and by the join's merge (is anything unread?).
 It never joins the consumer group (no subscribe, no commit): `committed` is an
 OffsetFetch for the worker's group id, `log_end` a ListOffsets, `read` assigns one
 partition at an offset and reads up to another. Calls block, so the agents run them in

@@ -1,4 +1,4 @@
-"""The worker's join-table value (agents/faust_state.py): core state + outbox, without a broker."""
+"""The worker's join-table value (agents/outbox.py): core state + outbox, without a broker."""
 
 from __future__ import annotations
 

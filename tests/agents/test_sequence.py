@@ -1,4 +1,4 @@
-"""The agents' offset guard (agents/faust_sequence.py), without a broker: every offset once, in order."""
+"""The agents' offset guard (agents/sequence.py), without a broker: every offset once, in order."""
 
 from __future__ import annotations
 

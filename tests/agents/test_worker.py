@@ -1,4 +1,4 @@
-"""What a worker keeps across a restart (agents/worker.py, agents/faust_acks.py), without a broker."""
+"""What a worker keeps across a restart (agents/worker.py, agents/acks.py), without a broker."""
 
 from __future__ import annotations
 
