@@ -8,13 +8,11 @@ venv: ## create .venv and install the project (first use, or pyproject.toml chan
 	@bash -c 'source scripts/venv.sh'
 
 fmt: venv ## format the code
-	$(V)/ruff format pipeline agents benchmarks tests
-	$(V)/ruff check --fix pipeline agents benchmarks tests
+	$(V)/ruff format .
+	$(V)/ruff check --fix .
 
-lint: venv ## ruff, ruff format --check, mypy --strict
-	$(V)/ruff check pipeline agents benchmarks tests
-	$(V)/ruff format --check pipeline agents benchmarks tests
-	$(V)/mypy --strict pipeline agents
+lint: ## scripts/lint.sh: ruff, ruff format --check, mypy --strict, lint-imports (layers)
+	./scripts/lint.sh
 
 test: ## the README's test command: local Kafka + every test
 	./scripts/test.sh

@@ -27,17 +27,18 @@ from benchmarks.measure import (
     du_bytes,
     latencies,
     latency_series,
-    now_ms,
     per_second,
     percentiles,
     samples_dict,
     vm_kb,
 )
 from benchmarks.workers import ROOT, Worker, settings_env, start_worker
+from clearance.clock import wall_ms as now_ms
 from clearance.kafka import producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics
-from ops.replay import merge, produce_ticks, read_file, read_times, trace_files
+from clearance.traces import trace_files
+from ops.replay import merge, produce_ticks, read_file, read_times
 
 
 @dataclass

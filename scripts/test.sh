@@ -1,27 +1,30 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): `./scripts/test.sh [PYTEST ARGS...]`.
-#  1. makes .venv and installs -e '.[dev]' when missing or when pyproject.toml changed;
+#  1. makes .venv and installs -e '.[dev]' when missing or when pyproject.toml changed
+#     (scripts/venv.sh); installs Java 17, Maven and docker-compose with apt when missing
+#     and running as root;
 #  2. starts the local Kafka broker (`clearance broker start`) unless KAFKA_BOOTSTRAP is set;
 #  3. runs pytest (over tests/ unless told otherwise) with the arguments given;
 #  4. stops the broker if it started it, and exits with pytest's exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.venv
-stamp=$venv/.pyproject.sha256
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [[ ! -x $venv/bin/python || "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-    [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
-    echo "test.sh: installing -e '.[dev]' into $venv" >&2
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -e '.[dev]'
-    echo "$want" >"$stamp"
-fi
+source scripts/venv.sh
 
-# The local broker runs on Java and is fetched by Maven; install both where we can.
+# The local broker runs on Java and is fetched by Maven, and tests/deploy validates
+# docker-compose.yml with Docker Compose: install what is missing where we can (root, apt).
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
     if [[ -z "${KAFKA_BOOTSTRAP:-}" && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
         echo "test.sh: installing Java 17 and Maven for the local Kafka broker" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven >&2
+    fi
+fi
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        # without recommends: docker-compose recommends the whole docker.io engine
+        echo "test.sh: installing docker-compose to validate docker-compose.yml" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >&2; } ||
+            echo "test.sh: could not install docker-compose (tests/deploy will say so)" >&2
     fi
 fi
 

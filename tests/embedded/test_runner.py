@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +19,7 @@ from tests.fixtures import make_sample
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "small"
 
 
-def _read(path: Path) -> list[dict[str, object]]:
+def _read(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
@@ -34,7 +35,7 @@ def test_sample_trace_golden_output(tmp_path: Path, memory: bool) -> None:
     matched = _read(tmp_path / "matched.jsonl")
     flagged = _read(tmp_path / "flagged.jsonl")
     assert [(d["orderNo"], d["status"], d["reasons"]) for d in matched] == [("SAMPLE0001", "RELEASED", [])]
-    assert sorted((d["orderNo"], d["status"], tuple(d["reasons"])) for d in flagged) == [  # type: ignore[type-var]
+    assert sorted((d["orderNo"], d["status"], tuple(d["reasons"])) for d in flagged) == [
         ("SAMPLE0001", "REVIEW", ("DOCUMENT_AFTER_DECISION",)),
         ("SAMPLE0002", "REVIEW", ("PAID_AMOUNT_MISMATCH",)),
         ("SAMPLE0003", "REJECTED", ("MISSING_WAYBILL",)),
@@ -49,7 +50,7 @@ def test_sample_trace_golden_output(tmp_path: Path, memory: bool) -> None:
 def test_every_invalid_message_is_dead_lettered_with_its_bytes(tmp_path: Path) -> None:
     run_trace(SAMPLE, tmp_path, Settings().rules())
     letters = _read(tmp_path / "deadletter.jsonl")
-    got = sorted((d["sourceTopic"], d["sourceOffset"], d["field"]) for d in letters)  # type: ignore[type-var]
+    got = sorted((d["sourceTopic"], d["sourceOffset"], d["field"]) for d in letters)
     assert got == [
         ("clearance.orders", 4, None),
         ("clearance.orders", 5, None),
@@ -64,7 +65,7 @@ def test_every_invalid_message_is_dead_lettered_with_its_bytes(tmp_path: Path) -
         "clearance.waybills": "waybills.jsonl",
     }
     for letter in letters:
-        original = (SAMPLE / files[str(letter["sourceTopic"])]).read_bytes().split(b"\n")[int(letter["sourceOffset"])]  # type: ignore[call-overload]
+        original = (SAMPLE / files[str(letter["sourceTopic"])]).read_bytes().split(b"\n")[int(letter["sourceOffset"])]
         assert base64.b64decode(str(letter["value"])) == original
         assert letter["error"] == "INVALID_RECORD" and letter["reason"]
 
@@ -144,7 +145,7 @@ def test_command_line_prints_a_summary(tmp_path: Path) -> None:
 def test_state_cache_never_changes_the_output(tmp_path: Path, cache_size: int) -> None:
     def decided(out: Path) -> list[tuple[object, ...]]:
         rows = _read(out / "matched.jsonl") + _read(out / "flagged.jsonl")
-        return sorted((d["declarationId"], d["status"], tuple(d["reasons"])) for d in rows)  # type: ignore[arg-type]
+        return sorted((d["declarationId"], d["status"], tuple(d["reasons"])) for d in rows)
 
     run_trace(SAMPLE, tmp_path / "ref", Settings().rules(), cache_size=100_000)
     run_trace(SAMPLE, tmp_path / "small", Settings().rules(), cache_size=cache_size)

@@ -89,7 +89,9 @@ def _consume_all(settings: Settings, expected: int) -> list[Seen]:
     def take(timeout: float) -> None:
         for msg in consumer.consume(1000, timeout=timeout):
             assert msg.error() is None, msg.error()
-            seen.append((msg.topic(), msg.partition(), msg.key(), msg.value(), msg.timestamp()[1]))
+            topic, partition, value = msg.topic(), msg.partition(), msg.value()
+            assert topic is not None and partition is not None and value is not None
+            seen.append((topic, partition, msg.key(), value, msg.timestamp()[1]))
 
     try:
         for _ in range(120):
@@ -128,7 +130,7 @@ def test_replay_lands_every_line_once_where_java_would(kafka_settings: Settings,
     assert all(len(parts) == 1 for parts in partitions_of.values())  # an order's three docs: one partition number
     times = read_times(tmp_path / "times.csv")
     assert set(times) == {key.decode() for key in partitions_of}
-    last_create = {}
+    last_create: dict[str, int] = {}
     for _, _, key, _, timestamp in seen:
         if key is not None:
             last_create[key.decode()] = max(last_create.get(key.decode(), 0), timestamp)

@@ -7,17 +7,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from clearance.traces import TraceError
+from clearance.traces import TraceError, count_lines, trace_files
 from ops.replay import (
     Pacing,
     TraceLine,
-    count_lines,
     key_and_time,
     merge,
     order_rate_pacing,
     read_file,
     read_times,
-    trace_files,
     write_times,
 )
 from pipeline.timeconv import app_time_ms

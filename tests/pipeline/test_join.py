@@ -160,7 +160,9 @@ def test_state_round_trips_through_the_codec() -> None:
 def test_complete_emits_a_candidate_for_the_quota_stage() -> None:
     from pipeline.parsing import parse_payment, parse_waybill
 
-    o, p, w = (f(docs.raw(d)) for f, (_, d) in zip((parse_order, parse_payment, parse_waybill), TRIO, strict=True))
+    o = parse_order(docs.raw(TRIO[0][1]))
+    p = parse_payment(docs.raw(TRIO[1][1]))
+    w = parse_waybill(docs.raw(TRIO[2][1]))
     s1 = step(None, o, CONFIG, o.app_time_ms, 1).state
     s2 = step(s1, p, CONFIG, p.app_time_ms, 1).state
     result = step(s2, w, CONFIG, w.app_time_ms, 1)

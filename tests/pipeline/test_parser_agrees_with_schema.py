@@ -68,11 +68,11 @@ def _ecma(pattern: str) -> re.Pattern[str]:
 
 
 def _ecma_pattern(validator: Any, pattern: str, instance: object, schema: object) -> Iterator[ValidationError]:
-    if validator.is_type(instance, "string") and not _ecma(pattern).search(instance):
+    if isinstance(instance, str) and not _ecma(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_Validator = validators.extend(
+_Validator = validators.extend(  # type: ignore[no-untyped-call]  # untyped in types-jsonschema
     Draft202012Validator,
     validators={"pattern": _ecma_pattern},
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),

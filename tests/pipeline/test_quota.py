@@ -7,14 +7,14 @@ from dataclasses import replace
 from pipeline.codec import decode_candidate, decode_quota, encode_candidate, encode_quota
 from pipeline.join import Candidate
 from pipeline.quota import BuyerQuota, apply_quota
-from pipeline.records import Declaration, OrderId
+from pipeline.records import Declaration, OrderId, Status
 from tests.pipeline.helpers import CONFIG
 
 CFG = replace(CONFIG, inspection_rate=0.0)
 
 
 def cand(n: int, dutiable: int, reasons: tuple[str, ...] = (), year: int = 2026) -> Candidate:
-    status = "RELEASED" if not reasons else "REVIEW"
+    status: Status = "RELEASED" if not reasons else "REVIEW"
     decl = Declaration(
         f"id{n}",
         OrderId(f"O{n}"),
@@ -26,7 +26,7 @@ def cand(n: int, dutiable: int, reasons: tuple[str, ...] = (), year: int = 2026)
         "N",
         "ID",
         status,
-        reasons,  # type: ignore[arg-type]
+        reasons,
         dutiable,
         0,
         False,
