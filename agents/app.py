@@ -79,11 +79,11 @@ def build(settings: Settings) -> Pipeline:
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
     joiner = _joiner(app, settings, tables, sender, UnreadCheck(app, side, sequences["join"]))
-    quota = QuotaProcessor(settings.rules(), quotas=tables.quotas, sender=sender)
+    quota = QuotaProcessor(settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions)
     maybe_trace(joiner)
     _agents(app, settings, candidates, (joiner, quota), sequences, delivery)
     _timers(app, settings, delivery)
-    _on_rebalance(app, joiner, delivery, sequences.values())
+    _on_rebalance(app, (joiner, quota), delivery, sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
     pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic)
     add_views(pipeline)
@@ -140,12 +140,23 @@ def _sender(app: faust.App, settings: Settings, candidates: Any, metrics: Metric
     async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
         return await outputs[topic].send(key=key, value=value, headers=headers)
 
+    async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any]:
+        return await outputs[topic].send(key=None, value=value, partition=partition)
+
     destinations: dict[Dest, str] = {
         "matched": settings.topic_matched,
         "flagged": settings.topic_flagged,
         "candidates": candidates.get_topic_name(),
     }
-    return Sender(send, destinations, settings.topic_deadletter, metrics, delivery)
+    return Sender(
+        send,
+        destinations,
+        settings.topic_deadletter,
+        metrics,
+        delivery,
+        send_to=send_to,
+        partitions=settings.partitions,
+    )
 
 
 def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[str]) -> Sequencer:
@@ -169,6 +180,7 @@ def _joiner(app: faust.App, settings: Settings, tables: _Tables, sender: Sender,
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),
         sender=sender,
         wall=wall_ms,
+        publish_every_ms=int(settings.tick_seconds * 1000),
     )
 
 
@@ -209,12 +221,16 @@ def _timers(app: faust.App, settings: Settings, delivery: Delivery) -> None:
             await ticks.send(key=None, value=value, partition=partition, force=True)
 
 
-def _on_rebalance(app: faust.App, joiner: JoinProcessor, delivery: Delivery, sequences: Any) -> None:
-    """A rebalance: the indexes are rebuilt, unreleased acks dropped, offsets checked from the commits."""
+def _on_rebalance(
+    app: faust.App, processors: tuple[JoinProcessor, QuotaProcessor], delivery: Delivery, sequences: Any
+) -> None:
+    """A rebalance: indexes rebuilt, held candidates and unreleased acks dropped, offsets checked anew."""
+    joiner, quota = processors
     checks = list(sequences)
 
     def rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         joiner.forget_partitions()
+        quota.forget_partitions()
         delivery.revoke()
         for check in checks:
             check.reset()

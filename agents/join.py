@@ -64,6 +64,7 @@ class Partition:
     persisted_ms: int = 0  # event time last written to the clock table
     input_event_ms: int = 0  # event time and wall clock at the last applied document (idle rule)
     input_wall_ms: int = 0
+    published_wall_ms: int = 0  # when the partition's event time was last published as a watermark
     completed: int = 0  # windows decided complete since the assignment
     incomplete: int = 0  # windows closed with a document missing since the assignment
     warn_at: int = field(default=_SPLIT_WARN_MIN)
@@ -87,6 +88,7 @@ class JoinProcessor:
         merge_wait_ms: int,
         sender: Sender,
         wall: Callable[[], int],
+        publish_every_ms: int = 1000,
     ) -> None:
         self.config = config
         self.kinds = kinds
@@ -98,6 +100,7 @@ class JoinProcessor:
         self.committed = committed
         self.unread = unread
         self.merge_wait_ms = merge_wait_ms
+        self.publish_every_ms = publish_every_ms
         self.topics = {RANK[kind]: topic for topic, kind in kinds.items()}
         self.sender = sender
         self.delivery = sender.delivery
@@ -241,6 +244,11 @@ class JoinProcessor:
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
             part.persisted_ms = part.loop.event_ms
+        if explicit is not None or wall - part.published_wall_ms >= self.publish_every_ms:
+            # The quota stage orders candidates by this (agents/quota.py); sent after every
+            # candidate this partition emitted before it, on the same producer.
+            await self.sender.watermark(msg.partition, part.loop.event_ms)
+            part.published_wall_ms = wall
 
     async def _emit(self, part: Partition, partition: int, outcome: Outcome) -> None:
         """Send what the loop emitted (its states are written already) and count it."""

@@ -19,12 +19,13 @@ import orjson
 from agents.acks import Delivery
 from agents.metrics import Metrics
 from clearance.clock import wall_ms
-from pipeline.codec import dead_letter_dict
+from pipeline.codec import dead_letter_dict, encode_watermark
 
 log = logging.getLogger("clearance.worker")
 
 Headers = list[tuple[str, bytes]]
 SendFn = Callable[[str, bytes | None, bytes, Headers | None], Awaitable[Awaitable[Any]]]
+SendToFn = Callable[[str, int, bytes], Awaitable[Awaitable[Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +65,21 @@ class Sender:
     """Publishes outputs through one send function: (topic, key, value, headers) -> delivery future."""
 
     def __init__(
-        self, send: SendFn, topics: dict[Dest, str], deadletter_topic: str, metrics: Metrics, delivery: Delivery
+        self,
+        send: SendFn,
+        topics: dict[Dest, str],
+        deadletter_topic: str,
+        metrics: Metrics,
+        delivery: Delivery,
+        *,
+        send_to: SendToFn | None = None,
+        partitions: int = 0,
     ) -> None:
+        """`send_to(topic, partition, value)` and `partitions` (of the candidates topic) publish
+        watermarks; without them `watermark` does nothing."""
         self._send = send
+        self._send_to = send_to
+        self._partitions = partitions
         self.delivery = delivery
         self._topics = topics
         self._deadletter = deadletter_topic
@@ -76,6 +89,19 @@ class Sender:
         await self._publish(self._topics[emit.dest], emit.key, emit.value, None)
         if emit.dest != "candidates":
             self.metrics.inc("declarations_out", emit.status)
+
+    async def watermark(self, source: int, event_ms: int) -> None:
+        """Publish a join partition's event time on every partition of the candidates topic."""
+        if self._send_to is None:
+            return
+        topic, value = self._topics["candidates"], encode_watermark(event_ms, source)
+        for partition in range(self._partitions):
+            try:
+                future = await self._send_to(topic, partition, value)
+            except Exception as exc:
+                self.delivery.fail(f"a send to {topic} raised {type(exc).__name__}")
+                raise
+            self.delivery.track(future)
 
     async def dead_letter(self, msg: Msg, reason: str, field: str | None, internal: bool) -> None:
         record = dead_letter_dict(msg.value, msg, reason, field, internal=internal, wall_ms=wall_ms())

@@ -1,6 +1,6 @@
 """`clearance demo`: a generated 11.11 peak-hour trace through the embedded pipeline.
 
-Generates the trace (tracegen.generator), runs it with `clearance run`'s code, prints a
+Generates the trace (`clearance generate`), runs it with `clearance run`'s code, prints a
 readable report (released / inspection / review / rejected, top reasons, dead letters,
 throughput, decision delay in event time) and writes a PNG of traffic and decisions.
 """
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from clearance.cli import main as clearance
 from clearance.settings import Settings
 from clearance.traces import TRACE_FILES
 from embedded.runner import run_trace
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord
 from pipeline.timeconv import app_time_ms
-from tracegen.generator import generate
 
 STATUSES = ("RELEASED", "INSPECTION", "REVIEW", "REJECTED")
 _COLOURS = {"RELEASED": "#2e7d32", "INSPECTION": "#1565c0", "REVIEW": "#f9a825", "REJECTED": "#c62828"}
@@ -135,8 +135,13 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     trace, out = args.dir / "trace", args.dir / "output"
     started = time.perf_counter()
-    info = generate(trace, "peak-hour", args.orders, args.seed, None, 0.12, 0.002)
-    print(f"generated {info['orders']:,} orders in {time.perf_counter() - started:.1f} s -> {trace}")
+    # The generator is a shell of its own: reached through its command, not imported (layers).
+    code = clearance(
+        ["generate", str(trace), "--preset", "peak-hour", "--orders", str(args.orders), "--seed", str(args.seed)]
+    )
+    if code != 0:
+        return code
+    info = orjson.loads((trace / "trace.json").read_bytes())
     settings = Settings.from_env().with_overrides(regime=str(info["regime"]["name"]))
     summary = run_trace(trace, out, settings.rules(), progress=sys.stderr.isatty())
     decls = _declarations(out)

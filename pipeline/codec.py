@@ -237,3 +237,26 @@ def dead_letter_dict(
         "error": "INTERNAL_ERROR" if internal else "INVALID_RECORD",
         "deadLetteredAt": iso_utc_ms(wall_ms),
     }
+
+
+WATERMARK_PREFIX = b'{"watermark":'
+
+
+def encode_watermark(event_ms: int, source: int) -> bytes:
+    """A join partition's event time, published on every candidates partition.
+
+    A JSON object; candidates are JSON arrays, so the two never collide.
+    """
+    return orjson.dumps({"watermark": event_ms, "source": source})
+
+
+def decode_watermark(raw: bytes) -> tuple[int, int]:
+    """Bytes -> (event_ms, source partition); StateCodecError when corrupt."""
+    try:
+        body = orjson.loads(raw)
+        event_ms, source = body["watermark"], body["source"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise StateCodecError(f"corrupt watermark: {type(exc).__name__}") from exc
+    if type(event_ms) is not int or type(source) is not int:
+        raise StateCodecError("corrupt watermark: not integers")
+    return event_ms, source

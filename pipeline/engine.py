@@ -17,7 +17,7 @@ from pipeline.config import RulesConfig
 from pipeline.errors import InvalidRecord
 from pipeline.join import Candidate, Emit, JoinState, Step, expire, step
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
-from pipeline.quota import BuyerQuota, apply_quota
+from pipeline.quota import BuyerQuota, QuotaOrder, apply_quota
 from pipeline.records import Declaration, DocKind, Document
 from pipeline.store import Store
 from pipeline.timeline import Timeline
@@ -201,6 +201,7 @@ class Engine:
         self.loop = PartitionLoop(config, self.states, timeline or Timeline())
         self.redeliveries = 0
         self._quotas: dict[bytes, BuyerQuota] = {}
+        self._held: QuotaOrder[None] = QuotaOrder()
         self._cache_size = cache_size
 
     @property
@@ -253,12 +254,23 @@ class Engine:
         """End of input: every open window closes (decided orders are kept)."""
         out, outcome = Outputs(), Outcome()
         self.loop.close_all(wall_ms, outcome)
-        self._emit(outcome, out)
+        self._emit(outcome, out, final=True)
         return out
 
-    def _emit(self, outcome: Outcome, out: Outputs) -> None:
+    def _emit(self, outcome: Outcome, out: Outputs, *, final: bool = False) -> None:
+        """Send declarations at once; candidates wait, then meet the quota in (eventTime, orderNo) order.
+
+        A candidate waits until event time has passed its eventTime (pipeline/quota.py).
+        """
+        for candidate, _ in self._held.release(self.loop.event_ms):  # decided before this call
+            out.declarations.append(self._quota(candidate))
         for item in outcome.emits:
-            out.declarations.append(self._quota(item) if isinstance(item, Candidate) else item)
+            if isinstance(item, Candidate):
+                self._held.hold(item, None)
+            else:
+                out.declarations.append(item)
+        for candidate, _ in self._held.drain() if final else self._held.release(self.loop.event_ms):
+            out.declarations.append(self._quota(candidate))
 
     def _quota(self, candidate: Candidate) -> Declaration:
         key = candidate.buyer_key.encode()

@@ -7,11 +7,20 @@ Only declarations that end RELEASED or INSPECTION count toward the used quota.
 At-least-once delivery between the stages means a candidate can arrive twice; the
 state remembers each declaration id with its verdict, so a repeat yields the very
 same declaration and never counts twice.
+
+Order (docs/CONTRACT.md, "Annual quota"): a buyer's complete declarations are counted
+in order of (eventTime, orderNo), whatever order they reach the stage in, so the same
+documents give the same verdicts at any speed, after any backlog, with any number of
+workers. `QuotaOrder` holds candidates until nothing earlier can still come: until
+event time (the embedded runner's, or on Kafka the smallest watermark over every join
+partition) has passed their eventTime.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pipeline.config import RulesConfig
 from pipeline.decisions import status_for
@@ -20,6 +29,7 @@ from pipeline.records import Declaration
 from pipeline.rules import ANNUAL_QUOTA_EXCEEDED
 
 _COUNTED = frozenset({"RELEASED", "INSPECTION"})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +82,46 @@ def _finish(draft: Declaration, exceeded: bool, config: RulesConfig) -> Declarat
     reasons = tuple(sorted((*draft.reasons, ANNUAL_QUOTA_EXCEEDED)))
     status, inspection = status_for(reasons, draft.order_no, config)
     return draft._replace(reasons=reasons, status=status, inspection=inspection)
+
+
+def quota_key(candidate: Candidate) -> tuple[int, str]:
+    """(eventTime, orderNo): the order in which a buyer's declarations are counted."""
+    return (candidate.declaration.event_time_ms, candidate.declaration.order_no)
+
+
+class QuotaOrder(Generic[T]):
+    """Candidates held until the event time of every source has passed their eventTime.
+
+    A source's event time only grows, and a candidate completes at the appTime of its
+    last document, so once every source is past `t` no candidate with eventTime < `t`
+    can still come from it (in merge order; a document that arrives later than that is
+    late, and its candidate is counted when it arrives). Releasing strictly below the
+    watermark keeps ties of the same eventTime together, sorted by orderNo. Each held
+    candidate carries the shell's `tag` (the Kafka worker's message and ack).
+    """
+
+    __slots__ = ("_heap", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, str, int, Candidate, T]] = []
+        self._seq = 0
+
+    def hold(self, candidate: Candidate, tag: T) -> None:
+        """Keep a candidate until `release` passes its eventTime."""
+        self._seq += 1
+        heapq.heappush(self._heap, (*quota_key(candidate), self._seq, candidate, tag))
+
+    def release(self, watermark_ms: int) -> list[tuple[Candidate, T]]:
+        """The held candidates with eventTime < `watermark_ms`, in (eventTime, orderNo) order."""
+        heap, out = self._heap, []
+        while heap and heap[0][0] < watermark_ms:
+            entry = heapq.heappop(heap)
+            out.append((entry[3], entry[4]))
+        return out
+
+    def drain(self) -> list[tuple[Candidate, T]]:
+        """Every held candidate in (eventTime, orderNo) order (end of input)."""
+        return self.release(2**63)
+
+    def __len__(self) -> int:
+        return len(self._heap)
