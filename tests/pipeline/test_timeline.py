@@ -1,0 +1,131 @@
+"""pipeline.timeline.Timeline: event time moves only forward; the deadline heap pops earliest first."""
+
+from __future__ import annotations
+
+import heapq
+
+import pytest
+
+from pipeline.timeline import Timeline
+
+Entry = tuple[int, str]
+
+
+@pytest.mark.parametrize(
+    ("start", "moves", "expected"),
+    [
+        (0, [], [0]),
+        (0, [5], [0, 5]),
+        (0, [5, 3], [0, 5, 5]),  # backwards: unchanged
+        (10, [10], [10, 10]),  # equal: unchanged
+        (10, [9, 11, 11, 2, 40], [10, 10, 11, 11, 11, 40]),
+        (100, [-1, 0, 99], [100, 100, 100, 100]),
+    ],
+)
+def test_advance_moves_event_time_only_forward(start: int, moves: list[int], expected: list[int]) -> None:
+    timeline = Timeline(start)
+    seen = [timeline.event_ms]
+    for move in moves:
+        returned = timeline.advance(move)
+        assert returned == timeline.event_ms
+        seen.append(returned)
+    assert seen == expected
+
+
+def test_default_event_time_is_zero() -> None:
+    assert Timeline().event_ms == 0 and len(Timeline()) == 0
+
+
+@pytest.mark.parametrize(
+    ("scheduled", "event_ms", "popped", "left"),
+    [
+        ([], 100, [], 0),
+        ([(10, "a")], 10, [], 1),  # strictly before: a deadline equal to event time stays
+        ([(10, "a")], 11, [(10, "a")], 0),
+        ([(30, "c"), (10, "a"), (20, "b")], 25, [(10, "a"), (20, "b")], 1),
+        ([(30, "c"), (10, "a"), (20, "b")], 1000, [(10, "a"), (20, "b"), (30, "c")], 0),
+        ([(30, "c"), (10, "a"), (20, "b")], 10, [], 3),
+        ([(5, "z"), (5, "a"), (5, "m")], 6, [(5, "a"), (5, "m"), (5, "z")], 0),  # ties: by order number
+        ([(5, "x"), (5, "x"), (4, "y")], 6, [(4, "y"), (5, "x"), (5, "x")], 0),  # duplicates are kept
+        ([(-5, "n"), (0, "o")], 0, [(-5, "n")], 1),
+    ],
+)
+def test_due_pops_entries_strictly_before_event_time_earliest_first(
+    scheduled: list[Entry], event_ms: int, popped: list[Entry], left: int
+) -> None:
+    timeline = Timeline()
+    for deadline, order_no in scheduled:
+        timeline.schedule(deadline, order_no)
+    assert len(timeline) == len(scheduled)
+    assert timeline.due(event_ms) == popped
+    assert len(timeline) == left
+    assert timeline.due(event_ms) == []  # popped entries are gone
+
+
+def test_due_does_not_move_event_time() -> None:
+    timeline = Timeline(3)
+    timeline.schedule(10, "a")
+    assert timeline.due(50) == [(10, "a")]
+    assert timeline.event_ms == 3
+
+
+def test_due_in_steps_yields_every_entry_once_in_order() -> None:
+    timeline = Timeline()
+    deadlines = [17, 3, 9, 3, 25, 11, 1]
+    for i, deadline in enumerate(deadlines):
+        timeline.schedule(deadline, f"o{i}")
+    collected: list[Entry] = []
+    for event_ms in (0, 3, 4, 12, 12, 30):
+        collected += timeline.due(event_ms)
+    assert collected == sorted((d, f"o{i}") for i, d in enumerate(deadlines))
+    assert len(timeline) == 0
+
+
+@pytest.mark.parametrize(
+    "scheduled",
+    [
+        [],
+        [(1, "a")],
+        [(3, "c"), (1, "a"), (2, "b")],
+        [(7, "b"), (7, "a"), (-1, "z"), (100, "q"), (7, "a")],
+    ],
+)
+def test_drain_pops_every_entry_earliest_first(scheduled: list[Entry]) -> None:
+    timeline = Timeline(50)
+    for deadline, order_no in scheduled:
+        timeline.schedule(deadline, order_no)
+    assert timeline.drain() == sorted(scheduled)
+    assert len(timeline) == 0 and timeline.drain() == []
+    assert timeline.event_ms == 50
+
+
+def test_schedule_after_a_pop_is_still_ordered() -> None:
+    timeline = Timeline()
+    timeline.schedule(20, "b")
+    timeline.schedule(10, "a")
+    assert timeline.due(15) == [(10, "a")]
+    timeline.schedule(5, "early")  # before event time already passed: due at the next call
+    timeline.schedule(30, "c")
+    assert timeline.due(25) == [(5, "early"), (20, "b")]
+    assert timeline.drain() == [(30, "c")]
+
+
+@pytest.mark.parametrize(
+    ("event_ms", "entries", "due_at", "popped"),
+    [
+        (0, [], 10, []),
+        (7, [(9, "b"), (2, "a"), (5, "c")], 6, [(2, "a"), (5, "c")]),
+        (7, [(9, "b"), (2, "a"), (5, "c")], 100, [(2, "a"), (5, "c"), (9, "b")]),
+        (1, [(4, "d"), (3, "c"), (2, "b"), (1, "a")], 3, [(1, "a"), (2, "b")]),
+    ],
+)
+def test_from_entries_over_a_heapified_list(
+    event_ms: int, entries: list[Entry], due_at: int, popped: list[Entry]
+) -> None:
+    heap = list(entries)
+    heapq.heapify(heap)
+    timeline = Timeline.from_entries(event_ms, heap)
+    assert timeline.event_ms == event_ms
+    assert len(timeline) == len(entries)
+    assert timeline.due(due_at) == popped
+    assert timeline.drain() == sorted(set(entries) - set(popped))
