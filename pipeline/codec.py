@@ -57,7 +57,7 @@ def decode_state(raw: bytes) -> JoinState:
         )
     except StateCodecError:
         raise
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+    except (orjson.JSONDecodeError, ValueError, TypeError, LookupError, ArithmeticError) as exc:
         raise StateCodecError(f"corrupt join state: {exc}") from exc
 
 

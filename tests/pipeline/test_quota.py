@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from pipeline.codec import decode_candidate, decode_quota, encode_candidate, encode_quota
 from pipeline.join import Candidate
-from pipeline.quota import BuyerQuota, apply_quota
+from pipeline.quota import BuyerQuota, QuotaOrder, apply_quota
 from pipeline.records import Declaration, OrderId, Status
 from tests.pipeline.helpers import CONFIG
 
@@ -78,3 +80,56 @@ def test_codecs_round_trip() -> None:
     assert state is not None and decode_quota(encode_quota(state)) == state
     c = cand(3, 300, ("TAX_MISMATCH",))
     assert decode_candidate(encode_candidate(c)) == c
+
+
+# ---- the order: (eventTime, orderNo), whatever the arrival order (docs/CONTRACT.md)
+
+
+def _engine_verdicts(arrivals: list[tuple[str, str]]) -> list[tuple[str, bool]]:
+    """Feed each (orderNo, appTime) as a clean trio (all three documents at appTime) through the
+    embedded Engine with an annual limit that fits one order, and return the verdicts."""
+    from pipeline.engine import Engine, Origin
+    from pipeline.store import MemoryStore
+    from tests.fixtures import docs
+
+    engine = Engine(replace(CONFIG, annual_limit_fen=50_000, inspection_rate=0.0), MemoryStore(), MemoryStore())
+    out: list[Declaration] = []
+    offset = 0
+    for order_no, app_time in arrivals:
+        for kind, build in (("order", docs.order), ("payment", docs.payment), ("waybill", docs.waybill)):
+            raw = docs.raw(build(order_no, app_time))
+            out += engine.feed(kind, raw, Origin(kind, 0, offset), 1).declarations  # type: ignore[arg-type]
+            offset += 1
+    out += engine.close_all(1).declarations
+    return [(d.order_no, "ANNUAL_QUOTA_EXCEEDED" in d.reasons) for d in out]
+
+
+@pytest.mark.parametrize(
+    ("arrivals", "verdicts"),
+    [
+        # same second, file order Z then A: A is counted first (orderNo as text)
+        ([("TMZ", "20261111000005"), ("TMA", "20261111000005")], [("TMA", False), ("TMZ", True)]),
+        ([("TMA", "20261111000005"), ("TMZ", "20261111000005")], [("TMA", False), ("TMZ", True)]),
+        # one second apart: the earlier one first, whatever its number
+        ([("TMZ", "20261111000005"), ("TMA", "20261111000006")], [("TMZ", False), ("TMA", True)]),
+        # "TM10" < "TM9" as text
+        ([("TM9", "20261111000005"), ("TM10", "20261111000005")], [("TM10", False), ("TM9", True)]),
+    ],
+)
+def test_embedded_counts_in_event_time_then_order_number_order(
+    arrivals: list[tuple[str, str]], verdicts: list[tuple[str, bool]]
+) -> None:
+    assert _engine_verdicts(arrivals) == verdicts
+
+
+def test_quota_order_releases_strictly_below_the_watermark_in_key_order() -> None:
+    def timed(order_no: str, event_ms: int) -> Candidate:
+        made = cand(0, 100)
+        return made._replace(declaration=made.declaration._replace(order_no=OrderId(order_no), event_time_ms=event_ms))
+
+    held: QuotaOrder[int] = QuotaOrder()
+    for tag, (order_no, event_ms) in enumerate([("B", 20), ("A", 20), ("C", 10), ("D", 30)]):
+        held.hold(timed(order_no, event_ms), tag)
+    assert [(c.declaration.order_no, t) for c, t in held.release(20)] == [("C", 2)]
+    assert [c.declaration.order_no for c, _ in held.release(21)] == ["A", "B"]
+    assert len(held) == 1 and [c.declaration.order_no for c, _ in held.drain()] == ["D"]

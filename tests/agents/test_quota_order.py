@@ -1,0 +1,182 @@
+"""The quota stage's order on Kafka (agents.quota): candidates held until every join
+partition's watermark has passed their eventTime, then counted in (eventTime, orderNo)
+order; acks in offset order. On fakes: a dict table, a recording send, a real Delivery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import orjson
+import pytest
+
+from agents.acks import Delivery
+from agents.metrics import Metrics
+from agents.quota import QuotaProcessor
+from agents.sender import Headers, Msg, Sender
+from pipeline.codec import encode_candidate, encode_watermark
+from pipeline.join import Candidate
+from tests.agents.test_quota import CONFIG, DLQ, TOPICS, candidate
+
+SOURCES = 3
+LIMIT = CONFIG.annual_limit_fen
+
+
+def timed(order_no: str, event_ms: int, fen: int) -> Candidate:
+    """A clean candidate of the fixture buyer with its eventTime and dutiable value set."""
+    made = candidate(order_no)
+    return made._replace(declaration=made.declaration._replace(event_time_ms=event_ms, dutiable_value=fen))
+
+
+class Harness:
+    def __init__(self, sources: int | None = SOURCES) -> None:
+        self.out: list[dict[str, Any]] = []
+        self.acked: list[int] = []
+        self.offset = 0
+        loop = asyncio.get_running_loop()
+
+        async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
+            if topic != DLQ:
+                self.out.append(orjson.loads(value))
+            future: asyncio.Future[None] = loop.create_future()
+            future.set_result(None)
+            return future
+
+        self.delivery = Delivery(max_acks=1)
+        sender = Sender(send, TOPICS, DLQ, Metrics(), self.delivery)
+        self.quota = QuotaProcessor(CONFIG, quotas={}, sender=sender, sources=sources)
+
+    async def feed(self, value: bytes) -> None:
+        offset, self.offset = self.offset, self.offset + 1
+        await self.quota.handle(Msg("candidates", 0, offset, b"k", value), lambda: self.acked.append(offset))
+
+    async def marks(self, event_ms: int, sources: range = range(SOURCES)) -> None:
+        for source in sources:
+            await self.feed(encode_watermark(event_ms, source))
+
+    def verdicts(self) -> list[tuple[str, bool]]:
+        return [(d["orderNo"], "ANNUAL_QUOTA_EXCEEDED" in d["reasons"]) for d in self.out]
+
+    async def settle(self) -> None:
+        await self.delivery.flush()
+
+
+def run(body: Callable[[Harness], Coroutine[Any, Any, None]], sources: int | None = SOURCES) -> None:
+    async def main() -> None:
+        await body(Harness(sources))
+
+    asyncio.run(main())
+
+
+HALF = LIMIT // 2 + 100  # two of these exceed the limit: the second one counted is rejected
+
+ARRIVALS = [
+    # (arrival order of (orderNo, eventTime)), the verdicts in (eventTime, orderNo) order
+    ([("B", 2000), ("A", 1000)], [("A", False), ("B", True)]),
+    ([("A", 1000), ("B", 2000)], [("A", False), ("B", True)]),
+    ([("Z", 1000), ("A", 1000)], [("A", False), ("Z", True)]),  # same second: by orderNo
+    ([("A10", 1000), ("A9", 1000)], [("A10", False), ("A9", True)]),  # orderNo as text
+]
+
+
+@pytest.mark.parametrize(("arrivals", "verdicts"), ARRIVALS)
+def test_counted_in_event_time_then_order_number_order(
+    arrivals: list[tuple[str, int]], verdicts: list[tuple[str, bool]]
+) -> None:
+    async def body(h: Harness) -> None:
+        for order_no, event_ms in arrivals:
+            await h.feed(encode_candidate(timed(order_no, event_ms, HALF)))
+        assert h.out == [] and h.quota.held == 2, "held until every join partition has passed them"
+        await h.marks(2001, range(SOURCES - 1))
+        assert h.out == [], "one join partition has not said where it is"
+        await h.marks(2001, range(SOURCES - 1, SOURCES))
+        await h.settle()
+        assert h.verdicts() == verdicts
+        assert h.acked == list(range(h.offset)), "every message acked once, in offset order"
+
+    run(body)
+
+
+def test_a_candidate_waits_while_any_watermark_is_at_or_below_its_event_time() -> None:
+    async def body(h: Harness) -> None:
+        await h.marks(1000)
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        assert h.out == [], "a watermark equal to its eventTime is not past it (ties wait)"
+        await h.marks(1001, range(1))
+        assert h.out == [], "the smallest watermark decides"
+        await h.marks(1001)
+        assert h.verdicts() == [("A", False)]
+
+    run(body)
+
+
+def test_a_candidate_already_below_the_watermark_is_decided_at_once() -> None:
+    async def body(h: Harness) -> None:
+        await h.marks(5000)
+        await h.feed(encode_candidate(timed("LATE", 1000, HALF)))
+        await h.settle()
+        assert h.verdicts() == [("LATE", False)] and h.quota.held == 0
+        assert h.acked == list(range(h.offset))
+
+    run(body)
+
+
+def test_acks_wait_behind_a_held_candidate() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))  # offset 0, held
+        await h.marks(500)  # offsets 1..3: done, but behind offset 0
+        await h.settle()
+        assert h.acked == [], "acks stay in offset order: nothing passes the held candidate"
+        await h.marks(1001)
+        await h.settle()
+        assert h.acked == list(range(h.offset))
+
+    run(body)
+
+
+def test_a_rebalance_drops_what_is_held_unacked() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        h.quota.forget_partitions()
+        await h.marks(2000)
+        await h.settle()
+        assert h.out == [] and 0 not in h.acked, "the new owner re-reads it from the committed offset"
+
+    run(body)
+
+
+def test_a_repeat_after_the_decision_gets_the_same_verdict() -> None:
+    async def body(h: Harness) -> None:
+        first, second = timed("A", 1000, HALF), timed("B", 2000, HALF)
+        for c in (first, second):
+            await h.feed(encode_candidate(c))
+        await h.marks(3000)
+        await h.feed(encode_candidate(first))  # at-least-once between the stages
+        await h.feed(encode_candidate(second))
+        assert h.verdicts() == [("A", False), ("B", True), ("A", False), ("B", True)]
+
+    run(body)
+
+
+@pytest.mark.parametrize("value", [b'{"watermark": "x", "source": 0}', b'{"watermark": 1}'])
+def test_a_bad_watermark_is_dead_lettered_and_acked(value: bytes) -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(value)
+        await h.settle()
+        assert h.acked == [0] and h.out == []
+
+    run(body)
+
+
+def test_without_sources_every_candidate_is_decided_on_arrival() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("B", 2000, HALF)))
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        assert h.verdicts() == [("B", False), ("A", True)]
+
+    run(body, sources=None)
+
+
+def test_two_halves_exceed_the_limit() -> None:
+    assert 2 * HALF > LIMIT >= HALF
