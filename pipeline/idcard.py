@@ -5,14 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from operator import mul
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
+# ISO 7064 MOD 11-2: the weight of each of the 17 digits, and the check character of (weighted sum % 11).
+CHECK_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+CHECK_CHARACTERS = "10X98765432"
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def check_character(first17: str) -> str:
     """The check character for 17 digits."""
-    return _CHECK[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]
+    return CHECK_CHARACTERS[sum(map(mul, map(int, first17), CHECK_WEIGHTS)) % 11]
 
 
 @lru_cache(maxsize=1 << 16)  # buyers repeat; the check is pure

@@ -1,58 +1,69 @@
-"""Turn base columns and fault messages into the three files, and labels into truth."""
+"""The three files' lines: base rows, fault messages and invalid messages, in arrival order."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-from tracegen import docs as D
-from tracegen.faults import FAULTS, Ctx
+from clearance.traces import FILE_NAMES
+from tracegen.context import Context
+from tracegen.docs import GUID_FIELD, TEMPLATES, TYPE_FIELD, app_times, render
+from tracegen.faults import FAULTS
 from tracegen.labels import Msg
+from tracegen.tables import Columns, Flags, Ints
 
 INVALID_KINDS = ("not-json", "not-object", "missing-field", "wrong-type", "bad-money", "bad-apptime")
 _WRONG = ({"items": "none"}, {"payerName": ["x"]}, {"consignee": {"name": "x"}})
 _MONEY = ("goodsValue", "amountPaid", "freight")
 
 
-def fault_messages(ctx: Ctx, faulted: list[tuple[int, str]]) -> dict[int, list[Msg]]:
-    """order index -> its messages, for every faulted order."""
+def fault_messages(ctx: Context, faulted: list[tuple[int, str]]) -> dict[int, list[Msg]]:
+    """order index -> its messages, for every faulted (order index, fault kind)."""
     out: dict[int, list[Msg]] = {}
     uid = 0
     for i, kind in faulted:
         msgs = []
         for seq, (file, t, row) in enumerate(FAULTS[kind](ctx, i), start=1):
-            text = D.TEMPLATES[file] % tuple(row)
-            guid, app_type = row[D.GUID_FIELD[file]][1:-1], int(row[D.TYPE_FIELD[file]])
+            text = TEMPLATES[file] % tuple(row)
+            guid, app_type = row[GUID_FIELD[file]][1:-1], int(row[TYPE_FIELD[file]])
             msgs.append(Msg(t, file, seq, guid, app_type, text, uid))
             uid += 1
         out[i] = msgs
     return out
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FileOrder:
-    """One file's lines in arrival order: base rows by order index or fault texts."""
+    """One file's lines in arrival order: base rows by order index or fault texts, and invalid lines."""
 
-    order: np.ndarray  # order index per valid line
-    src: np.ndarray  # -1: the order's base row, else index into `extra`
+    file: int  # 0, 1, 2: orders, payments, waybills
+    order: Ints  # order index per valid line
+    src: Ints  # -1: the order's base row, else index into `extra`
     extra: list[Msg]
-    times: np.ndarray
-    base_pos: np.ndarray  # valid line of each order's base row, -1 if none
+    times: Ints
+    base_pos: Ints  # valid line of each order's base row, -1 if none
     uid_pos: dict[int, int]
-    invalid_at: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    invalid_at: Ints = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted: before which valid line
     invalid: list[str] = field(default_factory=list)
 
     def line_no(self, valid_line: int) -> int:
         """0-based line in the written file of the `valid_line`-th valid line."""
         return valid_line + int(np.searchsorted(self.invalid_at, valid_line, side="right"))
 
+    @property
+    def lines(self) -> int:
+        return len(self.order) + len(self.invalid)
 
-def arrange(file: int, n: int, base_t: np.ndarray, clean: np.ndarray, faults: dict[int, list[Msg]]) -> FileOrder:
-    """Sort one file: by appTime, then order index, then the fault's message sequence."""
+
+def arrange(file: int, base_t: Ints, clean: Flags, faults: dict[int, list[Msg]]) -> FileOrder:
+    """Sort one file: by appTime, then order index, then the fault's message sequence.
+
+    base_t: the base document's appTime of every order; clean: orders written as they are.
+    """
     extra = [m for i in sorted(faults) for m in faults[i] if m.file == file]
     owner = [i for i in sorted(faults) for m in faults[i] if m.file == file]
     idx = np.flatnonzero(clean)
@@ -63,37 +74,39 @@ def arrange(file: int, n: int, base_t: np.ndarray, clean: np.ndarray, faults: di
     perm = np.lexsort((seq, order, t))
     pos = np.empty(len(perm), np.int64)
     pos[perm] = np.arange(len(perm))
-    base_pos = np.full(n, -1, np.int64)
+    base_pos = np.full(len(base_t), -1, np.int64)
     base_pos[idx] = pos[: len(idx)]
     uid_pos = {m.uid: int(pos[len(idx) + k]) for k, m in enumerate(extra)}
-    return FileOrder(order[perm], src[perm], extra, t[perm], base_pos, uid_pos)
+    return FileOrder(file, order[perm], src[perm], extra, t[perm], base_pos, uid_pos)
 
 
 def add_invalid(
-    rng: np.random.Generator, fo: FileOrder, file: int, k: int, sample: str, day0: np.datetime64
-) -> list[dict[str, Any]]:
-    """Choose k invalid messages and their places; returns the dead-letter truth."""
+    rng: np.random.Generator, fo: FileOrder, *, count: int, sample: str, day0: np.datetime64
+) -> tuple[FileOrder, list[dict[str, Any]]]:
+    """`fo` with `count` invalid messages made from `sample` (a valid document), and their dead letters."""
     m = len(fo.order)
-    fo.invalid_at = np.sort(rng.integers(0, m + 1, k)) if m else np.zeros(0, np.int64)
-    truth = []
-    for r, p in enumerate(fo.invalid_at.tolist()):
+    invalid_at = np.sort(rng.integers(0, m + 1, count)) if m else np.zeros(0, np.int64)
+    truth, invalid = [], []
+    for r, p in enumerate(invalid_at.tolist()):
         kind = INVALID_KINDS[int(rng.integers(0, len(INVALID_KINDS)))]
-        t = int(fo.times[max(p - 1, 0)]) if m else 0
-        fo.invalid.append(_broken(rng, file, sample, kind, t, day0, r))
-        truth.append({"file": D.FILES[file], "line": p + r, "kind": kind})
-    return truth
+        doc = orjson.loads(sample)
+        doc["orderNo"] = f"BAD{fo.file}{r:08d}{int(rng.integers(0, 10**6)):06d}"
+        doc["appTime"] = app_times(np.array([int(fo.times[max(p - 1, 0)]) if m else 0]), day0)[0]
+        invalid.append(_broken(rng, doc, fo.file, kind))
+        truth.append({"file": FILE_NAMES[fo.file], "line": p + r, "kind": kind})
+    return replace(fo, invalid_at=invalid_at, invalid=invalid), truth
 
 
-def write_file(path: Path, file: int, fo: FileOrder, cols: list[np.ndarray], chunk: int = 100_000) -> None:
+def write_file(path: Path, fo: FileOrder, cols: Columns, chunk: int = 100_000) -> None:
     """Stream the file: render base rows chunk by chunk, place fault texts and invalid lines."""
-    template, m = D.TEMPLATES[file], len(fo.order)
+    template, m = TEMPLATES[fo.file], len(fo.order)
     with path.open("wb") as out:
         for a in range(0, max(m, 1), chunk):
             b = min(a + chunk, m)
             src = fo.src[a:b]
             lines = np.empty(b - a, dtype=object)
             base = src < 0
-            lines[base] = np.array(D.render(template, cols, fo.order[a:b][base]) + [None], dtype=object)[:-1]
+            lines[base] = np.array(render(template, cols, fo.order[a:b][base]) + [None], dtype=object)[:-1]
             lines[~base] = [fo.extra[s].text for s in src[~base].tolist()]
             text = lines.tolist()
             hi = len(fo.invalid) if b == m else int(np.searchsorted(fo.invalid_at, b, side="left"))
@@ -104,10 +117,8 @@ def write_file(path: Path, file: int, fo: FileOrder, cols: list[np.ndarray], chu
                 out.write(("\n".join(text) + "\n").encode())
 
 
-def _broken(rng: np.random.Generator, file: int, template: str, kind: str, t: int, day0: np.datetime64, r: int) -> str:
-    doc = orjson.loads(template)
-    doc["orderNo"] = f"BAD{file}{r:08d}{int(rng.integers(0, 10**6)):06d}"
-    doc["appTime"] = D.app_times(np.array([t]), day0)[0]
+def _broken(rng: np.random.Generator, doc: dict[str, Any], file: int, kind: str) -> str:
+    """An invalid message of `kind` made of a valid document of `file`."""
     if kind == "not-json":
         return orjson.dumps(doc).decode()[: int(rng.integers(5, 40))]
     if kind == "not-object":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracegen import text as T
+from tracegen.tables import Columns, Ints, Texts
 
 ORDER_T = (
     '{"guid":%s,"appType":%s,"appTime":%s,"orderNo":%s,"ebpCode":%s,"ebcCode":%s,"goodsValue":%s,'
@@ -37,20 +37,22 @@ ITEM_T = (
     '{"gnum":%d,"itemNo":"%s","itemName":"%s","gcode":"%s","qty":%s,"unit":"%s","price":%s,'
     '"totalPrice":%s,"country":"%s"}'
 )
-TEMPLATES = (ORDER_T, PAYMENT_T, WAYBILL_T)
-FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
+I_GNUM, I_NO, I_NAME, I_GCODE, I_QTY, I_UNIT, I_PRICE, I_TOTAL, I_COUNTRY = range(9)
+
+TEMPLATES = (ORDER_T, PAYMENT_T, WAYBILL_T)  # by file: orders, payments, waybills
 GUID_FIELD = (O_GUID, P_GUID, W_GUID)
 TYPE_FIELD = (O_TYPE, P_TYPE, W_TYPE)
 TIME_FIELD = (O_TIME, P_TIME, W_TIME)
 
 
-def quoted(values: object) -> np.ndarray:
+def quoted(values: Texts | list[str]) -> Texts:
     """'"value"' fragments as an object array (the vocabularies need no JSON escapes)."""
-    out: np.ndarray = '"' + np.asarray(values, dtype=object) + '"'
+    texts: Texts = np.asarray(values, dtype=object)
+    out: Texts = '"' + texts + '"'
     return out
 
 
-def render(template: str, cols: list[np.ndarray], idx: np.ndarray) -> list[str]:
+def render(template: str, cols: Columns, idx: Ints) -> list[str]:
     """Rendered documents of the rows `idx` (gathered column by column)."""
     return [template % row for row in zip(*(c[idx].tolist() for c in cols), strict=True)]
 
@@ -65,16 +67,7 @@ def money(fen: int, as_string: bool) -> str:
     return f"{whole}.{cents // 10}" if cents % 10 == 0 else f"{whole}.{cents:02d}"
 
 
-def money_frags(fen: np.ndarray, as_string: np.ndarray) -> np.ndarray:
-    """Vectorised `money` over arrays (object array of fragments)."""
-    return T.money(fen, as_string)
-
-
-def qty_frag(qty10: int) -> str:
-    return str(qty10 // 10) if qty10 % 10 == 0 else f"{qty10 // 10}.{qty10 % 10}"
-
-
-def guids(rng: np.random.Generator, n: int) -> np.ndarray:
+def guids(rng: np.random.Generator, n: int) -> Texts:
     """n uuid4-shaped 36-char ids, deterministic from the generator."""
     raw = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
@@ -88,28 +81,25 @@ def guids(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.array(chars.astype(np.uint32).view("<U36").ravel().tolist(), dtype=object)
 
 
-def time_frags(t: np.ndarray, day0: np.datetime64) -> np.ndarray:
+def time_frags(t: Ints, day0: np.datetime64) -> Texts:
     """'"YYYYMMDDhhmmss"' fragments for second offsets from `day0` (CST midnight)."""
     uniq, inverse = np.unique(t, return_inverse=True)
     table = np.array([f'"{s}"' for s in app_times(uniq, day0)], dtype=object)
     return table[inverse]
 
 
-def app_times(t: np.ndarray, day0: np.datetime64) -> list[str]:
+def app_times(t: Ints, day0: np.datetime64) -> list[str]:
+    """YYYYMMDDhhmmss of second offsets from `day0`."""
     stamps = (day0 + t.astype("timedelta64[s]")).astype("datetime64[s]").astype(str)
     return [s[0:4] + s[5:7] + s[8:10] + s[11:13] + s[14:16] + s[17:19] for s in stamps.tolist()]
 
 
-def render_items(rows: list[tuple[object, ...]]) -> str:
-    return ",".join(ITEM_T % row for row in rows)
+def render_items(rows: list[list[object]]) -> str:
+    """The `items` array body of one order from its item rows (fields in ITEM_T order)."""
+    return ",".join(ITEM_T % tuple(row) for row in rows)
 
 
 def fen_of(fragment: str) -> int:
     """Fen of a money fragment written by `money`."""
     whole, _, cents = fragment.strip('"').partition(".")
     return int(whole) * 100 + int((cents + "00")[:2])
-
-
-def check_char(first17: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return "10X98765432"[sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11]

@@ -1,66 +1,50 @@
 """Fault injection: each kind turns one order's three base rows into its messages.
 
 A fault function returns `(file, time, row)` triples; rows are fragment lists
-(see `tracegen_docs`). Labels are not decided here: the oracle re-reads the bytes.
+(see `tracegen.docs`). Labels are not decided here: the oracle re-reads the bytes.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
+from pipeline.idcard import CHECK_CHARACTERS, check_character
+from tracegen.context import Context, Out, Row
+from tracegen.docs import (
+    I_GCODE,
+    I_TOTAL,
+    O_EBP,
+    O_ID,
+    O_ITEMS,
+    O_PAID,
+    O_REF,
+    O_TAX,
+    P_AMT,
+    P_CODE,
+    P_EBP,
+    P_ID,
+    P_NAME,
+    P_TX,
+    W_CADDR,
+    W_CNEE,
+    W_CTEL,
+    W_FREIGHT,
+    fen_of,
+    money,
+    render_items,
+)
+from tracegen.vocab import FORBIDDEN_GCODES, PLATFORMS
 
-from tracegen import docs as D
-from tracegen import vocab as V
-
-Row = list[str]
-Out = list[tuple[int, int, Row]]
+Fault = Callable[[Context, int], Out]
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
-
-
-@dataclass(slots=True)
-class Ctx:
-    """What a fault may read: base rows and times, people, money, a guid supply."""
-
-    rows: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
-    times: tuple[list[int], list[int], list[int]]
-    items: Callable[[int], list[list[Any]]]
-    tfrag: Callable[[int], str]
-    new_guid: Callable[[], str]
-    rnd: random.Random
-    paid: list[int]
-    freight: list[int]
-    tax: list[int]
-    people: Any
-    order_day: str
-
-    def row(self, kind: int, i: int) -> Row:
-        return [str(col[i]) for col in self.rows[kind]]
-
-    def base(self, i: int) -> Out:
-        return [(k, self.times[k][i], self.row(k, i)) for k in range(3)]
-
-    def renew(self, kind: int, row: Row, t: int, app_type: int) -> Row:
-        """A copy of `row` as a new document: new guid, appType and appTime."""
-        row = list(row)
-        row[D.GUID_FIELD[kind]] = '"' + self.new_guid() + '"'
-        row[D.TYPE_FIELD[kind]] = str(app_type)
-        row[D.TIME_FIELD[kind]] = self.tfrag(t)
-        return row
-
-    def other_person(self) -> int:
-        return self.rnd.randrange(len(self.people.name))
 
 
 def _q(text: str) -> str:
     return '"' + text + '"'
 
 
-def _money(ctx: Ctx, fen: int) -> str:
-    return D.money(fen, ctx.rnd.random() < 0.5)
+def _money(ctx: Context, fen: int) -> str:
+    return money(fen, ctx.rnd.random() < 0.5)
 
 
 def _with(out: Out, kind: int, field: int, value: str) -> Out:
@@ -68,131 +52,131 @@ def _with(out: Out, kind: int, field: int, value: str) -> Out:
     return out
 
 
-def amount_formula(ctx: Ctx, i: int) -> Out:
+def amount_formula(ctx: Context, i: int) -> Out:
     out, paid = ctx.base(i), ctx.paid[i] + ctx.rnd.choice((1, -1))
-    _with(out, 0, D.O_PAID, _money(ctx, paid))
-    return _with(out, 1, D.P_AMT, _money(ctx, paid))
+    _with(out, 0, O_PAID, _money(ctx, paid))
+    return _with(out, 1, P_AMT, _money(ctx, paid))
 
 
-def item_total(ctx: Ctx, i: int) -> Out:
+def item_total(ctx: Context, i: int) -> Out:
     items = ctx.items(i)
     k = ctx.rnd.randrange(len(items))
-    items[k][7] = _money(ctx, D.fen_of(items[k][7]) + 1)
-    return _with(ctx.base(i), 0, D.O_ITEMS, D.render_items([tuple(r) for r in items]))
+    items[k][I_TOTAL] = _money(ctx, fen_of(str(items[k][I_TOTAL])) + 1)
+    return _with(ctx.base(i), 0, O_ITEMS, render_items(items))
 
 
-def paid_amount(ctx: Ctx, i: int) -> Out:
-    return _with(ctx.base(i), 1, D.P_AMT, _money(ctx, ctx.paid[i] + ctx.rnd.randint(1, 5000)))
+def paid_amount(ctx: Context, i: int) -> Out:
+    return _with(ctx.base(i), 1, P_AMT, _money(ctx, ctx.paid[i] + ctx.rnd.randint(1, 5000)))
 
 
-def buyer_payer(ctx: Ctx, i: int) -> Out:
+def buyer_payer(ctx: Context, i: int) -> Out:
     out, j = ctx.base(i), ctx.other_person()
     if ctx.rnd.random() < 0.5:
-        _with(out, 1, D.P_ID, _q(ctx.people.id_number[j]))
-    return _with(out, 1, D.P_NAME, _q(ctx.people.name[j] + "某"))
+        _with(out, 1, P_ID, _q(ctx.people.id_number[j]))
+    return _with(out, 1, P_NAME, _q(ctx.people.name[j] + "某"))
 
 
-def platform(ctx: Ctx, i: int) -> Out:
+def platform(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
-    others = [p for p in V.PLATFORMS if _q(p) != out[0][2][D.O_EBP]]
-    return _with(out, 1, D.P_EBP, _q(ctx.rnd.choice(others)))
+    others = [p for p in PLATFORMS if _q(p) != out[0][2][O_EBP]]
+    return _with(out, 1, P_EBP, _q(ctx.rnd.choice(others)))
 
 
-def payment_reference(ctx: Ctx, i: int) -> Out:
+def payment_reference(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
-    code, tx = out[1][2][D.P_CODE], out[1][2][D.P_TX]
-    _with(out, 0, D.O_REF, f',"payCode":{code},"payTransactionId":{tx}')
-    return _with(out, 1, D.P_TX, tx[:-3] + f'{(int(tx[-3:-1]) + 1) % 100:02d}"')
+    code, tx = out[1][2][P_CODE], out[1][2][P_TX]
+    _with(out, 0, O_REF, f',"payCode":{code},"payTransactionId":{tx}')
+    return _with(out, 1, P_TX, tx[:-3] + f'{(int(tx[-3:-1]) + 1) % 100:02d}"')
 
 
-def consignee(ctx: Ctx, i: int) -> Out:
+def consignee(ctx: Context, i: int) -> Out:
     out, j = ctx.base(i), ctx.other_person()
     field, value = ctx.rnd.choice(
-        ((D.W_CNEE, ctx.people.name[j] + "某"), (D.W_CTEL, ctx.people.phone[j]), (D.W_CADDR, ctx.people.address[j]))
+        ((W_CNEE, ctx.people.name[j] + "某"), (W_CTEL, ctx.people.phone[j]), (W_CADDR, ctx.people.address[j]))
     )
     return _with(out, 2, field, _q(value))
 
 
-def consignee_variant(ctx: Ctx, i: int) -> Out:
+def consignee_variant(ctx: Context, i: int) -> Out:
     """Spelling variants that normalise equal: no reason applies."""
     out = ctx.base(i)
     pick = ctx.rnd.randrange(4)
     if pick == 0:
-        return _with(out, 2, D.W_CTEL, out[2][2][D.W_CTEL].translate(FULL_WIDTH))
+        return _with(out, 2, W_CTEL, out[2][2][W_CTEL].translate(FULL_WIDTH))
     if pick == 1:
-        return _with(out, 2, D.W_CADDR, out[2][2][D.W_CADDR].replace(" ", "  ")[:-1] + ' "')
+        return _with(out, 2, W_CADDR, out[2][2][W_CADDR].replace(" ", "  ")[:-1] + ' "')
     if pick == 2:
-        return _with(out, 1, D.P_NAME, out[1][2][D.P_NAME][:-1] + '  "')
-    pid = out[1][2][D.P_ID]
+        return _with(out, 1, P_NAME, out[1][2][P_NAME][:-1] + '  "')
+    pid = out[1][2][P_ID]
     return _with(
-        out, 1, D.P_ID, pid.lower() if pid.endswith('X"') else pid[:4] + pid[4:-2].translate(FULL_WIDTH) + pid[-2:]
+        out, 1, P_ID, pid.lower() if pid.endswith('X"') else pid[:4] + pid[4:-2].translate(FULL_WIDTH) + pid[-2:]
     )
 
 
-def freight(ctx: Ctx, i: int) -> Out:
-    return _with(ctx.base(i), 2, D.W_FREIGHT, _money(ctx, ctx.freight[i] + ctx.rnd.randint(1, 1000)))
+def freight(ctx: Context, i: int) -> Out:
+    return _with(ctx.base(i), 2, W_FREIGHT, _money(ctx, ctx.freight[i] + ctx.rnd.randint(1, 1000)))
 
 
-def invalid_id(ctx: Ctx, i: int) -> Out:
+def invalid_id(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
-    good = out[0][2][D.O_ID][1:-1]
+    good = out[0][2][O_ID][1:-1]
     pick = ctx.rnd.randrange(3)
     if pick == 0:
-        first17, check = good[:17], "10X98765432"[("10X98765432".index(good[17]) + 1) % 11]
+        first17, check = good[:17], CHECK_CHARACTERS[(CHECK_CHARACTERS.index(good[17]) + 1) % 11]
     else:
-        birth = good[6:10] + "0230" if pick == 1 else str(int(ctx.order_day[:4]) + 1) + good[10:14]
+        birth = good[6:10] + "0230" if pick == 1 else str(ctx.first_day.year + 1) + good[10:14]
         first17 = good[:6] + birth + good[14:17]
-        check = D.check_char(first17)
+        check = check_character(first17)
     bad = _q(first17 + check)
-    _with(out, 0, D.O_ID, bad)
-    return _with(out, 1, D.P_ID, bad)
+    _with(out, 0, O_ID, bad)
+    return _with(out, 1, P_ID, bad)
 
 
-def tax(ctx: Ctx, i: int) -> Out:
+def tax(ctx: Context, i: int) -> Out:
     out, delta = ctx.base(i), ctx.rnd.choice((1, -1)) if ctx.tax[i] > 0 else 1
-    _with(out, 0, D.O_TAX, _money(ctx, ctx.tax[i] + delta))
-    _with(out, 0, D.O_PAID, _money(ctx, ctx.paid[i] + delta))
-    return _with(out, 1, D.P_AMT, _money(ctx, ctx.paid[i] + delta))
+    _with(out, 0, O_TAX, _money(ctx, ctx.tax[i] + delta))
+    _with(out, 0, O_PAID, _money(ctx, ctx.paid[i] + delta))
+    return _with(out, 1, P_AMT, _money(ctx, ctx.paid[i] + delta))
 
 
-def not_positive(ctx: Ctx, i: int) -> Out:
+def not_positive(ctx: Context, i: int) -> Out:
     items = ctx.items(i)
-    items[ctx.rnd.randrange(len(items))][3] = ctx.rnd.choice(V.FORBIDDEN_GCODES)
-    return _with(ctx.base(i), 0, D.O_ITEMS, D.render_items([tuple(r) for r in items]))
+    items[ctx.rnd.randrange(len(items))][I_GCODE] = ctx.rnd.choice(FORBIDDEN_GCODES)
+    return _with(ctx.base(i), 0, O_ITEMS, render_items(items))
 
 
-def clean(ctx: Ctx, i: int) -> Out:
+def clean(ctx: Context, i: int) -> Out:
     return ctx.base(i)
 
 
-def _missing(kind: int) -> Callable[[Ctx, int], Out]:
+def _missing(kind: int) -> Fault:
     return lambda ctx, i: [m for m in ctx.base(i) if m[0] != kind]
 
 
-def redelivery(ctx: Ctx, i: int) -> Out:
+def redelivery(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
     return out + [(k, t, list(r)) for k, t, r in out if ctx.rnd.random() < 0.6]
 
 
-def _bad(ctx: Ctx, kind: int, i: int, row: Row) -> Row:
+def _bad(ctx: Context, kind: int, i: int, row: Row) -> Row:
     row = list(row)
     if kind == 1:
-        row[D.P_AMT] = _money(ctx, ctx.paid[i] + ctx.rnd.randint(1, 999))
+        row[P_AMT] = _money(ctx, ctx.paid[i] + ctx.rnd.randint(1, 999))
     else:
-        row[D.W_FREIGHT] = _money(ctx, ctx.freight[i] + ctx.rnd.randint(1, 999))
+        row[W_FREIGHT] = _money(ctx, ctx.freight[i] + ctx.rnd.randint(1, 999))
     return row
 
 
-def _sequence(ctx: Ctx, i: int, kind: int) -> tuple[int, int, Row, Row]:
+def _sequence(ctx: Context, i: int, kind: int) -> tuple[int, int, Row, Row]:
     """(t0, other kind, row of kind, row of the other): order first, then kind, other last."""
     t0 = ctx.times[0][i]
     return t0, 3 - kind, ctx.row(kind, i), ctx.row(3 - kind, i)
 
 
-def modify(mode: str) -> Callable[[Ctx, int], Out]:
+def modify(mode: str) -> Fault:
     """fix: bad then corrected; break: good then bad; stale: a bad modify with the same appTime."""
 
-    def fault(ctx: Ctx, i: int) -> Out:
+    def fault(ctx: Context, i: int) -> Out:
         kind = ctx.rnd.choice((1, 2))
         t0, other, row, other_row = _sequence(ctx, i, kind)
         t1 = t0 + ctx.rnd.randint(1, 30)
@@ -209,8 +193,8 @@ def modify(mode: str) -> Callable[[Ctx, int], Out]:
     return fault
 
 
-def withdraw(resend: bool) -> Callable[[Ctx, int], Out]:
-    def fault(ctx: Ctx, i: int) -> Out:
+def withdraw(resend: bool) -> Fault:
+    def fault(ctx: Context, i: int) -> Out:
         kind = ctx.rnd.randrange(3)
         first, last = [k for k in range(3) if k != kind]
         t0 = ctx.times[0][i]
@@ -226,14 +210,14 @@ def withdraw(resend: bool) -> Callable[[Ctx, int], Out]:
     return fault
 
 
-def after_decision(ctx: Ctx, i: int) -> Out:
+def after_decision(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
     kind = ctx.rnd.randrange(3)
     t = max(m[1] for m in out) + ctx.rnd.randint(1, 1800)
     return out + [(kind, t, ctx.renew(kind, out[kind][2], t, 2))]
 
 
-def after_window(ctx: Ctx, i: int) -> Out:
+def after_window(ctx: Context, i: int) -> Out:
     out = ctx.base(i)
     kind = ctx.rnd.randrange(3)
     kept = [m for m in out if m[0] != kind]
@@ -241,7 +225,7 @@ def after_window(ctx: Ctx, i: int) -> Out:
     return kept + [(kind, t, ctx.renew(kind, out[kind][2], t, 1))]
 
 
-FAULTS: dict[str, Callable[[Ctx, int], Out]] = {
+FAULTS: dict[str, Fault] = {
     "amount-formula": amount_formula,
     "item-total": item_total,
     "paid-amount": paid_amount,

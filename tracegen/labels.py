@@ -20,7 +20,10 @@ REJECTING = frozenset(
     {"INVALID_ID_NUMBER", "SINGLE_LIMIT_EXCEEDED", "NOT_ON_POSITIVE_LIST", "ANNUAL_QUOTA_EXCEEDED"}
     | {f"MISSING_{k}" for k in KINDS}
 )
-_W = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+# The oracle checks the core, so it keeps its own copy of the GB 11643 check rather than
+# pipeline.idcard's (the generator itself uses the core's constants).
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
 
 
 @dataclass(slots=True)
@@ -87,7 +90,11 @@ def fen(value: object) -> int:
     if isinstance(value, str):
         whole, _, cents = value.partition(".")
         return int(whole) * 100 + int((cents + "00")[:2])
-    return int(Decimal(repr(value)) * 100) if isinstance(value, float) else int(value) * 100  # type: ignore[call-overload]
+    if isinstance(value, float):
+        return int(Decimal(repr(value)) * 100)
+    if isinstance(value, int):
+        return value * 100
+    raise TypeError(f"not a JSON number: {value!r}")
 
 
 def norm(text: str | None) -> str:
@@ -99,7 +106,7 @@ def valid_id(raw: str, order_day: str) -> bool:
     s = norm(raw).upper()
     if len(s) != 18 or not s[:17].isdigit() or not s.isascii():
         return False
-    if "10X98765432"[sum(int(d) * w for d, w in zip(s[:17], _W, strict=True)) % 11] != s[17]:
+    if _ID_CHECK[sum(int(d) * w for d, w in zip(s[:17], _ID_WEIGHTS, strict=True)) % 11] != s[17]:
         return False
     y, m, d = int(s[6:10]), int(s[10:12]), int(s[12:14])
     leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
@@ -114,6 +121,16 @@ def dutiable(order: dict[str, Any]) -> int:
 def reasons(docs: list[dict[str, Any]], single_fen: int, tax_permille: int, positive: frozenset[str]) -> list[str]:
     """All rule codes (without the annual quota) for a complete set of documents."""
     o, p, w = docs
+    found = _money_reasons(o, p, w, tax_permille) | _party_reasons(o, p, w)
+    if dutiable(o) > single_fen:
+        found.add("SINGLE_LIMIT_EXCEEDED")
+    if any(i["gcode"][:8] not in positive for i in o["items"]):
+        found.add("NOT_ON_POSITIVE_LIST")
+    return sorted(found)
+
+
+def _money_reasons(o: dict[str, Any], p: dict[str, Any], w: dict[str, Any], tax_permille: int) -> set[str]:
+    """The amount, item total, paid amount, freight and tax rules."""
     found = set()
     goods, freight, tax, paid = (fen(o[k]) for k in ("goodsValue", "freight", "taxTotal", "acturalPaid"))
     if paid != goods + freight + tax - fen(o["discount"]):
@@ -127,6 +144,16 @@ def reasons(docs: list[dict[str, Any]], single_fen: int, tax_permille: int, posi
         found.add("ITEM_TOTAL_MISMATCH")
     if paid != fen(p["amountPaid"]):
         found.add("PAID_AMOUNT_MISMATCH")
+    if freight != fen(w["freight"]):
+        found.add("FREIGHT_MISMATCH")
+    if tax != (dutiable(o) * tax_permille + 500) // 1000:
+        found.add("TAX_MISMATCH")
+    return found
+
+
+def _party_reasons(o: dict[str, Any], p: dict[str, Any], w: dict[str, Any]) -> set[str]:
+    """The buyer/payer, platform, payment reference, consignee and ID number rules."""
+    found = set()
     if norm(o["buyerIdNumber"]).upper() != norm(p["payerIdNumber"]).upper() or norm(o["buyerName"]) != norm(
         p["payerName"]
     ):
@@ -138,14 +165,6 @@ def reasons(docs: list[dict[str, Any]], single_fen: int, tax_permille: int, posi
             found.add("PAYMENT_REFERENCE_MISMATCH")
     if any(norm(o[k]) != norm(w[k]) for k in ("consignee", "consigneeTelephone", "consigneeAddress")):
         found.add("CONSIGNEE_MISMATCH")
-    if freight != fen(w["freight"]):
-        found.add("FREIGHT_MISMATCH")
     if not valid_id(o["buyerIdNumber"], o["appTime"][:8]):
         found.add("INVALID_ID_NUMBER")
-    if tax != (dutiable(o) * tax_permille + 500) // 1000:
-        found.add("TAX_MISMATCH")
-    if dutiable(o) > single_fen:
-        found.add("SINGLE_LIMIT_EXCEEDED")
-    if any(i["gcode"][:8] not in positive for i in o["items"]):
-        found.add("NOT_ON_POSITIVE_LIST")
-    return sorted(found)
+    return found

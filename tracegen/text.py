@@ -8,15 +8,19 @@ Python call per string. Pieces are (codes, length) pairs composed row by row.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
-Piece = tuple[np.ndarray, np.ndarray | int]
+from tracegen.tables import Flags, Ints, Texts
+
+Codes = NDArray[np.uint32]  # UCS-4 code points
+Piece = tuple[Codes, Ints | int]  # codes (one row for all strings, or a row each) and lengths
 
 
 def const(text: str) -> Piece:
     return np.array([ord(c) for c in text], dtype=np.uint32), len(text)
 
 
-def digits(values: np.ndarray, width: int = 0) -> Piece:
+def digits(values: Ints, width: int = 0) -> Piece:
     """Decimal digits of non-negative ints; zero-padded to `width` if given."""
     values = np.asarray(values, dtype=np.int64)
     nd = np.maximum(1, np.floor(np.log10(np.maximum(values, 1))).astype(np.int64) + 1)
@@ -29,13 +33,13 @@ def digits(values: np.ndarray, width: int = 0) -> Piece:
     return codes.astype(np.uint32), nd
 
 
-def table(vocab: list[str] | tuple[str, ...], idx: np.ndarray) -> np.ndarray:
+def table(vocab: list[str] | tuple[str, ...], idx: Ints) -> Texts:
     """Object array of vocabulary strings (no new string objects)."""
-    picked: np.ndarray = np.array(list(vocab), dtype=object)[idx]
+    picked: Texts = np.array(list(vocab), dtype=object)[idx]
     return picked
 
 
-def compose(n: int, pieces: list[Piece]) -> np.ndarray:
+def compose(n: int, pieces: list[Piece]) -> Texts:
     """Row-wise concatenation of pieces -> object array of n strings."""
     lens = [np.broadcast_to(np.asarray(length, dtype=np.int64), (n,)) for _, length in pieces]
     total = np.sum(lens, axis=0) if lens else np.zeros(n, np.int64)
@@ -52,7 +56,7 @@ def compose(n: int, pieces: list[Piece]) -> np.ndarray:
     return np.array(out.view(f"<U{width}").ravel().tolist(), dtype=object)
 
 
-def money(fen: np.ndarray, as_string: np.ndarray) -> np.ndarray:
+def money_fragments(fen: Ints, as_string: Flags) -> Texts:
     """Money fragments: '"12.30"' (string) or 12.3 / 12 / 12.34 (JSON number), per row."""
     n = len(fen)
     whole, cents = digits(fen // 100)
@@ -67,7 +71,7 @@ def money(fen: np.ndarray, as_string: np.ndarray) -> np.ndarray:
     )
 
 
-def numbered(prefix: str, values: np.ndarray, width: int, suffix: str = "") -> np.ndarray:
+def numbered(prefix: str, values: Ints, width: int, suffix: str = "") -> Texts:
     """prefix + zero-padded number + suffix, per row."""
     n = len(values)
     return compose(n, [const(prefix), digits(values, width), const(suffix)])

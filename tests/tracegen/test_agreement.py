@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 
 def _key(record: dict[str, object]) -> tuple[object, object, tuple[str, ...]]:
-    return record["orderNo"], record["status"], tuple(record["reasons"])  # type: ignore[arg-type]
+    return record["orderNo"], record["status"], tuple(cast(list[str], record["reasons"]))
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from clearance.traces import FILE_NAMES
 from tracegen.faults import FAULTS
 from tracegen.generator import generate
 from tracegen.labels import valid_id
 
-FILES = ("orders.jsonl", "payments.jsonl", "waybills.jsonl")
 REQUIRED = {
     "orders.jsonl": {"guid", "appType", "appTime", "orderNo", "ebpCode", "goodsValue", "freight", "discount",
                      "taxTotal", "acturalPaid", "buyerIdNumber", "consignee", "items"},
@@ -33,7 +34,7 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bytes(d: Path) -> list[bytes]:
-    return [(d / f).read_bytes() for f in (*FILES, "labels.jsonl", "expected_deadletters.jsonl")]
+    return [(d / f).read_bytes() for f in (*FILE_NAMES, "labels.jsonl", "expected_deadletters.jsonl")]
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
@@ -46,12 +47,12 @@ def _lines(trace: Path, name: str) -> list[bytes]:
     return (trace / name).read_bytes().splitlines()
 
 
-def _valid(trace: Path, name: str) -> list[dict]:  # type: ignore[type-arg]
+def _valid(trace: Path, name: str) -> list[dict[str, Any]]:
     dead = {x["line"] for x in map(orjson.loads, _lines(trace, "expected_deadletters.jsonl")) if x["file"] == name}
     return [orjson.loads(raw) for i, raw in enumerate(_lines(trace, name)) if i not in dead]
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", FILE_NAMES)
 def test_files_in_app_time_order_with_required_fields(trace: Path, name: str) -> None:
     docs = _valid(trace, name)
     times = [d["appTime"] for d in docs]
