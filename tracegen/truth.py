@@ -2,7 +2,8 @@
 
 Clean orders need no oracle (their documents are the base rows); a faulted order's
 messages are replayed and its documents re-read (`tracegen.labels`). The annual quota
-is then applied in decision order, keyed like the pipeline's.
+is then applied keyed like the pipeline's, in the contract's order: by the instant each
+order's set became complete, then by order number as text (docs/CONTRACT.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class _Ledger:
     decided_at: dict[int, Position]
     duty: list[int]  # dutiable fen
     key: list[str]  # the annual quota's key: the buyerIdNumber on the wire, normalised
+    number: list[str]  # orderNo: ties of the same completion instant are counted by it
 
     def complete(self, i: int, outcome: Outcome, positive: frozenset[str]) -> None:
         """Record faulted order i from its replayed messages."""
@@ -62,7 +64,7 @@ class _Ledger:
             if i not in self.decided_at:
                 self.decided_at[i] = self._base_decision(i, times)
         used: dict[str, int] = {}
-        for i in sorted(hot, key=lambda i: self.decided_at[i]):
+        for i in sorted(hot, key=lambda i: (self.decided_at[i][0], self.number[i])):
             r, key = self.found[i] or [], self.key[i]
             if used.get(key, 0) + self.duty[i] > limit:
                 self.found[i] = sorted([*r, "ANNUAL_QUOTA_EXCEEDED"])
@@ -88,6 +90,7 @@ def label_lines(
         decided_at={},
         duty=orders.money.dutiable.tolist(),
         key=parties.people.id_number[parties.buyer].tolist(),
+        number=order_no,
     )
     positive = positive_list()
     late: list[dict[str, Any]] = []
