@@ -88,7 +88,7 @@ class JoinProcessor:
         merge_wait_ms: int,
         sender: Sender,
         wall: Callable[[], int],
-        publish_every_ms: int = 1000,
+        publish_every_ms: int | None = 1000,
     ) -> None:
         self.config = config
         self.kinds = kinds
@@ -227,12 +227,13 @@ class JoinProcessor:
         target = explicit
         # Idle only when the broker holds nothing unread of the partition: a partition the
         # consumer has not fetched for a while (a backlog elsewhere) is late, not idle.
-        if (
-            target is None
+        idle = (
+            explicit is None
             and not len(part.merge)
             and wall - part.input_wall_ms > self.idle_ms
             and not await self._any_unread(msg.partition, part.input_wall_ms + self.idle_ms)
-        ):
+        )
+        if idle:
             target = part.input_event_ms + (wall - part.input_wall_ms)
         if target is not None and target > part.loop.event_ms:
             if self.trace is not None:
@@ -244,10 +245,12 @@ class JoinProcessor:
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
             part.persisted_ms = part.loop.event_ms
-        if explicit is not None or wall - part.published_wall_ms >= self.publish_every_ms:
+        every = self.publish_every_ms
+        if every is not None and (explicit is not None or wall - part.published_wall_ms >= every):
             # The quota stage orders candidates by this (agents/quota.py); sent after every
-            # candidate this partition emitted before it, on the same producer.
-            await self.sender.watermark(msg.partition, part.loop.event_ms)
+            # candidate this partition emitted before it, on the same producer. An idle
+            # partition says so: it holds no one back until it has input again.
+            await self.sender.watermark(msg.partition, part.loop.event_ms, idle=idle)
             part.published_wall_ms = wall
 
     async def _emit(self, part: Partition, partition: int, outcome: Outcome) -> None:

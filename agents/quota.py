@@ -13,7 +13,10 @@ watermark to every partition of the candidates topic (`{"watermark": ms, "source
 p}`, after the candidates it emitted before, on the same producer); a quota partition
 decides a held candidate once the smallest watermark over all join partitions has
 passed its eventTime (pipeline.quota.QuotaOrder), in (eventTime, orderNo) order. A
-candidate below that watermark already (late, or a redelivery) is decided at once.
+candidate below that watermark already (late, or a redelivery) is decided at once. A
+join partition that is idle (no input for CLEARANCE_IDLE_SECONDS and none unread at the
+broker) says so and is left out of the minimum until it has input again, as Flink's
+idle sources are: its next document is late for the quota if others have moved on.
 
 Held candidates are not acked: acks stay in offset order per topic partition, so a
 crash, a rebalance or a scale-out re-reads them from the committed offset, and the
@@ -39,6 +42,8 @@ from pipeline.quota import QuotaOrder, apply_quota
 
 log = logging.getLogger("clearance.worker.quota")
 
+_ALL = 2**63  # a watermark past every eventTime
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -52,7 +57,7 @@ class _Pending:
 class _Partition:
     """One candidates partition: the sources' watermarks, the held candidates, the acks in order."""
 
-    watermarks: dict[int, int] = field(default_factory=dict)
+    watermarks: dict[int, tuple[int, bool]] = field(default_factory=dict)  # source -> (event ms, idle)
     held: QuotaOrder[tuple[Msg, _Pending]] = field(default_factory=QuotaOrder)
     acks: deque[_Pending] = field(default_factory=deque)
 
@@ -94,22 +99,24 @@ class QuotaProcessor:
         await self._release(part)
 
     def watermark(self, part: _Partition) -> int:
-        """The smallest event time over every join partition (-1 while one is unknown)."""
+        """The smallest event time over the join partitions that are not idle (-1 while one is
+        unknown; everything when all are idle: nothing can come before new input)."""
         if self.sources is None:
-            return 2**63
+            return _ALL
         marks = part.watermarks
         if len(marks) < self.sources:
             return -1
-        return min(marks.values())
+        return min((event_ms for event_ms, idle in marks.values() if not idle), default=_ALL)
 
     async def _watermark(self, part: _Partition, msg: Msg) -> None:
         try:
-            event_ms, source = decode_watermark(msg.value)
+            event_ms, source, idle = decode_watermark(msg.value)
         except StateCodecError as err:
             await self.sender.dead_letter(msg, str(err), "watermark", True)
             return
         if self.sources is not None and 0 <= source < self.sources:
-            part.watermarks[source] = max(part.watermarks.get(source, -1), event_ms)
+            before = part.watermarks.get(source, (-1, False))[0]
+            part.watermarks[source] = (max(before, event_ms), idle)
 
     async def _receive(self, part: _Partition, msg: Msg, pending: _Pending) -> None:
         try:

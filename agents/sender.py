@@ -90,11 +90,11 @@ class Sender:
         if emit.dest != "candidates":
             self.metrics.inc("declarations_out", emit.status)
 
-    async def watermark(self, source: int, event_ms: int) -> None:
-        """Publish a join partition's event time on every partition of the candidates topic."""
+    async def watermark(self, source: int, event_ms: int, *, idle: bool = False) -> None:
+        """Publish a join partition's event time (or that it is idle) on every candidates partition."""
         if self._send_to is None:
             return
-        topic, value = self._topics["candidates"], encode_watermark(event_ms, source)
+        topic, value = self._topics["candidates"], encode_watermark(event_ms, source, idle=idle)
         for partition in range(self._partitions):
             try:
                 future = await self._send_to(topic, partition, value)

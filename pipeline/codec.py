@@ -242,21 +242,25 @@ def dead_letter_dict(
 WATERMARK_PREFIX = b'{"watermark":'
 
 
-def encode_watermark(event_ms: int, source: int) -> bytes:
+def encode_watermark(event_ms: int, source: int, *, idle: bool = False) -> bytes:
     """A join partition's event time, published on every candidates partition.
 
-    A JSON object; candidates are JSON arrays, so the two never collide.
+    A JSON object; candidates are JSON arrays, so the two never collide. `idle`: the
+    partition has had no input for the idle time and the broker holds none for it.
     """
-    return orjson.dumps({"watermark": event_ms, "source": source})
+    body: dict[str, int | bool] = {"watermark": event_ms, "source": source}
+    if idle:
+        body["idle"] = True
+    return orjson.dumps(body)
 
 
-def decode_watermark(raw: bytes) -> tuple[int, int]:
-    """Bytes -> (event_ms, source partition); StateCodecError when corrupt."""
+def decode_watermark(raw: bytes) -> tuple[int, int, bool]:
+    """Bytes -> (event_ms, source partition, idle); StateCodecError when corrupt."""
     try:
         body = orjson.loads(raw)
-        event_ms, source = body["watermark"], body["source"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        event_ms, source, idle = body["watermark"], body["source"], body.get("idle", False)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise StateCodecError(f"corrupt watermark: {type(exc).__name__}") from exc
-    if type(event_ms) is not int or type(source) is not int:
-        raise StateCodecError("corrupt watermark: not integers")
-    return event_ms, source
+    if type(event_ms) is not int or type(source) is not int or type(idle) is not bool:
+        raise StateCodecError("corrupt watermark: wrong types")
+    return event_ms, source, idle

@@ -180,3 +180,29 @@ def test_without_sources_every_candidate_is_decided_on_arrival() -> None:
 
 def test_two_halves_exceed_the_limit() -> None:
     assert 2 * HALF > LIMIT >= HALF
+
+
+def test_an_idle_join_partition_holds_no_one_back() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        await h.marks(2000, range(SOURCES - 1))
+        await h.feed(encode_watermark(10, SOURCES - 1, idle=False))
+        assert h.out == [], "the last join partition is behind and not idle"
+        await h.feed(encode_watermark(10, SOURCES - 1, idle=True))
+        assert h.verdicts() == [("A", False)], "an idle partition is left out of the minimum"
+        await h.feed(encode_watermark(20, SOURCES - 1, idle=False))  # input again: it counts again
+        await h.feed(encode_candidate(timed("B", 1500, HALF)))
+        assert h.quota.held == 1
+
+    run(body)
+
+
+def test_when_every_join_partition_is_idle_everything_held_is_decided() -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("B", 2000, HALF)))
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        for source in range(SOURCES):
+            await h.feed(encode_watermark(0, source, idle=True))
+        assert h.verdicts() == [("A", False), ("B", True)]
+
+    run(body)
