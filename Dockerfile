@@ -12,7 +12,9 @@ COPY agents ./agents
 COPY ops ./ops
 RUN pip install . && mkdir -p /data && chown nobody /data
 USER nobody
-ENV KAFKA_BOOTSTRAP=kafka:9092 CLEARANCE_DATA_DIR=/data
+# The worker's HTTP endpoints bind to 127.0.0.1 by default; in a container the probes and
+# Prometheus come from outside, and the port is published to the host's 127.0.0.1 only.
+ENV KAFKA_BOOTSTRAP=kafka:9092 CLEARANCE_DATA_DIR=/data CLEARANCE_WEB_BIND=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 6066
 CMD ["clearance", "worker"]

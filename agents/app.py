@@ -34,7 +34,7 @@ from agents.trace import maybe_trace
 from agents.unread import UnreadCheck
 from agents.views import add_views
 from clearance.clock import wall_ms
-from clearance.kafka import MAX_MESSAGE_BYTES
+from clearance.kafka import MAX_MESSAGE_BYTES, ssl_context
 from clearance.settings import Settings
 
 _PRODUCER_LINGER_S = 0.005
@@ -120,8 +120,25 @@ def _app(settings: Settings) -> faust.App:
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,
         web_enabled=True,
         web_port=settings.web_port,
-        web_bind="0.0.0.0",  # noqa: S104 - probes and Prometheus scrape from outside the container
+        # Only this host unless told (CLEARANCE_WEB_BIND; the container sets 0.0.0.0 for its probes).
+        web_bind=settings.web_bind,
+        broker_credentials=broker_credentials(settings),
     )
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """The worker's Kafka security, from the settings every other client uses (clearance/kafka.py)."""
+    context = ssl_context(settings)
+    if settings.sasl:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            ssl_context=context,
+            mechanism=settings.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def _tables(app: faust.App, settings: Settings) -> _Tables:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 
 from agents.sender import Msg
-from clearance.kafka import MAX_MESSAGE_BYTES
+from clearance.kafka import MAX_MESSAGE_BYTES, client_config
 from clearance.settings import Settings
 
 _TIMEOUT_S = 30.0
@@ -27,8 +28,8 @@ class SideReader:
     """Committed offsets and offset ranges of the worker's input topics."""
 
     def __init__(self, settings: Settings) -> None:
-        self._config = {
-            "bootstrap.servers": settings.bootstrap,
+        self._config: dict[str, Any] = {
+            **client_config(settings),
             "group.id": settings.app_id,  # for OffsetFetch only: this client never subscribes or commits
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

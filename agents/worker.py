@@ -21,7 +21,7 @@ import orjson
 
 from agents.app import build
 from agents.topics import TABLES, changelog_topic, ensure_internal_topics
-from clearance.kafka import admin_config
+from clearance.kafka import KafkaUnavailable, admin_config, probe
 from clearance.settings import Settings
 from clearance.topics import TopicsError
 
@@ -47,8 +47,9 @@ def cli(argv: list[str]) -> int:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 2
     try:
+        probe(settings)
         ensure_internal_topics(settings)
-    except TopicsError as exc:
+    except (TopicsError, KafkaUnavailable) as exc:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 1
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # exported, untyped
 
 from clearance.clock import wall_ms as now_ms
+from clearance.kafka import client_config
 from clearance.settings import Settings
 
 _MISSING = ("MISSING_ORDER", "MISSING_PAYMENT", "MISSING_WAYBILL")
@@ -53,7 +54,7 @@ class Collector(threading.Thread):
     def run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.bootstrap,
+                **client_config(self.settings),
                 "group.id": f"bench-collector-{os.getpid()}-{id(self)}",
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 50,
@@ -150,7 +151,7 @@ class Sampler(threading.Thread):
     def __post_init__(self) -> None:
         threading.Thread.__init__(self, name="sampler", daemon=True)
         self._stop_event = threading.Event()
-        self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap})
+        self._admin = AdminClient(client_config(self.settings))
         self._partitions = [
             TopicPartition(t, p) for t in self.settings.input_topics for p in range(self.settings.partitions)
         ]

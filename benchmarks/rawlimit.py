@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from clearance.kafka import client_config
 from clearance.settings import Settings
 
 
@@ -20,7 +21,7 @@ def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300
     """Read `expected` messages from the start of the input topics, parsing each; return the figures."""
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **client_config(settings),
             "group.id": f"bench-raw-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "queued.min.messages": 200_000,

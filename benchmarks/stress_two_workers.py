@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.topics import internal_specs  # noqa: E402
-from clearance.kafka import admin_config, producer_config  # noqa: E402
+from clearance.kafka import admin_config, client_config, producer_config  # noqa: E402
 from clearance.settings import Settings  # noqa: E402
 from clearance.topics import ensure_topics, topic_specs  # noqa: E402
 from ops.replay import produce_ticks, replay  # noqa: E402
@@ -77,7 +77,7 @@ def _start(settings: Settings, name: str, data: Path, port: int, out: Path) -> s
 
 def _committed_all(settings: Settings) -> tuple[int, int]:
     """(sum of committed offsets, sum of high watermarks) of the group on the input topics."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.app_id})
+    consumer = Consumer({**client_config(settings), "group.id": settings.app_id})
     try:
         tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]
         committed = consumer.committed(tps, timeout=30)
@@ -91,7 +91,7 @@ def _committed_all(settings: Settings) -> tuple[int, int]:
 def _consume(settings: Settings, want: int, quiet_s: float = 8.0, timeout: float = 300.0) -> list[dict[str, Any]]:
     topics = [settings.topic_matched, settings.topic_flagged]
     consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap, "group.id": f"stress-{time.time_ns()}", "enable.auto.commit": False}
+        {**client_config(settings), "group.id": f"stress-{time.time_ns()}", "enable.auto.commit": False}
     )
     consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(settings.partitions)])
     out: list[dict[str, Any]] = []

@@ -34,6 +34,7 @@ from benchmarks import machine, report
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
 from benchmarks.workers import worker_available
+from clearance.kafka import KafkaUnavailable, client_config, probe
 from clearance.settings import Settings
 from clearance.topics import ensure_topics
 from embedded.runner import run_trace
@@ -97,7 +98,7 @@ def _expected(out_dir: Path) -> tuple[int, int]:
 
 
 def _cleanup(settings_list: list[Settings]) -> None:
-    admin = AdminClient({"bootstrap.servers": settings_list[0].bootstrap})
+    admin = AdminClient(client_config(settings_list[0]))
     prefixes = {s.app_id for s in settings_list}
     names = {getattr(s, f.name) for s in settings_list for f in fields(s) if f.name.startswith("topic_")}
     existing = admin.list_topics(timeout=10).topics
@@ -137,8 +138,12 @@ def cli(argv: list[str]) -> int:
     base = Settings.from_env().with_overrides(partitions=args.partitions, log_level="WARNING")
     try:
         _ensure_broker(base)
+        probe(base)
     except BrokerError as exc:
         print(f"clearance bench: no broker: {exc}", file=sys.stderr)
+        return 1
+    except KafkaUnavailable as exc:
+        print(f"clearance bench: {exc}", file=sys.stderr)
         return 1
     work = Path(tempfile.mkdtemp(prefix=f"clearance-bench-{stamp}-"))
     args.results.mkdir(parents=True, exist_ok=True)

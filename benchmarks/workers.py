@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from clearance.clock import wall_ms
-from clearance.settings import Settings
+from clearance.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, f.name)
         if value is None or f.name == "sasl_password":
             continue
-        env["KAFKA_BOOTSTRAP" if f.name == "bootstrap" else f"CLEARANCE_{f.name.upper()}"] = str(value)
+        env[env_name(f.name)] = str(value)
     return env
 
 

@@ -35,7 +35,7 @@ def load_positive_list(path: Path) -> frozenset[str]:
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All configuration. Field names map to CLEARANCE_<NAME> environment variables,
-    except `bootstrap`, which is KAFKA_BOOTSTRAP."""
+    except `bootstrap` and the security settings, which are KAFKA_* (`env_name`)."""
 
     bootstrap: str = "127.0.0.1:9092"
     topic_orders: str = "clearance.orders"
@@ -68,16 +68,27 @@ class Settings:
     merge_wait_seconds: float = 2.0
     commit_seconds: float = 1.0
     session_timeout_seconds: float = 15.0
+    web_bind: str = "127.0.0.1"
+    # Kafka security (KAFKA_* variables, `env_name`): one configuration for every client.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
+    sasl_password_file: str = ""
+    ssl_ca_location: str = ""
+    ssl_certificate_location: str = ""
+    ssl_key_location: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            key = "KAFKA_BOOTSTRAP" if f.name == "bootstrap" else f"CLEARANCE_{f.name.upper()}"
+            key = env_name(f.name)
             if key in env:
                 values[f.name] = _convert(f.name, f.type, env[key])
+        if values.get("sasl_password_file") and not values.get("sasl_password"):
+            values["sasl_password"] = _read_secret(values["sasl_password_file"])
         settings = cls(**values)
         settings.validate()
         return settings
@@ -102,6 +113,33 @@ class Settings:
             raise ValueError("CLEARANCE_TICK_SECONDS and CLEARANCE_COMMIT_SECONDS must be positive")
         if self.session_timeout_seconds < 6:
             raise ValueError("CLEARANCE_SESSION_TIMEOUT_SECONDS must be at least 6 (the broker's minimum)")
+        self._validate_security()
+
+    def _validate_security(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ValueError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}")
+            if not self.sasl_username or not self.sasl_password:
+                raise ValueError(
+                    f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_USERNAME and "
+                    "KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
+                )
+        if bool(self.ssl_certificate_location) != bool(self.ssl_key_location):
+            raise ValueError("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together (mutual TLS)")
+        for name in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{env_name(name)}: no such file: {path}")
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
 
     @property
     def input_topics(self) -> tuple[str, str, str]:
@@ -128,6 +166,38 @@ class Settings:
         )
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+_KAFKA_NAMES = frozenset(
+    {
+        "bootstrap",
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_username",
+        "sasl_password",
+        "sasl_password_file",
+        "ssl_ca_location",
+        "ssl_certificate_location",
+        "ssl_key_location",
+    }
+)
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a Settings field: KAFKA_BOOTSTRAP, KAFKA_SASL_*, ... or CLEARANCE_<NAME>."""
+    if name == "bootstrap":
+        return "KAFKA_BOOTSTRAP"
+    return f"KAFKA_{name.upper()}" if name in _KAFKA_NAMES else f"CLEARANCE_{name.upper()}"
+
+
+def _read_secret(path: str) -> str:
+    """The password in KAFKA_SASL_PASSWORD_FILE (one line); errors name the file, never its content."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"KAFKA_SASL_PASSWORD_FILE: cannot read {path}: {type(exc).__name__}") from None
+
+
 def _fen(yuan: Decimal) -> int:
     return int((yuan * 100).to_integral_exact())
 
@@ -143,4 +213,6 @@ def _convert(name: str, type_: object, raw: str) -> Any:
             return float(raw)
     except (ValueError, ArithmeticError) as exc:
         raise ValueError(f"setting {name}: cannot read {raw!r}") from exc
+    if name == "security_protocol" or name == "sasl_mechanism":
+        return raw.strip().upper()
     return raw

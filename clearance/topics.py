@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from clearance.kafka import MAX_MESSAGE_BYTES, admin_config
+from clearance.kafka import MAX_MESSAGE_BYTES, KafkaUnavailable, admin_config, denied, probe
 from clearance.settings import Settings
 
 _DAY_MS = 86_400_000
@@ -28,6 +28,10 @@ _INPUT_MAX_BYTES = 16 * 1024 * 1024  # a 10 MB input message plus batch overhead
 
 class TopicsError(RuntimeError):
     """The topics could not be listed or created (broker unreachable, refused)."""
+
+
+class _Denied(Exception):
+    """The broker's ACLs deny this client the topic named."""
 
 
 class TopicLayoutError(TopicsError):
@@ -69,12 +73,15 @@ def ensure_specs(settings: Settings, specs: tuple[TopicSpec, ...], *, timeout: f
     """
     admin = AdminClient(admin_config(settings))
     names = [s.name for s in specs]
-    counts = _partition_counts(admin, names, timeout)
-    _check_layout(specs, counts)
-    missing = [s for s in specs if s.name not in counts]
-    if missing:
-        _create(admin, missing, settings.replication, timeout)
-    _check_layout(specs, _wait_for(admin, names, timeout))
+    try:
+        counts = _partition_counts(admin, names, timeout)
+        _check_layout(specs, counts)
+        missing = [s for s in specs if s.name not in counts]
+        if missing:
+            _create(admin, missing, settings, timeout)
+        _check_layout(specs, _wait_for(admin, names, timeout))
+    except _Denied as exc:
+        raise TopicsError(denied(str(exc), "describe", settings)) from None
     return [s.name for s in missing]
 
 
@@ -90,6 +97,10 @@ def _partition_counts(admin: AdminClient, names: list[str], timeout: float) -> d
             metadata = admin.list_topics(timeout=timeout)
         except KafkaException as exc:
             raise TopicsError(f"cannot list topics: {exc}") from exc
+        for name in names:
+            error = metadata.topics[name].error if name in metadata.topics else None
+            if error is not None and error.code() in _DENIED:
+                raise _Denied(name)
         settled = all(metadata.topics[n].error is None for n in names if n in metadata.topics)
         if settled or time.monotonic() > deadline:
             return {n: len(t.partitions) for n, t in metadata.topics.items() if n in names and t.error is None}
@@ -109,9 +120,12 @@ def _check_layout(specs: tuple[TopicSpec, ...], counts: Mapping[str, int]) -> No
         )
 
 
-def _create(admin: AdminClient, specs: list[TopicSpec], replication: int, timeout: float) -> None:
+_DENIED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
+def _create(admin: AdminClient, specs: list[TopicSpec], settings: Settings, timeout: float) -> None:
     new = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication, config=dict(s.config))
+        NewTopic(s.name, num_partitions=s.partitions, replication_factor=settings.replication, config=dict(s.config))
         for s in specs
     ]
     futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
@@ -122,6 +136,8 @@ def _create(admin: AdminClient, specs: list[TopicSpec], replication: int, timeou
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # created concurrently by someone else: checked below
+            if isinstance(error, KafkaError) and error.code() in _DENIED:
+                raise TopicsError(denied(name, "create", settings)) from None
             raise TopicsError(f"cannot create topic {name}: {exc}") from exc
 
 
@@ -146,7 +162,11 @@ def cli(argv: list[str]) -> int:
     if args.partitions is not None and args.partitions < 1:
         parser.error("--partitions must be at least 1")
     try:
+        probe(settings)
         created = ensure_topics(settings, args.partitions)
+    except KafkaUnavailable as exc:
+        print(f"clearance topics: {exc}", file=sys.stderr)
+        return 1
     except TopicLayoutError as exc:
         print(f"clearance topics: refused: {exc}", file=sys.stderr)
         return 2

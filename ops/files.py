@@ -59,6 +59,40 @@ _LOG4J2_XML = """\
 """
 
 
+# `clearance broker start --secure`: the client listener speaks SASL_SSL (SCRAM-SHA-512,
+# PEM keystore), the controller listener stays PLAINTEXT on 127.0.0.1, the KRaft
+# StandardAuthorizer denies whatever no ACL allows, `admin` is the one super user.
+# The broker's own inter-broker client logs in as admin (so this file is mode 0600).
+_SECURE_LISTENERS = """\
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin_password}";
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+ssl.client.auth=none
+ssl.endpoint.identification.algorithm=https
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users={super_users}
+allow.everyone.if.no.acl.found=false
+auto.create.topics.enable=false
+"""
+_PLAIN_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerFiles:
     """The files of the local broker listening on `port`."""
@@ -103,6 +137,33 @@ class BrokerFiles:
         return self.root / "data"
 
     @property
+    def ca(self) -> Path:
+        """The CA certificate of a --secure broker (clients: KAFKA_SSL_CA_LOCATION)."""
+        return self.root / "tls" / "ca.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "tls" / "ca.key"
+
+    @property
+    def keystore(self) -> Path:
+        """The broker's private key and certificate chain (PEM), for 127.0.0.1 and localhost."""
+        return self.root / "tls" / "broker.pem"
+
+    @property
+    def credentials(self) -> Path:
+        """The generated SCRAM users of a --secure broker (JSON, mode 0600)."""
+        return self.root / "credentials.json"
+
+    @property
+    def secure(self) -> bool:
+        """Whether the configuration last written is the --secure one."""
+        try:
+            return "SASL_SSL://" in self.properties.read_text(encoding="utf-8")
+        except OSError:
+            return False
+
+    @property
     def formatted(self) -> bool:
         return (self.data / "meta.properties").exists()
 
@@ -111,9 +172,26 @@ def broker_files(kafka_home: Path, port: int) -> BrokerFiles:
     return BrokerFiles(root=(kafka_home / "run" / str(port)).resolve(), port=port)
 
 
-def write_config(files: BrokerFiles) -> None:
-    """Write server.properties and log4j2.xml (rewritten at every start)."""
+def write_config(files: BrokerFiles, admin_password: str | None = None) -> None:
+    """Write server.properties and log4j2.xml (rewritten at every start); `admin_password`: --secure."""
     files.root.mkdir(parents=True, exist_ok=True)
-    properties = _SERVER_PROPERTIES.format(port=files.port, controller_port=files.controller_port, data=files.data)
+    ports = {"port": files.port, "controller_port": files.controller_port}
+    properties = _SERVER_PROPERTIES.format(**ports, data=files.data)
+    if admin_password is None:
+        listeners = _PLAIN_LISTENERS.format(**ports)
+    else:
+        # The controller listener is PLAINTEXT, so the node's own broker-to-controller requests
+        # come from User:ANONYMOUS; they need the cluster actions of a super user.
+        listeners = _SECURE_LISTENERS.format(
+            **ports,
+            admin_password=admin_password,
+            keystore=files.keystore,
+            ca=files.ca,
+            super_users="User:admin;User:ANONYMOUS",
+        )
+        properties = properties.replace("auto.create.topics.enable=true\n", "")
+    properties = properties.replace(_PLAIN_LISTENERS.format(**ports), listeners)
+    files.properties.touch(mode=0o600)
+    files.properties.chmod(0o600)
     files.properties.write_text(properties, encoding="utf-8")
     files.log4j.write_text(_LOG4J2_XML.format(log=files.log), encoding="utf-8")

@@ -34,7 +34,7 @@ from confluent_kafka import KafkaError, Producer
 
 from clearance import traces
 from clearance.clock import wall_ms
-from clearance.kafka import producer_config
+from clearance.kafka import KafkaUnavailable, denied, probe, producer_config
 from clearance.progress import Progress
 from clearance.settings import Settings
 from clearance.traces import TraceError, count_lines, read_lines, trace_files
@@ -96,6 +96,7 @@ class ReplaySummary:
     per_topic: dict[str, int] = field(default_factory=dict)
     pacing: str = ""
     ticks: int = 0
+    denied: str = ""  # the first authorization error: which user, which topic
 
     @property
     def rate(self) -> float:
@@ -193,9 +194,11 @@ def replay(
     summary = ReplaySummary(pacing=pacing.describe())
     errors: list[KafkaError] = []
 
-    def on_error(err: KafkaError | None, _msg: object) -> None:
+    def on_error(err: KafkaError | None, msg: Any) -> None:
         if err is not None:
             errors.append(err)
+            if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED and not summary.denied:
+                summary.denied = denied(msg.topic(), "write to", settings)
 
     config: dict[str, Any] = {**producer_config(settings), "delivery.report.only.error": True, "on_delivery": on_error}
     producer = Producer(config)
@@ -241,24 +244,29 @@ def replay(
 def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
     """One tick per partition of the tick topic, `{"eventTime": ms}`: event time moves past every window."""
     value = orjson.dumps({"eventTime": event_ms})
-    partitions = _partitions(producer, settings.topic_ticks)
+    partitions = _partitions(producer, settings.topic_ticks, settings)
     for partition in range(partitions):
         _produce(producer, settings.topic_ticks, value, None, wall_ms(), partition)
     return partitions
 
 
-def _partitions(producer: Producer, topic: str) -> int:
+def _partitions(producer: Producer, topic: str, settings: Settings) -> int:
     """The topic's partition count; ReplayError if it does not exist (no auto-creation: a
-    broker would create it with its default count and break co-partitioning)."""
+    broker would create it with its default count and break co-partitioning) or is denied."""
     metadata = producer.list_topics(topic, timeout=30).topics.get(topic)
+    if metadata is not None and metadata.error is not None and metadata.error.code() in _DENIED:
+        raise ReplayError(denied(topic, "write to", settings))
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise ReplayError(f"topic {topic} does not exist: run `clearance topics create` first")
     return len(metadata.partitions)
 
 
+_DENIED = (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
 def check_topics(producer: Producer, settings: Settings) -> None:
     """Refuse to replay into missing input topics or input topics of different partition counts."""
-    counts = {topic: _partitions(producer, topic) for topic in (*settings.input_topics, settings.topic_ticks)}
+    counts = {topic: _partitions(producer, topic, settings) for topic in (*settings.input_topics, settings.topic_ticks)}
     if len(set(counts.values())) != 1:
         raise ReplayError(f"input topics are not co-partitioned: {counts}; see `clearance topics create`")
 
@@ -348,6 +356,11 @@ def cli(argv: list[str]) -> int:
         ticks_ms = int(hours * 3_600_000)
     show = args.progress == "always" or (args.progress == "auto" and sys.stderr.isatty())
     try:
+        probe(settings)
+    except KafkaUnavailable as exc:
+        print(f"clearance replay: {exc}", file=sys.stderr)
+        return 1
+    try:
         summary = replay(
             args.trace,
             settings,
@@ -361,5 +374,7 @@ def cli(argv: list[str]) -> int:
     except TraceError as exc:  # ReplayError included
         print(f"clearance replay: {exc}", file=sys.stderr)
         return 1
+    if summary.denied:
+        print(f"clearance replay: {summary.denied}", file=sys.stderr)
     print(orjson.dumps(summary.as_dict()).decode() if args.json else summary.render())
     return 1 if summary.errors else 0

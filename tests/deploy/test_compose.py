@@ -70,3 +70,13 @@ def test_compose_validation_rejects_a_broken_file(tmp_path: Path) -> None:
 def test_compose_pins_the_local_broker_version() -> None:
     images = re.findall(r"image:\s*apache/kafka:(\S+)", COMPOSE.read_text(encoding="utf-8"))
     assert images == [KAFKA_VERSION]
+
+
+def test_secure_override_is_valid() -> None:
+    """docker-compose.secure.yml laid over docker-compose.yml parses (it is not started here)."""
+    secure = ROOT / "docker-compose.secure.yml"
+    command = [*_compose(), "-f", str(COMPOSE), "-f", str(secure), "--profile", "replay", "config"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for needed in ("SASL_SSL", "KAFKA_SASL_PASSWORD_FILE", "/secrets/tls/ca.pem", "ops.secure"):
+        assert needed in result.stdout, needed

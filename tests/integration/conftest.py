@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from clearance.kafka import admin_config
+from clearance.kafka import admin_config, client_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
 from ops.broker import BrokerError, default_home, start_broker, stop_broker
@@ -56,7 +56,8 @@ def _no_broker(reason: str) -> None:
 
 def _reachable(bootstrap: str) -> bool:
     try:
-        return len(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).brokers) > 0
+        admin = AdminClient(client_config(Settings.from_env().with_overrides(bootstrap=bootstrap)))
+        return len(admin.list_topics(timeout=10).brokers) > 0
     except Exception:  # noqa: BLE001 - unreachable in any way
         return False
 

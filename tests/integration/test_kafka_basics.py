@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from agents.side_reader import SideReader
-from clearance.kafka import admin_config, producer_config
+from clearance.kafka import admin_config, client_config, producer_config
 from clearance.settings import Settings
 from clearance.topics import TopicLayoutError, ensure_topics, topic_specs
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 def _consume(settings: Settings, topic: str, count: int, timeout: float = 30.0) -> list[Message]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **client_config(settings),
             "group.id": f"test-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -190,7 +190,7 @@ def test_side_reader_reads_ranges_and_committed_offsets(kafka_settings: Settings
         got = asyncio.run(reader.read(topic, 1, 3, 7))
         assert [(m.offset, m.key, m.value) for m in got] == [(o, b"k%d" % o, b"v%d" % o) for o in range(3, 7)]
         assert all(m.topic == topic and m.partition == 1 for m in got)
-        group = Consumer({"bootstrap.servers": kafka_settings.bootstrap, "group.id": kafka_settings.app_id})
+        group = Consumer({**client_config(kafka_settings), "group.id": kafka_settings.app_id})
         group.commit(offsets=[TopicPartition(topic, 1, 5)], asynchronous=False)
         group.close()
         assert asyncio.run(reader.start_offsets([(topic, 1)])) == {(topic, 1): 5}

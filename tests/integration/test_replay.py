@@ -10,6 +10,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from clearance.kafka import client_config
 from clearance.settings import Settings
 from ops.replay import Pacing, read_times, replay
 from tests.fixtures import docs
@@ -78,7 +79,7 @@ Seen = tuple[str, int, bytes | None, bytes, int]  # topic, partition, key, value
 def _consume_all(settings: Settings, expected: int) -> list[Seen]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **client_config(settings),
             "group.id": f"replay-test-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
         }
