@@ -12,6 +12,8 @@ Every value on the wire is our own JSON (orjson); no Faust models anywhere.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ import orjson
 from faust.types import StreamT
 
 from agents.acks import Delivery
-from agents.faust_internals import committed_offset, partition_items, track_changelog
+from agents.faust_internals import partition_items, track_changelog
 from agents.join import JoinProcessor, kind_of_topics
 from agents.metrics import Metrics
 from agents.quota import QuotaProcessor
@@ -37,7 +39,10 @@ from clearance.clock import wall_ms
 from clearance.kafka import MAX_MESSAGE_BYTES, ssl_context
 from clearance.settings import Settings
 
+log = logging.getLogger("clearance.worker")
+
 _PRODUCER_LINGER_S = 0.005
+_STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
@@ -78,11 +83,15 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    joiner = _joiner(app, settings, tables, sender, UnreadCheck(app, side, sequences["join"]))
-    quota = QuotaProcessor(settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions)
+    joiner = _joiner(settings, tables, sender, sequences["join"], UnreadCheck(app, side, sequences["join"]))
+    ordered = settings.quota_order != "arrival"
+    quota = QuotaProcessor(
+        settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions if ordered else None
+    )
     maybe_trace(joiner)
     _agents(app, settings, candidates, (joiner, quota), sequences, delivery)
     _timers(app, settings, delivery)
+    _on_stop(app, delivery)
     _on_rebalance(app, (joiner, quota), delivery, sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
     pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic)
@@ -183,7 +192,9 @@ def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[s
     return Sequencer(start_offsets=side.start_offsets, read_range=side.read, assigned=assigned, metrics=metrics)
 
 
-def _joiner(app: faust.App, settings: Settings, tables: _Tables, sender: Sender, unread: UnreadCheck) -> JoinProcessor:
+def _joiner(
+    settings: Settings, tables: _Tables, sender: Sender, sequence: Sequencer, unread: UnreadCheck
+) -> JoinProcessor:
     return JoinProcessor(
         settings.rules(),
         kinds=kind_of_topics(settings.kind_topics),
@@ -192,12 +203,12 @@ def _joiner(app: faust.App, settings: Settings, tables: _Tables, sender: Sender,
         states=tables.states,
         clocks=tables.clocks,
         scan=lambda partition: partition_items(tables.states, partition),
-        committed=lambda topic, partition: committed_offset(app, topic, partition),
+        committed=sequence.committed,
         unread=unread,
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),
         sender=sender,
         wall=wall_ms,
-        publish_every_ms=int(settings.tick_seconds * 1000),
+        publish_every_ms=int(settings.tick_seconds * 1000) if settings.quota_order != "arrival" else None,
     )
 
 
@@ -236,6 +247,24 @@ def _timers(app: faust.App, settings: Settings, delivery: Delivery) -> None:
         value = orjson.dumps({"wall": wall_ms()})
         for partition in range(settings.partitions):
             await ticks.send(key=None, value=value, partition=partition, force=True)
+
+
+def _on_stop(app: faust.App, delivery: Delivery) -> None:
+    """A clean stop commits what it has handled before it leaves the group.
+
+    Faust's app stops its consumer's flow, sends `on_before_shutdown`, flushes the producer
+    and only then stops the consumer, whose last act is a commit. Releasing every pending
+    ack here (they wait for their sends: at most a batch age, 0.2 s, plus delivery) puts
+    them into that commit; before, up to a batch per partition was re-read by the next
+    owner (a graceful hand-over repeated as much as a kill -9)."""
+
+    async def release_acks_before_the_last_commit(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        try:
+            await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
+        except TimeoutError:
+            log.warning("stopping: sends not delivered in %.0f s; their input is read again", _STOP_FLUSH_S)
+
+    app.on_before_shutdown.connect(release_acks_before_the_last_commit)
 
 
 def _on_rebalance(

@@ -148,8 +148,9 @@ class TableStates:
         kept = []
         for entry in outbox:
             committed = self.committed(entry.topic)
-            # Faust commits "next offset to read"; keep one more to be safe either way.
-            if committed is None or entry.offset >= committed - 1:
+            # The group committed "the next offset to read": everything below it was acked, and
+            # an ack waits for every send its message caused (agents/acks.py): delivered.
+            if committed is None or entry.offset >= committed:
                 kept.append(entry)
         return tuple(kept)
 

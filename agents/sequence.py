@@ -54,15 +54,22 @@ class Sequencer:
         self._assigned = assigned
         self._metrics = metrics
         self._next: dict[TopicPartition, int] = {}
+        self._starts: dict[TopicPartition, int] = {}  # the group's committed offset at the assignment
         self._generation = 0
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         """The next offset to receive of a topic partition; None before the first message since the assignment."""
         return self._next.get((topic, partition))
 
+    def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset of a topic partition when it was assigned (the log start
+        when none was committed); None before the first message since the assignment."""
+        return self._starts.get((topic, partition))
+
     def reset(self) -> None:
         """A rebalance: start again from the committed offsets."""
         self._next.clear()
+        self._starts.clear()
         self._generation += 1
 
     async def admit(self, msg: Msg) -> tuple[list[Msg], bool]:
@@ -106,5 +113,6 @@ class Sequencer:
             return None
         for tp in wanted:
             self._next.setdefault(tp, starts[tp])  # a KeyError is a failed lookup: the caller's to handle
+            self._starts.setdefault(tp, starts[tp])
         log.info("start offsets after the assignment: %s", ", ".join(f"{t}[{p}]@{starts[t, p]}" for t, p in wanted))
         return self._next[key]

@@ -116,3 +116,15 @@ def test_a_failed_lookup_raises_to_the_caller() -> None:
     sequencer = Sequencer(start_offsets=broken, read_range=FakeLog([], 0).read, assigned=lambda: [], metrics=Metrics())
     with pytest.raises(TimeoutError):
         asyncio.run(sequencer.admit(msg(3)))
+
+
+def test_the_committed_offset_at_the_assignment_is_kept_for_the_outbox() -> None:
+    """The join's outbox re-sends entries at or after it (agents/outbox.py): it must be the
+    group's committed offset when the partition was assigned, not the moving next offset."""
+    log = FakeLog(list(range(100)), committed=40)
+    sequencer = make(log)
+    assert sequencer.committed(TOPIC, 0) is None, "unknown before the first message"
+    handled(sequencer, list(range(40, 60)))
+    assert sequencer.committed(TOPIC, 0) == 40 and sequencer.next_offset(TOPIC, 0) == 60
+    sequencer.reset()
+    assert sequencer.committed(TOPIC, 0) is None, "a rebalance: read again at the next assignment"

@@ -392,7 +392,7 @@ def test_scale_out_mid_run(kafka_settings: Settings, tmp_path: Path, workers: li
     print(f"\nworker documents_in: {[w.documents_in() for w in workers]}")
     assert all(w.documents_in() > 0 for w in workers), "both workers must have taken partitions"
     stats = compare(expected, got, repeats_allowed=True)
-    print(f"scale-out: {dict(stats)}")
+    print(f"scale-out: {dict(stats)}; committed to the end {wait_committed(kafka_settings):.1f} s after the flush")
 
 
 def _recreate_topics(settings: Settings) -> None:
@@ -407,6 +407,34 @@ def _recreate_topics(settings: Settings) -> None:
         assert time.monotonic() < deadline, "topics not deleted in 60 s"
         time.sleep(0.5)
     ensure_topics(settings)
+
+
+def uncommitted(settings: Settings) -> dict[str, int]:
+    """Input messages the worker group has not committed yet, per topic partition (only those > 0)."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap, "group.id": settings.app_id})
+    try:
+        tps = [TopicPartition(t, p) for t in settings.input_topics for p in range(settings.partitions)]
+        out = {}
+        for tp in consumer.committed(tps, timeout=30):
+            high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=30)[1]
+            left = high - max(tp.offset, 0)
+            if left > 0:
+                out[f"{tp.topic}[{tp.partition}]"] = left
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_committed(settings: Settings, timeout: float = 30.0) -> float:
+    """Commits reach the end of every input partition within a few commit intervals once the
+    input is handled (issue 13); return the seconds it took."""
+    start = time.monotonic()
+    left = uncommitted(settings)
+    while left and time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        left = uncommitted(settings)
+    assert not left, f"commits stalled {timeout:.0f} s after the input was handled: {left}"
+    return time.monotonic() - start
 
 
 def input_lag(workers: list[Worker], settings: Settings) -> float:
@@ -518,13 +546,17 @@ def _crash_run(
     flush(settings, trace_max_ms(expected))
     got = consume(settings, total_records(expected), quiet_s=8, timeout=600)
     repeats = compare(expected, got, repeats_allowed=True)
+    if stop == signal.SIGTERM:  # a clean stop commits what it handled before it leaves (issue 13)
+        assert repeats["repeats"] <= 5, f"{repeats['repeats']} declarations repeated after a clean stop"
+    committed_s = wait_committed(settings)
     resent = second.metrics().get("clearance_outbox_resent", 0)
     guarantee = extra.get("CLEARANCE_PROCESSING_GUARANTEE", "at_least_once")
     refilled = sum(v for k, v in second.metrics().items() if k.startswith("clearance_input_gap_messages_refilled"))
     print(
         f"\n{stop.name} test ({guarantee}): {orders} orders, {total} messages; stopped after "
         f"{done_before} ({rate:.0f} msg/s); restart re-read {second.documents_in()} ({after:.0f} msg/s); "
-        f"lost 0; {dict(repeats)}; outbox re-sent {resent:.0f}; skipped by the consumer and refilled {refilled:.0f}"
+        f"lost 0; {dict(repeats)}; outbox re-sent {resent:.0f}; skipped by the consumer and refilled {refilled:.0f}; "
+        f"committed to the end {committed_s:.1f} s after the flush"
     )
 
 
