@@ -312,6 +312,24 @@ def _denied_reading(settings: Settings, topic: str) -> KafkaError:
         consumer.close()
 
 
+def _describe_group(settings: Settings) -> KafkaError | None:
+    """Describe the worker's group as `settings`' user: None, or the error (a fresh broker's
+    group coordinator may still be loading: that is waited out)."""
+    admin = AdminClient(client_config(settings))
+    deadline = time.monotonic() + 8
+    while True:
+        future = admin.describe_consumer_groups([settings.app_id], request_timeout=15)[settings.app_id]
+        try:
+            assert future.result().group_id == settings.app_id
+            return None
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            retry = (KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.NOT_COORDINATOR)
+            if error.code() not in retry or time.monotonic() > deadline:
+                return error
+        time.sleep(0.5)
+
+
 def test_the_acls_keep_each_user_to_its_part(secure_broker: SecureBroker, secure_settings: Settings) -> None:
     replayer = _as(secure_broker, "replayer", secure_settings)
     for topic in (secure_settings.topic_matched, secure_settings.topic_deadletter):
@@ -345,6 +363,20 @@ def test_the_acls_keep_each_user_to_its_part(secure_broker: SecureBroker, secure
         assert (low, high) == (0, 0)
     finally:
         consumer.close()
+    # monitor describes the worker's group; replayer may not.
+    for user, allowed in (("monitor", True), ("replayer", False)):
+        outcome = _describe_group(_as(secure_broker, user, secure_settings))
+        if allowed:  # an empty group may answer NOT_COORDINATOR or GROUP_ID_NOT_FOUND: not a denial
+            assert outcome is None or outcome.code() != KafkaError.GROUP_AUTHORIZATION_FAILED, outcome
+        else:
+            assert outcome is not None and outcome.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, outcome
+
+    # A worker started as monitor stops at once, naming the operation and the topic it was denied.
+    env = secure_broker.env("monitor") | _topic_env(secure_settings) | {"CLEARANCE_WEB_PORT": str(_free_port())}
+    code, out, took = _run(["worker"], env | {"CLEARANCE_DATA_DIR": str(secure_broker.files.root / "denied")})
+    assert code != 0 and took < QUICK_S, out
+    assert "not authorized: user 'monitor' may not " in out and f"topic {secure_settings.app_id}-" in out, out
+    assert "Traceback" not in out, out
 
 
 def test_secure_start_on_a_plaintext_brokers_port_fails_clearly(kafka_bootstrap: str) -> None:
