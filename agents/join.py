@@ -65,6 +65,7 @@ class Partition:
     input_event_ms: int = 0  # event time and wall clock at the last applied document (idle rule)
     input_wall_ms: int = 0
     published_wall_ms: int = 0  # when the partition's event time was last published as a watermark
+    published_idle: bool = False  # whether that watermark said idle
     completed: int = 0  # windows decided complete since the assignment
     incomplete: int = 0  # windows closed with a document missing since the assignment
     warn_at: int = field(default=_SPLIT_WARN_MIN)
@@ -150,6 +151,9 @@ class JoinProcessor:
         wall = self.wall()
         part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack)))
         await self._release(part, msg.partition, wall, drain=False)
+        # Also on input, not only on ticks (under a backlog the ticks queue behind the input);
+        # at once after an idle watermark, so the quota stage waits for this partition again.
+        await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
 
     async def _receive(self, msg: Msg) -> Document | None:
         """Parse a document, or dead-letter it (None)."""
@@ -225,8 +229,12 @@ class JoinProcessor:
         # An explicit event time (a flush at the end of a replay) comes after its input: apply all of it first.
         await self._release(part, msg.partition, wall, drain=explicit is not None)
         target = explicit
-        # Idle only when the broker holds nothing unread of the partition: a partition the
-        # consumer has not fetched for a while (a backlog elsewhere) is late, not idle.
+        # Idle: nothing queued, no input for CLEARANCE_IDLE_SECONDS, and the broker holds nothing
+        # unread of the partition (a partition the consumer has not fetched for a while, a
+        # backlog elsewhere, is late, not idle). Its event time then follows the wall clock
+        # (windows close) and its watermark says idle: it holds no one back at the quota stage
+        # until it has input again (its next documents are late for the quota, as Flink's idle
+        # sources are; the long idle time keeps that to real silences).
         idle = (
             explicit is None
             and not len(part.merge)
@@ -245,13 +253,19 @@ class JoinProcessor:
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
             part.persisted_ms = part.loop.event_ms
+        await self._publish(part, msg.partition, wall, idle=idle, now=explicit is not None)
+
+    async def _publish(self, part: Partition, partition: int, wall: int, *, idle: bool, now: bool) -> None:
+        """Publish the partition's event time as a watermark, at most once per `publish_every_ms`.
+
+        The quota stage orders candidates by it (agents/quota.py); it is sent after every
+        candidate this partition emitted before it, on the same producer. An idle partition
+        says so: it holds no one back until it has input again."""
         every = self.publish_every_ms
-        if every is not None and (explicit is not None or wall - part.published_wall_ms >= every):
-            # The quota stage orders candidates by this (agents/quota.py); sent after every
-            # candidate this partition emitted before it, on the same producer. An idle
-            # partition says so: it holds no one back until it has input again.
-            await self.sender.watermark(msg.partition, part.loop.event_ms, idle=idle)
-            part.published_wall_ms = wall
+        if every is None or not (now or wall - part.published_wall_ms >= every):
+            return
+        await self.sender.watermark(partition, part.loop.event_ms, idle=idle)
+        part.published_wall_ms, part.published_idle = wall, idle
 
     async def _emit(self, part: Partition, partition: int, outcome: Outcome) -> None:
         """Send what the loop emitted (its states are written already) and count it."""
