@@ -279,7 +279,7 @@ def test_a_wrong_password_is_refused_quickly_and_clearly(
 
 
 def test_a_plaintext_client_and_an_unknown_ca_are_refused(
-    secure_broker: SecureBroker, secure_settings: Settings
+    secure_broker: SecureBroker, secure_settings: Settings, tmp_path: Path
 ) -> None:
     env = _topic_env(secure_settings) | {"KAFKA_BOOTSTRAP": secure_broker.files.bootstrap}
     code, out, took = _run(["topics", "create"], env)
@@ -287,7 +287,7 @@ def test_a_plaintext_client_and_an_unknown_ca_are_refused(
     assert "does not speak KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in out, out
     assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
 
-    other_ca = secure_broker.files.root.parent / "not-our-ca.pem"
+    other_ca = tmp_path / "not-our-ca.pem"
     other_ca.write_bytes(
         Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
         if Path("/etc/ssl/certs/ca-certificates.crt").exists()
@@ -330,7 +330,9 @@ def _describe_group(settings: Settings) -> KafkaError | None:
         time.sleep(0.5)
 
 
-def test_the_acls_keep_each_user_to_its_part(secure_broker: SecureBroker, secure_settings: Settings) -> None:
+def test_the_acls_keep_each_user_to_its_part(
+    secure_broker: SecureBroker, secure_settings: Settings, tmp_path: Path
+) -> None:
     replayer = _as(secure_broker, "replayer", secure_settings)
     for topic in (secure_settings.topic_matched, secure_settings.topic_deadletter):
         error = _denied_reading(replayer, topic)
@@ -339,7 +341,7 @@ def test_the_acls_keep_each_user_to_its_part(secure_broker: SecureBroker, secure
     assert _denied_reading(monitor, secure_settings.topic_deadletter).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # monitor cannot write the inputs: `clearance replay` as monitor names the topic and the operation.
-    trace = secure_broker.files.root.parent / f"trace-{uuid.uuid4().hex[:6]}"
+    trace = tmp_path / "trace"
     trace.mkdir()
     (trace / "orders.jsonl").write_text('{"orderNo": "X1"}\n', encoding="utf-8")
     try:
@@ -373,7 +375,7 @@ def test_the_acls_keep_each_user_to_its_part(secure_broker: SecureBroker, secure
 
     # A worker started as monitor stops at once, naming the operation and the topic it was denied.
     env = secure_broker.env("monitor") | _topic_env(secure_settings) | {"CLEARANCE_WEB_PORT": str(_free_port())}
-    code, out, took = _run(["worker"], env | {"CLEARANCE_DATA_DIR": str(secure_broker.files.root / "denied")})
+    code, out, took = _run(["worker"], env | {"CLEARANCE_DATA_DIR": str(tmp_path / "denied")})
     assert code != 0 and took < QUICK_S, out
     assert "not authorized: user 'monitor' may not " in out and f"topic {secure_settings.app_id}-" in out, out
     assert "Traceback" not in out, out
