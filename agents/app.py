@@ -23,11 +23,11 @@ import orjson
 from faust.types import StreamT
 
 from agents.acks import Delivery
-from agents.faust_internals import partition_items, track_changelog
+from agents.faust_internals import ack_refilled, partition_items, track_changelog
 from agents.join import JoinProcessor, kind_of_topics
 from agents.metrics import Metrics
 from agents.quota import QuotaProcessor
-from agents.sender import Dest, Headers, Sender
+from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
 from agents.stream import drain
@@ -224,13 +224,16 @@ def _agents(
     joiner, quota = processors
     inputs = app.topic(*settings.input_topics, settings.topic_ticks, **_RAW)
 
+    def refilled(msg: Msg) -> None:
+        ack_refilled(app, msg.topic, msg.partition, msg.offset)
+
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
-        await drain(stream, joiner.handle, sequences["join"], delivery)
+        await drain(stream, joiner.handle, sequences["join"], delivery, refilled)
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:
-        await drain(stream, quota.handle, sequences["quota"], delivery)
+        await drain(stream, quota.handle, sequences["quota"], delivery, refilled)
 
 
 def _timers(app: faust.App, settings: Settings, delivery: Delivery) -> None:

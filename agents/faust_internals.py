@@ -64,3 +64,32 @@ def current_position() -> str:
         return "-"
     message = event.message
     return f"{message.topic}[{message.partition}]@{message.offset}"
+
+
+class _Refilled:
+    """What `Consumer.ack` reads of a message, for an offset Faust never delivered to the stream."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.tp = TP(topic, partition)
+        self.acked = False
+
+
+def ack_refilled(app: faust.App, topic: str, partition: int, offset: int) -> None:
+    """Ack, in Faust's books, an offset the offset check read directly (agents/sequence.py).
+
+    Faust commits the first run of consecutive acked offsets, and commits nothing while the
+    smallest acked offset is more than one past its committed offset
+    (`Consumer._new_offset`). It counts skipped offsets as acked only when it noticed the
+    skip itself (`Consumer._gap`); messages its consumer read but that never reached the
+    stream (dropped from the stream buffer around a rebalance) are in neither list, and the
+    partition's commits stopped in front of them for good (the scale-out test: 161 offsets
+    of one partition never committed). So a refilled offset is acked here, unless Faust
+    already holds it as a gap: an ack on top of a gap would count it twice and break the
+    run of consecutive offsets."""
+    consumer = app.consumer
+    tp = TP(topic, partition)
+    gaps = getattr(consumer, "_gap", {}).get(tp)
+    if gaps is not None and gaps.overlaps(offset):
+        return
+    consumer.ack(_Refilled(topic, partition, offset))  # type: ignore[arg-type]  # duck-typed: tp, offset, topic, acked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from faust.types import EventT, StreamT
 
@@ -19,7 +20,13 @@ _YIELD_EVERY = 16
 Handler = Callable[[Msg, Ack], Awaitable[None]]
 
 
-async def drain(stream: StreamT[bytes], handle: Handler, sequencer: Sequencer, delivery: Delivery) -> None:
+async def drain(
+    stream: StreamT[bytes],
+    handle: Handler,
+    sequencer: Sequencer,
+    delivery: Delivery,
+    ack_refilled: Callable[[Msg], None] = lambda msg: None,
+) -> None:
     """Hand every event to `handle` with its ack (acks are ours: delivery-gated, see
     agents/acks.py), in offset order without holes (see agents/sequence.py), giving the
     event loop back every few messages."""
@@ -32,19 +39,13 @@ async def drain(stream: StreamT[bytes], handle: Handler, sequencer: Sequencer, d
         except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
             delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
             before, admit = [], True
-        for missed in before:
-            await handle(missed, _already_acked)
+        for missed in before:  # read beside Faust: acked in Faust's books in their turn
+            await handle(missed, partial(ack_refilled, missed))
         if admit:
             await handle(msg, event.ack)
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
-
-
-def _already_acked() -> None:
-    """The ack of a message read beside Faust: nothing to do. Faust counts the offsets it skipped
-    as a gap and commits past them with the next acked offset, which is acked only after these
-    messages were handled and their outputs delivered (agents/acks.py: acks in order)."""
 
 
 def _msg(event: EventT[bytes]) -> Msg:
