@@ -1,6 +1,6 @@
 """`clearance worker`: run one Faust worker of the pipeline on Kafka.
 
-Every setting comes from the environment (agents/settings.py: KAFKA_BOOTSTRAP,
+Every setting comes from the environment (clearance/settings.py: KAFKA_BOOTSTRAP,
 CLEARANCE_*). SIGTERM and SIGINT stop it cleanly: the streams drain, offsets are
 committed, tables are closed. The web port serves /healthz (the event loop
 answers and no send failed), /readyz (recovered, not rebalancing) and /metrics
