@@ -425,7 +425,7 @@ def uncommitted(settings: Settings) -> dict[str, int]:
         consumer.close()
 
 
-def wait_committed(settings: Settings, timeout: float = 30.0) -> float:
+def wait_committed(settings: Settings, timeout: float = 60.0) -> float:
     """Commits reach the end of every input partition within a few commit intervals once the
     input is handled (issue 13); return the seconds it took."""
     start = time.monotonic()
