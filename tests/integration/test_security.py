@@ -39,6 +39,7 @@ from tests.integration.test_worker import (
     Worker,
     _free_port,
     compare,
+    consume,
     generate,
     input_messages,
     run_embedded,
@@ -132,35 +133,6 @@ def _as(broker: SecureBroker, user: str, settings: Settings) -> Settings:
     return broker.settings(user, settings)
 
 
-def _consume_outputs(settings: Settings, want: int, quiet_s: float = 4.0, timeout: float = 120.0) -> dict[str, Any]:
-    """matched, flagged and deadletter from the start (as admin: only admin and worker read dead letters)."""
-    topics = [settings.topic_matched, settings.topic_flagged, settings.topic_deadletter]
-    consumer = Consumer(
-        {**client_config(settings), "group.id": f"reader-{time.time_ns()}", "enable.auto.commit": False}
-    )
-    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in range(settings.partitions)])
-    out: dict[str, list[Any]] = {"matched": [], "flagged": [], "deadletter": []}
-    names = dict(zip(topics, out, strict=True))
-    last = start = time.monotonic()
-    count = 0
-    try:
-        while time.monotonic() - start < timeout:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                if count >= want and time.monotonic() - last > quiet_s:
-                    break
-                continue
-            last, count = time.monotonic(), count + 1
-            record = orjson.loads(msg.value() or b"null")
-            if names[str(msg.topic())] == "deadletter":
-                record["_headers"] = dict(msg.headers() or [])
-                record["_key"] = msg.key()
-            out[names[str(msg.topic())]].append(record)
-    finally:
-        consumer.close()
-    return out
-
-
 def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str, float]:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))} | env
     began = time.monotonic()
@@ -195,7 +167,7 @@ def test_whole_path_over_sasl_ssl_matches_the_embedded_run(
         replayer = Producer(producer_config(_as(secure_broker, "replayer", secure_settings)))
         produce_ticks(replayer, secure_settings, trace_max_ms(expected) + FLUSH_MS)
         assert replayer.flush(30) == 0
-        got = _consume_outputs(secure_settings, total_records(expected))
+        got = consume(secure_settings, total_records(expected), quiet_s=4.0, timeout=120.0)
         stats = compare(expected, got)
         print(f"differential over SASL_SSL: {dict(stats)}")
         assert worker.get("/healthz")[0] == 200

@@ -35,7 +35,7 @@ from confluent_kafka.admin import AdminClient
 
 from agents.topics import internal_specs
 from agents.worker import CLEAN_STOP
-from clearance.kafka import admin_config, producer_config
+from clearance.kafka import admin_config, client_config, producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
 from ops.replay import produce_ticks, replay
@@ -197,7 +197,7 @@ def consume(settings: Settings, want: int, quiet_s: float = 6.0, timeout: float 
     topics = [settings.topic_matched, settings.topic_flagged, settings.topic_deadletter]
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **client_config(settings),  # the secure tests read as admin over SASL_SSL
             "group.id": f"reader-{time.time_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
