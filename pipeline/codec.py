@@ -119,8 +119,11 @@ def decode_quota(raw: bytes) -> BuyerQuota:
 
 
 def declaration_dict(d: Declaration) -> dict[str, Any]:
-    """The published form of a declaration (schemas/declaration.schema.json)."""
-    return {
+    """The published form of a declaration (schemas/declaration.schema.json).
+
+    `receivedAt` is present only when known (omitted, never null, otherwise).
+    """
+    out: dict[str, Any] = {
         "declarationId": d.declaration_id,
         "orderNo": d.order_no,
         "ebpCode": d.ebp_code,
@@ -140,6 +143,9 @@ def declaration_dict(d: Declaration) -> dict[str, Any]:
         "eventTime": iso_cst(d.event_time_ms),
         "decidedAt": iso_utc_ms(d.decided_at_ms),
     }
+    if d.received_at_ms is not None:
+        out["receivedAt"] = iso_utc_ms(d.received_at_ms)
+    return out
 
 
 def encode_declaration(d: Declaration) -> bytes:
@@ -166,16 +172,21 @@ def encode_candidate(c: Candidate) -> bytes:
             d.documents,
             d.event_time_ms,
             d.decided_at_ms,
+            d.received_at_ms,
         ]
     )
 
 
 def decode_candidate(raw: bytes) -> Candidate:
-    """Bytes -> Candidate; StateCodecError when corrupt."""
+    """Bytes -> Candidate; StateCodecError when corrupt.
+
+    A candidate written before `receivedAt` existed (14 elements, no receipt time) still
+    decodes, so a worker upgraded mid-stream reads what its predecessor left on the topic.
+    """
     try:
-        buyer, year, did, order_no, codes, buyer_id, status, reasons, dutiable, tax, insp, docs, ev, at = orjson.loads(
-            raw
-        )
+        row = orjson.loads(raw)
+        received = row.pop() if len(row) == 15 else None
+        buyer, year, did, order_no, codes, buyer_id, status, reasons, dutiable, tax, insp, docs, ev, at = row
         ebp, ebc, pay_code, pay_tx, log_code, log_no = codes
         declaration = Declaration(
             did,
@@ -195,9 +206,10 @@ def decode_candidate(raw: bytes) -> Candidate:
             docs,
             ev,
             at,
+            received,
         )
         return Candidate(declaration, buyer, year)
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+    except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError) as exc:
         raise StateCodecError(f"corrupt candidate: {exc}") from exc
 
 

@@ -55,11 +55,13 @@ def decide(
     amounts: tuple[int, int],
     config: RulesConfig,
     decided_at_ms: int,
+    received_at_ms: int | None = None,
 ) -> Declaration:
     """The declaration of a complete set; `amounts` is (dutiable, tax) in fen.
 
     Its event time is the latest appTime of the three documents: the instant the set
-    became complete, the same in every runner and after every restart.
+    became complete, the same in every runner and after every restart. `received_at_ms`
+    is the Kafka timestamp of the document that completed it (None where unknown).
     """
     status, inspection = status_for(reasons, order.order_no, config)
     return Declaration(
@@ -80,6 +82,7 @@ def decide(
         documents={"order": order.guid, "payment": payment.guid, "waybill": waybill.guid},
         event_time_ms=max(order.app_time_ms, payment.app_time_ms, waybill.app_time_ms),
         decided_at_ms=decided_at_ms,
+        received_at_ms=received_at_ms,
     )
 
 

@@ -98,11 +98,15 @@ class PartitionLoop:
         for deadline, order_no in self.timeline.due(now):
             self._expire(deadline, order_no, wall_ms, out)
 
-    def apply(self, doc: Document, wall_ms: int, out: Outcome) -> None:
-        """Advance to the document's appTime, then step it."""
+    def apply(self, doc: Document, wall_ms: int, out: Outcome, received_ms: int | None = None) -> None:
+        """Advance to the document's appTime, then step it.
+
+        `received_ms`: the document's Kafka timestamp (ms), the `receivedAt` of the
+        declaration it completes; the embedded runner passes none.
+        """
         self.advance(doc.app_time_ms, wall_ms, out)
         state = self.states.load(doc.order_no)
-        result = step(state, doc, self.config, self.timeline.event_ms, wall_ms)
+        result = step(state, doc, self.config, self.timeline.event_ms, wall_ms, received_ms)
         if not result.changed:
             out.redelivered += 1
             return

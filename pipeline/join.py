@@ -83,7 +83,14 @@ class Step(NamedTuple):
     changed: bool = True
 
 
-def step(state: JoinState | None, doc: Document, config: RulesConfig, event_ms: int, wall_ms: int) -> Step:
+def step(
+    state: JoinState | None,
+    doc: Document,
+    config: RulesConfig,
+    event_ms: int,
+    wall_ms: int,
+    received_ms: int | None = None,
+) -> Step:
     """Apply one document.
 
     Args:
@@ -93,6 +100,8 @@ def step(state: JoinState | None, doc: Document, config: RulesConfig, event_ms: 
         event_ms: the partition's event time including this document; windows with a
             deadline before it must already have been expired by the shell.
         wall_ms: the wall clock, for `decidedAt` only.
+        received_ms: when the shell received the document (its Kafka timestamp), for
+            `receivedAt` of the declaration it completes; None where unknown.
     """
     if state is None:
         state = JoinState(order_no=doc.order_no, deadline_ms=doc.app_time_ms + config.window_ms)
@@ -106,7 +115,7 @@ def step(state: JoinState | None, doc: Document, config: RulesConfig, event_ms: 
         )
     state = _apply(state, doc, guids)
     if state.order is not None and state.payment is not None and state.waybill is not None:
-        return _complete(state, state.order, state.payment, state.waybill, config, wall_ms)
+        return _complete(state, (state.order, state.payment, state.waybill), config, wall_ms, received_ms)
     if state.deadline_ms < event_ms:
         # The first document came after its own window had passed: close at once.
         closed = expire(state, config, wall_ms)
@@ -142,12 +151,16 @@ def _apply(state: JoinState, doc: Document, guids: tuple[str, ...]) -> JoinState
 
 
 def _complete(
-    state: JoinState, order: Order, payment: Payment, waybill: Waybill, config: RulesConfig, wall_ms: int
+    state: JoinState,
+    docs: tuple[Order, Payment, Waybill],
+    config: RulesConfig,
+    wall_ms: int,
+    received_ms: int | None,
 ) -> Step:
+    order, payment, waybill = docs
     comparison = compare(order, payment, waybill, config)
-    declaration = decide(
-        order, payment, waybill, evaluate(comparison), (comparison.dutiable, comparison.tax), config, wall_ms
-    )
+    amounts = (comparison.dutiable, comparison.tax)
+    declaration = decide(order, payment, waybill, evaluate(comparison), amounts, config, wall_ms, received_ms)
     candidate = Candidate(declaration, norm_id(order.buyer_id_number), cst_year(order.app_time_ms))
     forget_at = declaration.event_time_ms + config.retention_ms
     return Step(_decided(state, declaration.declaration_id, forget_at), (candidate,))

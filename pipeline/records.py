@@ -122,6 +122,8 @@ class Declaration(NamedTuple):
 
     `decided_at_ms` is the wall clock and the only field that may differ between two
     publications of the same decision; everything else is a function of the documents.
+    `received_at_ms` is the Kafka timestamp of the document that completed the set, when
+    the shell knows it (the worker); None in the embedded runner and for MISSING_*.
     """
 
     declaration_id: str
@@ -141,6 +143,7 @@ class Declaration(NamedTuple):
     documents: dict[DocKind, str | None]
     event_time_ms: int
     decided_at_ms: int
+    received_at_ms: int | None = None
 
     @property
     def return_status(self) -> int:

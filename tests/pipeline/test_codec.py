@@ -212,7 +212,8 @@ def test_encoded_declaration_is_the_published_json(name: str) -> None:
     d = DECLARATIONS[name]
     published = orjson.loads(encode_declaration(d))
     assert published == declaration_dict(d)
-    assert set(published) == set(DECLARATION_SCHEMA["required"]) == set(DECLARATION_SCHEMA["properties"])
+    optional = {"receivedAt"}  # absent: these declarations have no receipt time
+    assert set(published) == set(DECLARATION_SCHEMA["required"]) == set(DECLARATION_SCHEMA["properties"]) - optional
     errors = [e.message for e in DECLARATION.iter_errors(published)]
     assert errors == []
     assert published["declarationId"] == d.declaration_id and published["orderNo"] == d.order_no
@@ -340,7 +341,7 @@ GARBAGE = [
     garbage("verdict-unhashable", decode_quota, rows([1, [], [[["d"], 1, True]]])),
     garbage("truncated", decode_candidate, GOOD_CANDIDATE[:-1]),
     garbage("codes-short", decode_candidate, rows([*C[:4], [1, 2], *C[5:]])),
-    garbage("fields-short", decode_candidate, rows(C[:-1])),
+    garbage("fields-short", decode_candidate, rows(C[:-2])),  # C[:-1] is the form before receivedAt
 ]
 
 
@@ -354,3 +355,19 @@ def test_good_bytes_decode() -> None:  # the garbage above is garbage because of
     assert decode_state(GOOD_STATE) == STATES["order+payment"]
     assert decode_quota(GOOD_QUOTA) == BuyerQuota({2026: 1}, {"d": (1, False)})
     assert decode_candidate(GOOD_CANDIDATE) == CANDIDATES["clean"]
+
+
+def test_received_at_is_published_only_when_known() -> None:
+    d = DECLARATIONS["released"]
+    assert "receivedAt" not in orjson.loads(encode_declaration(d))
+    published = orjson.loads(encode_declaration(d._replace(received_at_ms=1_800_000_000_007)))
+    assert published["receivedAt"] == "2027-01-15T08:00:00.007Z"
+    assert [e.message for e in DECLARATION.iter_errors(published)] == []
+
+
+def test_candidate_carries_received_at_and_reads_the_old_form() -> None:
+    c = CANDIDATES["clean"]
+    timed = c._replace(declaration=c.declaration._replace(received_at_ms=1_800_000_000_007))
+    assert decode_candidate(encode_candidate(timed)) == timed
+    old = orjson.loads(encode_candidate(c))[:-1]  # written before receivedAt existed: 14 elements
+    assert decode_candidate(orjson.dumps(old)) == c

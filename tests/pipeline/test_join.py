@@ -168,3 +168,25 @@ def test_complete_emits_a_candidate_for_the_quota_stage() -> None:
     (candidate,) = result.emit
     assert isinstance(candidate, Candidate) and candidate.year == 2026
     assert result.state is not None and not result.state.is_open and result.state.order is None
+
+
+def test_received_at_is_the_receipt_of_the_completing_document() -> None:
+    from pipeline.engine import Outcome, PartitionLoop, StoreStates
+    from pipeline.parsing import parse_payment, parse_waybill
+    from pipeline.timeline import Timeline
+
+    o = parse_order(docs.raw(TRIO[0][1]))
+    p = parse_payment(docs.raw(TRIO[1][1]))
+    w = parse_waybill(docs.raw(TRIO[2][1]))
+    loop = PartitionLoop(CONFIG, StoreStates(MemoryStore()), Timeline())
+    out = Outcome()
+    for doc, received in ((o, 1_000), (w, 3_000), (p, 2_000)):  # the payment completes the set
+        loop.apply(doc, 9_000, out, received_ms=received)
+    (candidate,) = out.emits
+    assert isinstance(candidate, Candidate) and candidate.declaration.received_at_ms == 2_000
+    # no receipt time given (the embedded runner): none on the declaration
+    assert all(d.received_at_ms is None for d in run(TRIO))
+    # a window closing incomplete has no completing document, so no receipt time
+    late = step(None, o, CONFIG, o.app_time_ms + 2 * CONFIG.window_ms, 1, received_ms=5)
+    (missing,) = late.emit
+    assert isinstance(missing, Declaration) and missing.received_at_ms is None
