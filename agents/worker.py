@@ -29,19 +29,35 @@ log = logging.getLogger("clearance.worker")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="clearance worker",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="All settings come from the environment: KAFKA_BOOTSTRAP, CLEARANCE_APP_ID, CLEARANCE_DATA_DIR, "
         "CLEARANCE_WEB_PORT, CLEARANCE_PARTITIONS, CLEARANCE_TOPIC_*, CLEARANCE_WINDOW_HOURS, "
-        "CLEARANCE_IDLE_SECONDS, CLEARANCE_PROCESSING_GUARANTEE...",
+        "CLEARANCE_IDLE_SECONDS, CLEARANCE_PROCESSING_GUARANTEE, CLEARANCE_PROCESSES...",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes in one consumer group (CLEARANCE_PROCESSES; default: one per core). "
+        "1 runs this process as the worker; more run under a supervisor (agents/processes.py)",
+    )
+    return parser
 
 
 def cli(argv: list[str]) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env().with_overrides(processes=args.processes)
+    except ValueError as exc:
+        print(f"clearance worker: {exc}", file=sys.stderr)
+        return 2
+    if settings.processes > 1:
+        from agents.processes import supervise
+
+        return supervise(settings)
+    try:
         pipeline = build(settings)
     except (ValueError, OSError) as exc:
         print(f"clearance worker: {exc}", file=sys.stderr)

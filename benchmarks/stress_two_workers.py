@@ -69,6 +69,7 @@ def _start(settings: Settings, name: str, data: Path, port: int, out: Path) -> s
         CLEARANCE_WEB_PORT=str(port),
         CLEARANCE_PARTITIONS=str(settings.partitions),
         CLEARANCE_LOG_LEVEL="INFO",
+        CLEARANCE_PROCESSES="1",  # one Faust process per spawn: the stress runs start two spawns
         CLEARANCE_TRACE_FILE=str(out / f"{name}.trace"),
     )
     log = (out / f"{name}.log").open("ab")

@@ -32,6 +32,13 @@ def load_positive_list(path: Path) -> frozenset[str]:
     return frozenset(codes)
 
 
+def default_processes() -> int:
+    """The cores this process may run on (its CPU affinity, as taskset and a container's cpuset set it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All configuration. Field names map to CLEARANCE_<NAME> environment variables,
@@ -72,6 +79,13 @@ class Settings:
     commit_seconds: float = 1.0
     session_timeout_seconds: float = 15.0
     web_bind: str = "127.0.0.1"
+    # `clearance monitor`: its page's address and its own consumer group (never the worker's).
+    monitor_bind: str = "127.0.0.1"
+    monitor_port: int = 8080
+    monitor_group: str = "clearance-monitor"
+    # `clearance worker`: Faust worker processes on this machine, one consumer group (agents/processes.py).
+    # 1 is one process, as before; the default is one per core this process may run on.
+    processes: int = field(default_factory=default_processes)
     # Kafka security (KAFKA_* variables, `env_name`): one configuration for every client.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -114,6 +128,8 @@ class Settings:
             raise ValueError("CLEARANCE_PROCESSING_GUARANTEE must be at_least_once or exactly_once")
         if self.tick_seconds <= 0 or self.commit_seconds <= 0:
             raise ValueError("CLEARANCE_TICK_SECONDS and CLEARANCE_COMMIT_SECONDS must be positive")
+        if self.processes < 1:
+            raise ValueError("CLEARANCE_PROCESSES must be at least 1")
         if self.session_timeout_seconds < 6:
             raise ValueError("CLEARANCE_SESSION_TIMEOUT_SECONDS must be at least 6 (the broker's minimum)")
         self._validate_security()

@@ -227,7 +227,11 @@ def test_a_wrong_password_is_refused_quickly_and_clearly(
                 [*CLI, *args],
                 env={k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
                 | env
-                | {"CLEARANCE_DATA_DIR": str(tmp_path / "data"), "CLEARANCE_WEB_PORT": str(_free_port())},
+                | {
+                    "CLEARANCE_DATA_DIR": str(tmp_path / "data"),
+                    "CLEARANCE_WEB_PORT": str(_free_port()),
+                    "CLEARANCE_PROCESSES": "1",
+                },
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -347,7 +351,8 @@ def test_the_acls_keep_each_user_to_its_part(
 
     # A worker started as monitor stops at once, naming the operation and the topic it was denied.
     env = secure_broker.env("monitor") | _topic_env(secure_settings) | {"CLEARANCE_WEB_PORT": str(_free_port())}
-    code, out, took = _run(["worker"], env | {"CLEARANCE_DATA_DIR": str(tmp_path / "denied")})
+    env |= {"CLEARANCE_DATA_DIR": str(tmp_path / "denied"), "CLEARANCE_PROCESSES": "1"}
+    code, out, took = _run(["worker"], env)
     assert code != 0 and took < QUICK_S, out
     assert "not authorized: user 'monitor' may not " in out and f"topic {secure_settings.app_id}-" in out, out
     assert "Traceback" not in out, out
@@ -372,6 +377,7 @@ def test_no_broker_one_line_quickly_for_every_command(tmp_path: Path) -> None:
         "KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
         "CLEARANCE_DATA_DIR": str(tmp_path / "data"),
         "CLEARANCE_WEB_PORT": str(_free_port()),
+        "CLEARANCE_PROCESSES": "1",
     }
     commands = {
         "worker": ["worker"],

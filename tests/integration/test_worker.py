@@ -57,6 +57,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
         if f.name.startswith("topic_") or f.name in ("app_id", "data_dir", "partitions", "web_port"):
             env[f"CLEARANCE_{f.name.upper()}"] = str(getattr(settings, f.name))
     env["CLEARANCE_LOG_LEVEL"] = os.environ.get("CLEARANCE_TEST_LOG_LEVEL", "WARNING")
+    env["CLEARANCE_PROCESSES"] = "1"  # one Faust process per spawn, on this port and data dir (not one per core)
     env.update(extra)
     return env
 

@@ -1,0 +1,268 @@
+"""`clearance worker --processes N`: N Faust workers of one consumer group on this machine.
+
+The supervisor runs no Faust itself. It checks the broker and creates the internal
+topics once (a failure is one line and exit 1, as for one worker), then starts N
+`clearance worker` processes with CLEARANCE_PROCESSES=1, each with its own data
+directory (`$CLEARANCE_DATA_DIR/p0` .. `pN-1`) and a free web port on 127.0.0.1. Its
+own web port (CLEARANCE_WEB_PORT, CLEARANCE_WEB_BIND) answers for all of them
+(agents/rollup.py).
+
+Policy, decided here:
+
+* SIGTERM or SIGINT: SIGTERM to every process (a clean Faust stop each), wait for all;
+  exit 0 when every one exited 0. A second signal kills them (SIGKILL).
+* No process is ever restarted. When one exits while the supervisor is not stopping,
+  the supervisor logs it at ERROR with its exit code, stops the others (SIGTERM, as
+  above) and exits non-zero (that exit code, 1 if it was 0, 128 + N for a signal N).
+  Whoever restarts the supervisor (systemd, Docker's restart policy, Kubernetes) sees the
+  failure; their restart is logged.
+* A process never outlives the supervisor: each asks the kernel for SIGTERM when its
+  parent dies (Linux `PR_SET_PDEATHSIG`), so a `kill -9` of the supervisor stops them
+  cleanly too. They run in their own process group: a terminal's Ctrl-C reaches only the
+  supervisor, which forwards it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from agents.rollup import Rollup, Server
+from clearance.settings import Settings
+
+log = logging.getLogger("clearance.processes")
+
+WORKER_COMMAND = (sys.executable, "-m", "clearance.cli", "worker")
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """One worker process: its name (p0, p1, ...), command, environment, web port and data directory."""
+
+    name: str
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    port: int
+    data_dir: Path
+
+
+def child_specs(
+    settings: Settings,
+    environ: Mapping[str, str],
+    ports: Sequence[int],
+    command: Sequence[str] = WORKER_COMMAND,
+) -> list[ChildSpec]:
+    """A spec per port: the supervisor's environment, one process each, own data directory and web port."""
+    specs = []
+    for i, port in enumerate(ports):
+        name = f"p{i}"
+        data_dir = Path(settings.data_dir) / name
+        env = dict(environ)
+        env.update(
+            CLEARANCE_PROCESSES="1",
+            CLEARANCE_DATA_DIR=str(data_dir),
+            CLEARANCE_WEB_PORT=str(port),
+            CLEARANCE_WEB_BIND="127.0.0.1",  # only the supervisor answers from outside
+        )
+        if env.get("CLEARANCE_TRACE_FILE"):
+            env["CLEARANCE_TRACE_FILE"] = f"{env['CLEARANCE_TRACE_FILE']}.{name}"
+        specs.append(ChildSpec(name, tuple(command), env, port, data_dir))
+    return specs
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 now (held together while they are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def exit_status(code: int) -> int:
+    """A child's return code as a shell reports it: 128 + N for death by signal N."""
+    return 128 - code if code < 0 else code
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that has the kernel send SIGTERM to the child when the supervisor dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the supervisor died before the request took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+@dataclass(eq=False)
+class Child:
+    spec: ChildSpec
+    process: subprocess.Popen[bytes]
+    code: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.code is None
+
+
+@dataclass(eq=False)
+class Supervisor:
+    """Starts the processes, forwards stop signals, and notices any process that exits."""
+
+    specs: Sequence[ChildSpec]
+    poll_seconds: float = 0.2
+    children: list[Child] = field(default_factory=list)
+    failed: Child | None = None
+    _signals: int = 0
+    _handled: int = 0
+
+    def start(self) -> None:
+        """Start every process; before any thread of ours runs (the pre-exec hook is not thread-safe)."""
+        hook = _die_with_parent()
+        for spec in self.specs:
+            spec.data_dir.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and command
+                spec.command, env=dict(spec.env), preexec_fn=hook, process_group=0
+            )
+            self.children.append(Child(spec, process))
+            log.info("%s: pid %d, web port %d, data directory %s", spec.name, process.pid, spec.port, spec.data_dir)
+
+    def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        """The SIGTERM/SIGINT handler: only counts; the loop acts (no Popen calls inside a handler)."""
+        self._signals += 1
+
+    def alive(self, name: str) -> bool:
+        return any(c.spec.name == name and c.running for c in self.children)
+
+    @property
+    def stopping(self) -> bool:
+        return self._handled > 0 or self.failed is not None
+
+    def run(self) -> int:
+        """Until every process has exited; the supervisor's exit code."""
+        while True:
+            self._take_signals()
+            for child in self.children:
+                if child.running:
+                    code = child.process.poll()
+                    if code is not None:
+                        self._exited(child, code)
+            if not any(c.running for c in self.children):
+                return self._exit_code()
+            time.sleep(self.poll_seconds)
+
+    def _take_signals(self) -> None:
+        while self._handled < self._signals:
+            self._handled += 1
+            if self._handled == 1:
+                log.info("stopping: SIGTERM to %d processes", sum(c.running for c in self.children))
+                self._send(signal.SIGTERM)
+            else:
+                log.warning("second stop signal: killing the processes (SIGKILL)")
+                self._send(signal.SIGKILL)
+
+    def _send(self, signum: int) -> None:
+        for child in self.children:
+            if child.running:
+                with contextlib.suppress(ProcessLookupError):  # exited meanwhile; the loop reaps it
+                    child.process.send_signal(signum)
+
+    def _exited(self, child: Child, code: int) -> None:
+        child.code = code
+        name, pid = child.spec.name, child.process.pid
+        if self.stopping:
+            level = logging.INFO if code == 0 else logging.WARNING
+            log.log(level, "%s (pid %d) stopped, exit code %d", name, pid, code)
+            return
+        self.failed = child
+        log.error(
+            "%s (pid %d) EXITED with exit code %d while the supervisor was running: stopping the other "
+            "processes; none is restarted, the supervisor exits non-zero",
+            name,
+            pid,
+            code,
+        )
+        self._send(signal.SIGTERM)
+
+    def _exit_code(self) -> int:
+        if self.failed is not None:
+            return exit_status(self.failed.code or 0) or 1
+        for child in self.children:
+            if child.code:
+                return exit_status(child.code)
+        return 0
+
+
+def run_processes(settings: Settings, environ: Mapping[str, str], command: Sequence[str] = WORKER_COMMAND) -> int:
+    """Serve the rolled-up web port, start `settings.processes` processes of `command`, supervise them."""
+    specs = child_specs(settings, environ, free_ports(settings.processes), command)
+    rollup = Rollup([(s.name, s.port) for s in specs])
+    try:
+        server = Server(settings.web_bind, settings.web_port, rollup)  # bound now, answers once started
+    except OSError as exc:
+        print(f"clearance worker: cannot serve {settings.web_bind}:{settings.web_port}: {exc}", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(specs)
+    rollup.alive = supervisor.alive
+    previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        supervisor.start()
+        server.start()
+        log.info(
+            "%d worker processes; /healthz, /readyz and /metrics for all on %s:%d",
+            len(specs),
+            settings.web_bind,
+            settings.web_port,
+        )
+        code = supervisor.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.stop()
+    log.log(logging.INFO if code == 0 else logging.ERROR, "all %d processes stopped; exit code %d", len(specs), code)
+    return code
+
+
+def supervise(settings: Settings) -> int:
+    """`clearance worker` with CLEARANCE_PROCESSES > 1: check once, then run the processes."""
+    from agents.topics import ensure_internal_topics
+    from clearance.kafka import KafkaUnavailable, probe
+    from clearance.topics import TopicsError
+
+    logging.basicConfig(
+        level=settings.log_level, format="[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s"
+    )
+    try:
+        settings.rules()  # the positive list and the regime: a bad one fails here, once
+    except (ValueError, OSError) as exc:
+        print(f"clearance worker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        probe(settings)
+        ensure_internal_topics(settings)
+    except (TopicsError, KafkaUnavailable) as exc:
+        print(f"clearance worker: {exc}", file=sys.stderr)
+        return 1
+    return run_processes(settings, os.environ)

@@ -1,0 +1,276 @@
+"""The supervisor of `clearance worker --processes N`, over stand-in workers (no broker, no Faust)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.processes import child_specs, exit_status, free_ports
+from agents.rollup import merge_metrics, with_label
+from clearance.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+STANDIN = Path(__file__).with_name("standin_worker.py")
+DRIVER = (
+    "import logging, os, sys\n"
+    "from agents.processes import run_processes\n"
+    "from clearance.settings import Settings\n"
+    "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')\n"
+    f"sys.exit(run_processes(Settings.from_env(), os.environ, [sys.executable, {str(STANDIN)!r}]))\n"
+)
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+def test_each_process_gets_its_own_data_dir_and_port_and_runs_alone() -> None:
+    settings = Settings.from_env({"CLEARANCE_DATA_DIR": "/var/clearance", "CLEARANCE_PROCESSES": "2"})
+    env = {"CLEARANCE_PROCESSES": "2", "CLEARANCE_WEB_PORT": "6066", "CLEARANCE_TRACE_FILE": "/x/t", "X": "y"}
+    specs = child_specs(settings, env, [7001, 7002], ["worker"])
+    assert [s.name for s in specs] == ["p0", "p1"]
+    assert [s.data_dir for s in specs] == [Path("/var/clearance/p0"), Path("/var/clearance/p1")]
+    for spec, port in zip(specs, (7001, 7002), strict=True):
+        assert spec.env["CLEARANCE_PROCESSES"] == "1" and spec.env["CLEARANCE_WEB_PORT"] == str(port)
+        assert spec.env["CLEARANCE_DATA_DIR"] == str(spec.data_dir) and spec.env["X"] == "y"
+        assert spec.env["CLEARANCE_WEB_BIND"] == "127.0.0.1"
+        assert spec.env["CLEARANCE_TRACE_FILE"] == f"/x/t.{spec.name}"
+    assert env["CLEARANCE_PROCESSES"] == "2", "the supervisor's environment is not changed"
+
+
+def test_processes_default_to_the_cores_and_one_is_the_minimum() -> None:
+    assert Settings.from_env({}).processes == len(os.sched_getaffinity(0))
+    assert Settings.from_env({"CLEARANCE_PROCESSES": "1"}).processes == 1
+    with pytest.raises(ValueError, match="CLEARANCE_PROCESSES"):
+        Settings.from_env({"CLEARANCE_PROCESSES": "0"})
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = free_ports(4)
+    assert len(set(ports)) == 4 and all(p > 0 for p in ports)
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (-signal.SIGKILL, 137), (-signal.SIGTERM, 143)])
+def test_exit_status_is_the_shells(code: int, status: int) -> None:
+    assert exit_status(code) == status
+
+
+@pytest.mark.parametrize(
+    ("line", "labelled"),
+    [
+        ("m 1", 'm{process="p0"} 1'),
+        ('m{a="1"} 2', 'm{process="p0",a="1"} 2'),
+        ("m{} 2", 'm{process="p0"} 2'),
+        ('m{a="x y"} 2.5', 'm{process="p0",a="x y"} 2.5'),
+    ],
+)
+def test_with_label(line: str, labelled: str) -> None:
+    assert with_label(line, "process", "p0") == labelled
+
+
+def test_metrics_are_grouped_by_family_and_labelled_by_process() -> None:
+    text = (
+        "# HELP clearance_documents_in documents\n# TYPE clearance_documents_in counter\n"
+        'clearance_documents_in{topic="o"} 5\n'
+        "# HELP clearance_windows_open open\n# TYPE clearance_windows_open gauge\nclearance_windows_open 3\n"
+    )
+    merged = merge_metrics({"p0": text, "p1": text.replace(" 5", " 7"), "p2": None}).splitlines()
+    assert merged.count("# TYPE clearance_documents_in counter") == 1
+    start = merged.index("# TYPE clearance_documents_in counter")
+    assert merged[start + 1 : start + 3] == [
+        'clearance_documents_in{process="p0",topic="o"} 5',
+        'clearance_documents_in{process="p1",topic="o"} 7',
+    ]
+    assert 'clearance_windows_open{process="p1"} 3' in merged
+    up = [line for line in merged if line.startswith("clearance_process_up{")]
+    assert up == ['clearance_process_up{process="p0"} 1', 'clearance_process_up{process="p1"} 1'] + [
+        'clearance_process_up{process="p2"} 0'
+    ]
+
+
+# ---------------------------------------------------------------- the supervisor, as a process
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Supervised:
+    def __init__(self, tmp: Path, processes: int = 2, **extra: str) -> None:
+        self.data = tmp / "data"
+        self.port = _port()
+        self.log = tmp / "supervisor.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARANCE_")}
+        env |= {
+            "CLEARANCE_PROCESSES": str(processes),
+            "CLEARANCE_DATA_DIR": str(self.data),
+            "CLEARANCE_WEB_PORT": str(self.port),
+            **extra,
+        }
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", DRIVER], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:  # noqa: S310
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError:
+            return 0, ""
+
+    def wait_for(self, path: str, status: int, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got, body = self.get(path)
+            if got == status:
+                return body
+            time.sleep(0.1)
+        pytest.fail(f"{path} never answered {status}:\n{self.log.read_text()}")
+
+    def pid(self, name: str) -> int:
+        path = self.data / name / "pid"
+        deadline = time.monotonic() + 20
+        while not path.exists() or not path.read_text():
+            assert time.monotonic() < deadline, f"{name} never started:\n{self.log.read_text()}"
+            time.sleep(0.05)
+        return int(path.read_text())
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.proc.wait(timeout)
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[list[Supervised]]:
+    started: list[Supervised] = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+        s.proc.wait(10)
+
+
+def test_one_health_and_sigterm_stops_every_process(tmp_path: Path, supervised: list[Supervised]) -> None:
+    s = Supervised(tmp_path, STANDIN_READY_AFTER="1.5")
+    supervised.append(s)
+    pids = [s.pid("p0"), s.pid("p1")]
+    assert len(set(pids)) == 2 and s.proc.pid not in pids
+    assert (s.data / "p0" / "env").read_text() == "1"
+    status, body = s.get("/readyz")
+    assert status == 503 and "p0: not ready" in body, body  # not before every process is ready
+    assert "p1: ready" in s.wait_for("/readyz", 200)
+    assert s.get("/healthz")[0] == 200
+    metrics = s.get("/metrics")[1]
+    assert 'clearance_documents_in{process="p0",topic="orders"} 1' in metrics
+    assert 'clearance_documents_in{process="p1",topic="orders"} 2' in metrics
+    assert 'clearance_process_up{process="p1"} 1' in metrics
+
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 0, s.log.read_text()
+    for name in ("p0", "p1"):
+        assert (s.data / name / "terminated").read_text() == str(int(signal.SIGTERM))
+    assert all(_gone(pid) for pid in pids)
+
+
+def test_sigint_is_forwarded_as_sigterm(tmp_path: Path, supervised: list[Supervised]) -> None:
+    s = Supervised(tmp_path)
+    supervised.append(s)
+    s.wait_for("/readyz", 200)
+    s.proc.send_signal(signal.SIGINT)
+    assert s.wait() == 0, s.log.read_text()
+    assert (s.data / "p1" / "terminated").read_text() == str(int(signal.SIGTERM))
+
+
+def test_a_process_that_exits_stops_the_others_loudly_and_is_not_restarted(
+    tmp_path: Path, supervised: list[Supervised]
+) -> None:
+    s = Supervised(tmp_path, processes=3, STANDIN_FAIL="p1", STANDIN_EXIT_AFTER="1.5", STANDIN_EXIT_CODE="3")
+    supervised.append(s)
+    pids = {name: s.pid(name) for name in ("p0", "p1", "p2")}
+    assert s.wait() == 3
+    log = s.log.read_text()
+    assert f"p1 (pid {pids['p1']}) EXITED with exit code 3" in log and "none is restarted" in log, log
+    assert log.count("ERROR") >= 1
+    for name in ("p0", "p2"):
+        assert (s.data / name / "terminated").exists(), f"{name} was not stopped"
+    assert all(_gone(pid) for pid in pids.values())
+    assert sorted(p.name for p in s.data.iterdir()) == ["p0", "p1", "p2"], "a process was started again"
+
+
+def test_a_process_exiting_0_on_its_own_is_a_failure_too(tmp_path: Path, supervised: list[Supervised]) -> None:
+    s = Supervised(tmp_path, STANDIN_FAIL="p0", STANDIN_EXIT_AFTER="0.5", STANDIN_EXIT_CODE="0")
+    supervised.append(s)
+    assert s.wait() == 1
+    assert "EXITED with exit code 0" in s.log.read_text()
+
+
+def test_a_process_killed_by_a_signal_exits_the_supervisor_128_plus_n(
+    tmp_path: Path, supervised: list[Supervised]
+) -> None:
+    s = Supervised(tmp_path)
+    supervised.append(s)
+    s.wait_for("/healthz", 200)
+    os.kill(s.pid("p1"), signal.SIGKILL)  # the supervisor then stops p0 and exits 137
+    assert s.wait() == 137, s.log.read_text()
+
+
+def test_processes_do_not_outlive_a_killed_supervisor(tmp_path: Path, supervised: list[Supervised]) -> None:
+    s = Supervised(tmp_path)
+    supervised.append(s)
+    pids = [s.pid("p0"), s.pid("p1")]
+    s.wait_for("/readyz", 200)
+    s.proc.kill()
+    s.wait()
+    assert all(_gone(pid) for pid in pids), "a worker process outlived its supervisor"
+    assert (s.data / "p0" / "terminated").exists()
+
+
+def test_a_taken_web_port_fails_before_any_process_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARANCE_")}
+        env |= {"CLEARANCE_PROCESSES": "2", "CLEARANCE_DATA_DIR": str(tmp_path), "CLEARANCE_WEB_PORT": str(port)}
+        result = subprocess.run(
+            [sys.executable, "-c", DRIVER], env=env, cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 1 and f"cannot serve 127.0.0.1:{port}" in result.stderr
+    assert not (tmp_path / "p0").exists()
+
+
+def test_the_worker_command_refuses_zero_processes() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARANCE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "clearance.cli", "worker", "--processes", "0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "CLEARANCE_PROCESSES must be at least 1" in result.stderr
