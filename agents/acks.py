@@ -18,12 +18,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("clearance.worker")
 
 Ack = Callable[[], object]
 Settling = asyncio.Task[None]  # one sealed batch being settled
+
+
+class Pending(Protocol):
+    """Records held back until a batch is sealed (the tables' changelog, agents/changelog.py)."""
+
+    def __len__(self) -> int: ...
+    def drain(self) -> list[Any]: ...
 
 
 class Delivery:
@@ -36,8 +43,12 @@ class Delivery:
     acks. The agent goes on meanwhile; it waits only when `max_batches` batches
     are unsettled (back pressure)."""
 
-    def __init__(self, max_acks: int = 2000, max_age_s: float = 0.2, max_batches: int = 4) -> None:
+    def __init__(
+        self, max_acks: int = 2000, max_age_s: float = 0.2, max_batches: int = 4, held: Pending | None = None
+    ) -> None:
+        """`held`: records produced only when a batch is sealed; their futures join that batch."""
         self.max_acks = max_acks
+        self.held = held
         self.max_age_s = max_age_s
         self.max_batches = max_batches
         self._futures: list[Awaitable[Any]] = []
@@ -71,6 +82,8 @@ class Delivery:
         """No send failed and every tracked send is delivered (asked once the worker has stopped)."""
         if self.broken or any(not task.done() or task.cancelled() for task in self._settling):
             return False
+        if self.held is not None and len(self.held):
+            return False
         return all(_delivered(future) for future in self._futures)
 
     def revoke(self) -> None:
@@ -92,6 +105,8 @@ class Delivery:
             self._prune()
 
     def _seal(self) -> None:
+        if self.held is not None:
+            self._futures.extend(self.held.drain())
         futures, acks = self._futures, self._acks
         self._futures, self._acks = [], []
         if not acks and not futures:

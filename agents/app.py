@@ -23,9 +23,19 @@ import orjson
 from faust.types import StreamT
 
 from agents.acks import Delivery
-from agents.faust_internals import ack_refilled, partition_items, track_changelog
+from agents.changelog import Changelog
+from agents.commits import Commits
+from agents.faust_internals import (
+    ack_refilled,
+    commit_offsets,
+    committed_offset,
+    partition_items,
+    track_changelog,
+    write_changelog_through,
+)
 from agents.join import JoinProcessor, kind_of_topics
 from agents.metrics import Metrics
+from agents.producer import Producer
 from agents.quota import QuotaProcessor
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
@@ -36,7 +46,7 @@ from agents.trace import maybe_trace
 from agents.unread import UnreadCheck
 from agents.views import add_views
 from clearance.clock import wall_ms
-from clearance.kafka import MAX_MESSAGE_BYTES, ssl_context
+from clearance.kafka import MAX_MESSAGE_BYTES, producer_config, ssl_context
 from clearance.settings import Settings
 
 log = logging.getLogger("clearance.worker")
@@ -70,6 +80,8 @@ class Pipeline:
     metrics: Metrics
     delivery: Delivery
     sequences: dict[str, Sequencer]  # topic -> the offset check of the agent that reads it
+    commits: Commits
+    producer: Producer | None  # None with exactly_once: Faust's transactional producer sends
 
 
 @dataclass
@@ -84,10 +96,9 @@ def build(settings: Settings) -> Pipeline:
     app = _app(settings)
     candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
     tables = _tables(app, settings)
-    metrics, delivery = Metrics(), Delivery()
-    for table in (tables.states, tables.clocks, tables.quotas):
-        track_changelog(table, delivery.track)
-    sender = _sender(app, settings, candidates, metrics, delivery)
+    metrics = Metrics()
+    producer, delivery = _producer(app, settings, tables)
+    sender = _sender(app, settings, candidates, metrics, delivery, producer)
     side = SideReader(settings)
     join_topics = {*settings.input_topics, settings.topic_ticks}
     sequences = {
@@ -100,12 +111,13 @@ def build(settings: Settings) -> Pipeline:
         settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions if ordered else None
     )
     maybe_trace(joiner)
-    _agents(app, settings, candidates, (joiner, quota), sequences, delivery)
-    _timers(app, settings, delivery)
-    _on_stop(app, delivery)
-    _on_rebalance(app, (joiner, quota), delivery, sequences.values())
+    commits = _commits(app, settings)
+    _agents(app, settings, candidates, (joiner, quota), sequences, (delivery, commits))
+    _timers(app, settings, delivery, commits, producer)
+    _on_stop(app, delivery, commits)
+    _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic)
+    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer)
     add_views(pipeline)
     return pipeline
 
@@ -169,16 +181,40 @@ def _tables(app: faust.App, settings: Settings) -> _Tables:
     return _Tables(table("join"), table("clock"), table("quota"))
 
 
-def _sender(app: faust.App, settings: Settings, candidates: Any, metrics: Metrics, delivery: Delivery) -> Sender:
-    """The one Sender: declarations, candidates and dead letters through Faust's topics."""
+def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Producer | None, Delivery]:
+    """librdkafka for every record and the tables' changelogs once per key per ack batch
+    (agents/producer.py, agents/changelog.py); with exactly_once, Faust's transactional
+    producer and its changelog sends, tracked one by one."""
+    every = (tables.states, tables.clocks, tables.quotas)
+    if settings.processing_guarantee == "exactly_once":
+        delivery = Delivery()
+        for table in every:
+            track_changelog(table, delivery.track)
+        return None, delivery
+    producer = Producer({**producer_config(settings), "client.id": f"{settings.app_id}-worker"})
+    changelog = Changelog(producer)
+    for table in every:
+        write_changelog_through(table, changelog)
+    return producer, Delivery(held=changelog)
+
+
+def _sender(
+    app: faust.App, settings: Settings, candidates: Any, metrics: Metrics, delivery: Delivery, producer: Producer | None
+) -> Sender:
+    """The one Sender: declarations, candidates and dead letters (through librdkafka, or
+    Faust's topics with exactly_once)."""
     names = (settings.topic_matched, settings.topic_flagged, settings.topic_deadletter)
     outputs = {name: app.topic(name, **_RAW) for name in names}
     outputs[candidates.get_topic_name()] = candidates
 
     async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
+        if producer is not None:
+            return producer.send(topic, key, value, headers)
         return await outputs[topic].send(key=key, value=value, headers=headers)
 
     async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any]:
+        if producer is not None:
+            return producer.send(topic, None, value, partition=partition)
         return await outputs[topic].send(key=None, value=value, partition=partition)
 
     destinations: dict[Dest, str] = {
@@ -224,16 +260,26 @@ def _joiner(
     )
 
 
+def _commits(app: faust.App, settings: Settings) -> Commits:
+    """Commits that follow the released acks when Faust's own stay behind (agents/commits.py)."""
+    return Commits(
+        committed=lambda topic, partition: committed_offset(app, topic, partition),
+        commit=lambda offsets: commit_offsets(app, offsets),
+        grace_s=3 * settings.commit_seconds,
+    )
+
+
 def _agents(
     app: faust.App,
     settings: Settings,
     candidates: Any,
     processors: tuple[JoinProcessor, QuotaProcessor],
     sequences: dict[str, Sequencer],
-    delivery: Delivery,
+    acks: tuple[Delivery, Commits],
 ) -> None:
     """Both agents: concurrency 1 (they write tables), our acks, the offset check."""
     joiner, quota = processors
+    delivery, commits = acks
     inputs = app.topic(*settings.input_topics, settings.topic_ticks, **_RAW)
 
     def refilled(msg: Msg) -> None:
@@ -241,14 +287,16 @@ def _agents(
 
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
-        await drain(stream, joiner.handle, sequences["join"], delivery, refilled)
+        await drain(stream, joiner.handle, sequences["join"], delivery, commits, refilled)
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:
-        await drain(stream, quota.handle, sequences["quota"], delivery, refilled)
+        await drain(stream, quota.handle, sequences["quota"], delivery, commits, refilled)
 
 
-def _timers(app: faust.App, settings: Settings, delivery: Delivery) -> None:
+def _timers(
+    app: faust.App, settings: Settings, delivery: Delivery, commits: Commits, producer: Producer | None
+) -> None:
     ticks = app.topic(settings.topic_ticks, **_RAW)
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]  # faust's timer is untyped
@@ -256,15 +304,24 @@ def _timers(app: faust.App, settings: Settings, delivery: Delivery) -> None:
         """Acks of a quiet stream still get released (the agents release them on traffic)."""
         await delivery.flush()
 
+    @app.timer(interval=settings.commit_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def catch_up_commits() -> None:
+        """Commit what Faust's own commits left behind the released acks (agents/commits.py)."""
+        if not app.rebalancing:
+            await commits.catch_up()
+
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def tick() -> None:
         """One tick per partition: lets an idle partition's event time follow the wall clock."""
         value = orjson.dumps({"wall": wall_ms()})
         for partition in range(settings.partitions):
-            await ticks.send(key=None, value=value, partition=partition, force=True)
+            if producer is not None:
+                producer.send(settings.topic_ticks, None, value, partition=partition)
+            else:
+                await ticks.send(key=None, value=value, partition=partition, force=True)
 
 
-def _on_stop(app: faust.App, delivery: Delivery) -> None:
+def _on_stop(app: faust.App, delivery: Delivery, commits: Commits) -> None:
     """A clean stop commits what it has handled before it leaves the group.
 
     Faust's app stops its consumer's flow, sends `on_before_shutdown`, flushes the producer
@@ -278,23 +335,33 @@ def _on_stop(app: faust.App, delivery: Delivery) -> None:
             await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
         except TimeoutError:
             log.warning("stopping: sends not delivered in %.0f s; their input is read again", _STOP_FLUSH_S)
+        await commits.commit_all("stopping")
 
     app.on_before_shutdown.connect(release_acks_before_the_last_commit)
 
 
 def _on_rebalance(
-    app: faust.App, processors: tuple[JoinProcessor, QuotaProcessor], delivery: Delivery, sequences: Any
+    app: faust.App, processors: tuple[JoinProcessor, QuotaProcessor], acks: tuple[Delivery, Commits], sequences: Any
 ) -> None:
-    """A rebalance: indexes rebuilt, held candidates and unreleased acks dropped, offsets checked anew."""
+    """A rebalance: released acks committed, then indexes rebuilt, held candidates and
+    unreleased acks dropped, offsets checked anew."""
     joiner, quota = processors
+    delivery, commits = acks
     checks = list(sequences)
 
     def rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         joiner.forget_partitions()
         quota.forget_partitions()
         delivery.revoke()
+        commits.reset()
         for check in checks:
             check.reset()
 
-    app.on_partitions_revoked.connect(rebalanced)
+    async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """What this worker released is committed before its partitions go: the next owner
+        starts after it instead of reading it again."""
+        await commits.commit_all("partitions revoked")
+        rebalanced(sender, *args, signal=signal, **kwargs)
+
+    app.on_partitions_revoked.connect(revoked)
     app.on_partitions_assigned.connect(rebalanced)

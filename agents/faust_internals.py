@@ -13,6 +13,9 @@ import faust
 from faust.streams import current_event
 from faust.types import TP
 
+from agents.changelog import Changelog
+from agents.producer import Delivered
+
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
     """Every (key, value) of one partition of a rocksdb:// table.
@@ -33,6 +36,17 @@ def committed_offset(app: faust.App, topic: str, partition: int) -> int | None:
     return offsets.get(TP(topic, partition))
 
 
+async def commit_offsets(app: faust.App, offsets: dict[tuple[str, int], int]) -> bool:
+    """Commit these offsets now, in the group and in Faust's books (`Consumer._commit_offsets`).
+
+    Faust's public `Consumer.commit` commits only what its own acked list allows (see
+    agents/commits.py for when that stalls); `_commit_offsets` is the step after that list:
+    it skips partitions no longer assigned, flushes the producer, commits, and records the
+    committed offsets so Faust's later commits start from them."""
+    consumer: Any = app.consumer
+    return bool(await consumer._commit_offsets({TP(t, p): offset for (t, p), offset in offsets.items()}))
+
+
 def track_changelog(table: Any, track: Callable[[Any], None]) -> None:
     """Hand every changelog send of `table` to `track` (its FutureMessage).
 
@@ -46,6 +60,22 @@ def track_changelog(table: Any, track: Callable[[Any], None]) -> None:
         return future
 
     table.send_changelog = send_changelog
+
+
+def write_changelog_through(table: Any, changelog: Changelog) -> None:
+    """Send `table`'s changelog records through `changelog` (agents/changelog.py), not Faust's producer.
+
+    Faust's `Collection._send_changelog` calls `self.send_changelog(partition, key, value,
+    ...)` for every write (the partition is the current event's); an instance attribute
+    takes its place. Faust's own delivery callback (`_on_changelog_sent`) recorded each
+    delivered offset in the table's store (`Store.set_persisted_offset`, where recovery
+    starts after a restart that keeps local state); the changelog does that here."""
+    topic = table.changelog_topic.get_topic_name()
+
+    def persist(delivered: Delivered) -> None:
+        table.data.set_persisted_offset(TP(delivered.topic, delivered.partition), delivered.offset)
+
+    table.send_changelog = changelog.table(topic, persist)
 
 
 def is_recovered(app: faust.App) -> bool:

@@ -9,6 +9,7 @@ from functools import partial
 from faust.types import EventT, StreamT
 
 from agents.acks import Ack, Delivery
+from agents.commits import Commits
 from agents.sender import Msg
 from agents.sequence import Sequencer
 
@@ -25,11 +26,13 @@ async def drain(
     handle: Handler,
     sequencer: Sequencer,
     delivery: Delivery,
+    commits: Commits,
     ack_refilled: Callable[[Msg], None] = lambda msg: None,
 ) -> None:
     """Hand every event to `handle` with its ack (acks are ours: delivery-gated, see
     agents/acks.py), in offset order without holes (see agents/sequence.py), giving the
-    event loop back every few messages."""
+    event loop back every few messages. Every released ack moves the committable offset
+    (agents/commits.py)."""
     event: EventT[bytes]
     handled = 0
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
@@ -40,12 +43,23 @@ async def drain(
             delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
             before, admit = [], True
         for missed in before:  # read beside Faust: acked in Faust's books in their turn
-            await handle(missed, partial(ack_refilled, missed))
+            await handle(missed, _releasing(partial(ack_refilled, missed), missed, commits))
         if admit:
-            await handle(msg, event.ack)
+            await handle(msg, _releasing(event.ack, msg, commits))
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
+
+
+def _releasing(ack: Ack, msg: Msg, commits: Commits) -> Ack:
+    """`ack`, then the offset after `msg` is committable."""
+
+    def release() -> object:
+        result = ack()
+        commits.released(msg.topic, msg.partition, msg.offset)
+        return result
+
+    return release
 
 
 def _msg(event: EventT[bytes]) -> Msg:

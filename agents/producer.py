@@ -1,0 +1,149 @@
+"""The worker's one producer: librdkafka (confluent-kafka), with asyncio futures for delivery.
+
+Every record the worker writes goes through it: declarations, candidates, watermarks, dead
+letters, ticks and its tables' changelog records (agents/changelog.py). Faust's own
+path (`Topic.send` -> its ProducerBuffer, one record at a time -> aiokafka's pure-Python
+producer) cost ~0.3-0.5 ms per record and was most of the worker's per-event cost
+(issue 12); `produce()` here is a few microseconds and librdkafka batches in C.
+
+A thread polls librdkafka for delivery reports; they are handed to the event loop in
+batches (one `call_soon_threadsafe` per batch, not per record), where each record's
+future is resolved. The futures feed the delivery-gated acks (agents/acks.py): no input
+offset is acked before every record it caused is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as _RdKafka
+
+log = logging.getLogger("clearance.worker")
+
+Headers = Sequence[tuple[str, bytes]]
+_POLL_S = 0.05
+_FULL_WAIT_S = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Where a record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class ProduceError(RuntimeError):
+    """A record was not delivered (librdkafka gave up on it)."""
+
+
+class Producer:
+    """`send` returns a future resolved (in the event loop) once the record is delivered."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._rd = _RdKafka(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reports: list[tuple[asyncio.Future[Delivered], Any, Any]] = []
+        self._lock = threading.Lock()
+        self._handing_over = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Poll for delivery reports from now on; futures resolve in `loop`."""
+        if self._thread is not None:
+            return
+        self._loop = loop
+        self._thread = threading.Thread(target=self._poll, name="clearance-producer", daemon=True)
+        self._thread.start()
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None, partition: int = -1
+    ) -> asyncio.Future[Delivered]:
+        """Queue one record (key-partitioned with murmur2 unless `partition` is given)."""
+        loop = self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+            self.start(loop)
+        future: asyncio.Future[Delivered] = loop.create_future()
+        report = self._report_to(future)
+        while True:
+            try:
+                if headers:
+                    self._rd.produce(topic, value, key, partition, on_delivery=report, headers=list(headers))
+                else:
+                    self._rd.produce(topic, value, key, partition, on_delivery=report)
+                break
+            except BufferError:  # librdkafka's queue is full: let the poll thread drain it
+                time.sleep(_FULL_WAIT_S)
+        self.sent += 1
+        return future
+
+    def pending(self) -> int:
+        """Records queued or in flight."""
+        return len(self._rd)
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait (blocking) until every record is delivered or `timeout_s`; the number left."""
+        return int(self._rd.flush(timeout_s))
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        """Flush, stop polling; the number of records not delivered."""
+        left = self.flush(timeout_s)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * _POLL_S + 1)
+        if left:
+            log.warning("producer closed with %d record(s) not delivered", left)
+        return left
+
+    def _report_to(self, future: asyncio.Future[Delivered]) -> Any:
+        loop = future.get_loop()
+
+        def report(err: Any, msg: Any) -> None:  # librdkafka's poll, in the poll thread
+            with self._lock:
+                self._reports.append((future, err, msg))
+                if self._handing_over:
+                    return
+                self._handing_over = True
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(self._resolve)
+
+        return report
+
+    def _resolve(self) -> None:
+        """In the event loop: resolve every future reported so far."""
+        with self._lock:
+            reports, self._reports = self._reports, []
+            self._handing_over = False
+        for future, err, msg in reports:
+            if future.done():
+                continue
+            if err is not None:
+                future.set_exception(ProduceError(_describe(err)))
+            else:
+                future.set_result(Delivered(msg.topic(), msg.partition(), msg.offset()))
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._rd.poll(_POLL_S)
+            except KafkaException as exc:  # a fatal producer error (e.g. idempotence broken)
+                log.error("producer: %s", _describe(exc.args[0] if exc.args else exc))
+                time.sleep(_POLL_S)
+
+
+def _describe(err: Any) -> str:
+    if isinstance(err, KafkaError):
+        return f"{err.name()}: {err.str()}"
+    return type(err).__name__
