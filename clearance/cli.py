@@ -24,6 +24,7 @@ HELP: dict[str, str] = {
     "worker": "run a Faust worker on Kafka",
     "replay": "produce a trace into the input topics",
     "bench": "run the Kafka benchmark suite",
+    "monitor": "the clearance floor's live page (declarations, receipt times, lag)",
 }
 
 # Third-party packages that only the `tools` extra installs.
