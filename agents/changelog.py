@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from agents.producer import Delivered, Producer
@@ -27,6 +28,19 @@ from agents.producer import Delivered, Producer
 log = logging.getLogger("clearance.worker")
 
 Persist = Callable[[Delivered], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What a table reads of a changelog send: `Table.on_key_set` takes `.message.partition`
+    (for its key expiry bookkeeping) from the FutureMessage Faust's own send returns."""
+
+    message: _Where
 
 
 class Changelog:
@@ -39,15 +53,16 @@ class Changelog:
         self.written = 0  # table writes seen
         self.produced = 0  # changelog records produced
 
-    def table(self, topic: str, persist: Persist) -> Callable[..., None]:
+    def table(self, topic: str, persist: Persist) -> Callable[..., Queued]:
         """A `send_changelog(partition, key, value, ...)` for one table's changelog `topic`."""
         self._persist[topic] = persist
 
-        def send_changelog(partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any) -> None:
+        def send_changelog(partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any) -> Queued:
             if partition is None or not isinstance(key, bytes):
                 raise TypeError(f"changelog of {topic}: a raw bytes key and a partition are required")
             self._pending[topic, partition, key] = value if isinstance(value, bytes) or value is None else bytes(value)
             self.written += 1
+            return Queued(_Where(partition))
 
         return send_changelog
 

@@ -210,7 +210,7 @@ class JoinProcessor:
             self.trace("apply", msg, doc.order_no, doc.app_time_ms, part.loop.event_ms)
         part.states.source = msg
         outcome = Outcome()
-        part.loop.apply(doc, wall, outcome)
+        part.loop.apply(doc, wall, outcome, msg.timestamp_ms)
         part.input_event_ms, part.input_wall_ms = part.loop.event_ms, wall
         await self._emit(part, msg.partition, outcome)
 

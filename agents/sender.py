@@ -37,6 +37,7 @@ class Msg:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp_ms: int | None = None  # the record's Kafka timestamp: a declaration's receivedAt
 
 
 Dest = Literal["matched", "flagged", "candidates"]

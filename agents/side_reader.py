@@ -14,7 +14,14 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from agents.sender import Msg
 from clearance.kafka import MAX_MESSAGE_BYTES, client_config
@@ -115,7 +122,10 @@ class SideReader:
                     if offset is None or offset >= end:
                         break
                     value = message.value()
-                    out.append(Msg(topic, partition, offset, message.key(), value if isinstance(value, bytes) else b""))
+                    kind, stamp = message.timestamp()
+                    timestamp_ms = stamp if kind != TIMESTAMP_NOT_AVAILABLE and stamp > 0 else None
+                    body = value if isinstance(value, bytes) else b""
+                    out.append(Msg(topic, partition, offset, message.key(), body, timestamp_ms))
             finally:
                 client.unassign()
             return out

@@ -66,4 +66,6 @@ def _msg(event: EventT[bytes]) -> Msg:
     m = event.message
     value = m.value if isinstance(m.value, bytes) else b""
     key = m.key if isinstance(m.key, bytes) or m.key is None else None
-    return Msg(m.topic, m.partition, m.offset, key, value)
+    stamp = m.timestamp  # seconds (a float) in Faust's messages
+    timestamp_ms = round(stamp * 1000) if isinstance(stamp, int | float) and stamp > 0 else None
+    return Msg(m.topic, m.partition, m.offset, key, value, timestamp_ms)

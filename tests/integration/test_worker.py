@@ -24,6 +24,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -329,10 +330,28 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
     got = consume(kafka_settings, total_records(expected))
     stats = compare(expected, got)
     print(f"differential: {dict(stats)}")
+    _check_received_at(got)
     status, body = workers[0].get("/metrics")
     assert status == 200 and "clearance_declarations_out" in body and "clearance_consumer_lag" in body
     assert workers[0].get("/healthz")[0] == 200
     assert workers[0].stop(signal.SIGTERM) == 0, "SIGTERM must stop the worker cleanly"
+
+
+def _check_received_at(got: dict[str, list[Any]]) -> None:
+    """A complete set's declaration carries receivedAt (the completing document's Kafka
+    timestamp), at most its decidedAt; one with a document missing has none (DOMAIN.md 4)."""
+    complete = 0
+    for d in (*got["matched"], *got["flagged"]):
+        if any(r.startswith("MISSING_") for r in d["reasons"]):
+            assert "receivedAt" not in d, d["orderNo"]
+            continue
+        if "DOCUMENT_AFTER_DECISION" in d["reasons"]:
+            continue
+        complete += 1
+        received = datetime.fromisoformat(d["receivedAt"])
+        decided = datetime.fromisoformat(d["decidedAt"])
+        assert timedelta(0) <= decided - received < timedelta(minutes=10), (d["orderNo"], received, decided)
+    assert complete > 0
 
 
 def test_bad_input_is_dead_lettered(kafka_settings: Settings, tmp_path: Path, workers: list[Worker]) -> None:
