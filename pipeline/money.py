@@ -2,21 +2,21 @@
 
 A money value on the wire is a JSON number or a decimal string, >= 0, with at
 most two decimals (see `pipeline.patterns.MONEY_STRING_PATTERN`). JSON numbers
-arrive from orjson as int or float; a float is read through its shortest repr,
+arrive from the decoder as int or float; a float is read through its shortest repr,
 which is the decimal text the sender wrote, so 0.07 is 7 fen and never 6.99...
 """
 
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
+from functools import lru_cache
 
 from pipeline.errors import InvalidRecord
 from pipeline.patterns import MONEY_STRING_PATTERN
 
 MAX_YUAN = 999_999_999_999
 _MONEY_MATCH = re.compile(MONEY_STRING_PATTERN).fullmatch  # ECMA `$`: no trailing newline
-_ONE_FEN = Decimal(1)
 
 
 def parse_money(value: object, field: str) -> int:
@@ -47,6 +47,23 @@ def _float_fen(value: float, field: str) -> int:
     return fen
 
 
+# Valid money values already seen -> fen: prices, freights and totals repeat (a catalogue,
+# "0.00"), and a dict lookup is ~10x cheaper than the string pattern plus the conversion.
+# 1 == 1.0 == -0.0 + 1 as keys is fine: equal numbers are equal amounts (msgspec never
+# passes a bool here). Bounded: cleared when full.
+KNOWN_FEN: dict[int | float | str, int] = {}
+_KNOWN_LIMIT = 1 << 17
+
+
+def remember_fen(value: object, field: str) -> int:
+    """`parse_money`, and remember a valid value in KNOWN_FEN."""
+    fen = parse_money(value, field)
+    if len(KNOWN_FEN) >= _KNOWN_LIMIT:
+        KNOWN_FEN.clear()
+    KNOWN_FEN[value] = fen  # type: ignore[index]  # parse_money accepted it: an int, float or str
+    return fen
+
+
 def format_fen(fen: int) -> str:
     """Format fen as a decimal string with exactly two decimals: 1234 -> '12.34'."""
     sign = "-" if fen < 0 else ""
@@ -54,9 +71,23 @@ def format_fen(fen: int) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
-def mul_round_half_up(fen: int, factor: Decimal) -> int:
-    """`fen x factor`, rounded half-up to the fen. Exact: Decimal arithmetic only."""
-    return int((Decimal(fen) * factor).quantize(_ONE_FEN, rounding=ROUND_HALF_UP))
+def mul_round_half_up(fen: int, factor: int | Decimal) -> int:
+    """`fen x factor`, rounded half-up (ties away from zero) to the fen. Exact: integers only.
+
+    A Decimal factor is used as its exact ratio num/den, so no Decimal context (28 digits)
+    can round the product before the half-up step.
+    """
+    if type(factor) is int:
+        return fen * factor
+    num, den = _ratio(factor)
+    product = fen * num
+    rounded = (abs(product) * 2 + den) // (2 * den)
+    return -rounded if product < 0 else rounded
+
+
+@lru_cache(maxsize=4096)
+def _ratio(factor: Decimal) -> tuple[int, int]:
+    return factor.as_integer_ratio()
 
 
 def json_type(value: object) -> str:

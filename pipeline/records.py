@@ -33,7 +33,7 @@ class Item(NamedTuple):
     item_no: str | None
     item_name: str
     gcode: str
-    qty: Decimal
+    qty: int | Decimal  # an int as sent (no Decimal on the hot path), a Decimal for a fraction
     unit: str | None
     price: int
     total_price: int
