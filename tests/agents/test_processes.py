@@ -274,3 +274,19 @@ def test_the_worker_command_refuses_zero_processes() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "CLEARANCE_PROCESSES must be at least 1" in result.stderr
+
+
+def test_without_a_broker_the_supervisor_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
+    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "clearance.cli", "worker", "--processes", "2"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = (result.stdout + result.stderr).strip()
+    assert result.returncode == 1 and len(out.splitlines()) == 1 and "no Kafka broker reachable" in out, out
+    assert not (tmp_path / "data").exists()
