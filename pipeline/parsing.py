@@ -236,7 +236,7 @@ _MONEY_FIELDS = frozenset(
 _CONSTRAINT: dict[str, str] = {
     "guid": "must be exactly 36 characters",
     "ebpCode": "must be exactly 10 characters",
-    "orderNo": "must be 1 to 60 characters",
+    "orderNo": "must be at most 60 characters",
     "appType": _APP_TYPE_RULE,
     "appTime": _TIME_RULE,
     "payTime": _TIME_RULE,
@@ -282,9 +282,9 @@ def _reason(leaf: str, what: str, got: str | None) -> str:
         if leaf == "appType":
             return _APP_TYPE_RULE
         return f"must be {_EXPECTED.get(leaf, _TEXT)}, not {_JSON_TYPES.get(got, got)}"
-    if leaf == "orderNo" and "length >= 1" not in what:
-        return "must be at most 60 characters"
-    return _CONSTRAINT.get(leaf, "must not be empty")  # the text fields' one constraint
+    if what == "Expected `str` of length >= 1":
+        return "must not be empty"
+    return _CONSTRAINT.get(leaf, "has an invalid value")
 
 
 def _short(message: str) -> str:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.errors import InvalidRecord
 from pipeline.money import format_fen, mul_round_half_up, parse_money
@@ -64,3 +66,19 @@ def test_format_and_round_half_up() -> None:
     assert mul_round_half_up(1500, Decimal("0.091")) == 137  # 136.5 -> 137
     assert mul_round_half_up(5, Decimal("0.5")) == 3  # 2.5 -> 3, not banker's 2
     assert mul_round_half_up(31000, Decimal("0.091")) == 2821
+
+
+@given(
+    fen=st.integers(-(10**14), 10**14),
+    factor=st.one_of(
+        st.integers(0, 10**6),
+        st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=0, max_value=10**6, allow_nan=False).map(lambda f: Decimal(repr(f))),
+    ),
+)
+def test_mul_round_half_up_is_exact(fen: int, factor: int | Decimal) -> None:
+    # The reference: Decimal with enough digits that nothing rounds before the half-up step.
+    with localcontext() as ctx:
+        ctx.prec = 100
+        expected = int((Decimal(fen) * factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    assert mul_round_half_up(fen, factor) == expected
