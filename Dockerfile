@@ -1,6 +1,6 @@
-# The clearance worker image (docker-compose.yml's worker, topics and replayer services):
-# `clearance worker`, `clearance topics create` and `clearance replay`. Only the packages
-# those need: no benchmarks, trace generator or embedded runner (.dockerignore keeps them
+# The clearance worker image (docker-compose.yml's worker, topics, replayer and monitor
+# services): `clearance worker`, `clearance topics create`, `clearance replay` and
+# `clearance monitor`. Only the packages those need: no benchmarks, trace generator or embedded runner (.dockerignore keeps them
 # out of the build context), and no `tools` extra (numpy, matplotlib).
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -10,11 +10,12 @@ COPY pipeline ./pipeline
 COPY clearance ./clearance
 COPY agents ./agents
 COPY ops ./ops
+COPY monitor ./monitor
 RUN pip install . && mkdir -p /data && chown nobody /data
 USER nobody
 # The worker's HTTP endpoints bind to 127.0.0.1 by default; in a container the probes and
 # Prometheus come from outside, and the port is published to the host's 127.0.0.1 only.
-ENV KAFKA_BOOTSTRAP=kafka:9092 CLEARANCE_DATA_DIR=/data CLEARANCE_WEB_BIND=0.0.0.0
+ENV KAFKA_BOOTSTRAP=kafka:9092 CLEARANCE_DATA_DIR=/data CLEARANCE_WEB_BIND=0.0.0.0 CLEARANCE_MONITOR_BIND=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 6066
 CMD ["clearance", "worker"]

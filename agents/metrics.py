@@ -1,17 +1,27 @@
-"""The worker's counters and their Prometheus text form (served at /metrics).
+"""The worker's metrics, exposed at /metrics with prometheus-client.
 
-Plain counters in one process (one worker = one process): the agents bump them,
-the web view renders them. Gauges (open windows, consumer lag) are read at
-scrape time from the processors and the consumer.
+Plain counters in one process (one worker = one process): the agents bump them with
+`inc(name, label, by)`, and a collector turns them into Prometheus families at scrape
+time: counters end in `_total`, gauges (open windows, consumer lag per topic and
+partition) are read at scrape time from the processors and the consumer (`render`'s
+argument), and `clearance_receipt_to_decision_seconds` is a histogram of decidedAt -
+receivedAt with buckets past ten minutes. Each Metrics has its own registry, so tests can
+make as many as they like.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
+
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: Prometheus knows when a counter starts
 
 MetricName = Literal[
     "documents_in",
@@ -27,6 +37,7 @@ MetricName = Literal[
     "input_redelivered_dropped",
     "input_gap_messages_refilled",
 ]
+Gauge = tuple[MetricName, dict[str, str], float]
 
 _HELP: dict[MetricName, tuple[str, str]] = {
     "documents_in": ("counter", "input messages consumed, by topic"),
@@ -46,36 +57,80 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     ),
 }
 
+# Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).
+RECEIPT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+
 
 @dataclass
 class Metrics:
-    """Counters keyed by (metric, label value)."""
+    """Counters keyed by (metric, label value), a receipt-to-decision histogram, and their registry."""
 
     counts: Counter[tuple[MetricName, str]] = field(default_factory=Counter)
-    resent: int = 0
     started: float = field(default_factory=time.monotonic)
     last_tick: float = 0.0
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
+    _resent: int = 0
+    _gauges: list[Gauge] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.receipt = Histogram(
+            "clearance_receipt_to_decision_seconds",
+            "decidedAt - receivedAt of published declarations (receivedAt: the completing document Kafka timestamp)",
+            buckets=RECEIPT_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Counts(self))
 
     def inc(self, name: MetricName, label: str = "", by: int = 1) -> None:
         self.counts[(name, label)] += by
 
-    def render(self, gauges: Iterable[tuple[MetricName, dict[str, str], float]]) -> str:
-        """Prometheus text exposition format 0.0.4."""
-        by_name: dict[MetricName, list[str]] = {}
-        for (name, label), value in sorted(self.counts.items()):
-            by_name.setdefault(name, []).append(_line(name, _labels(name, label), value))
-        for name, labels, gauge in gauges:
-            by_name.setdefault(name, []).append(_line(name, labels, gauge))
-        out: list[str] = []
-        for name, lines in by_name.items():
+    @property
+    def resent(self) -> int:
+        """Emits re-sent after a restart or rebalance (in doubt): `metrics.resent += 1`."""
+        return self._resent
+
+    @resent.setter
+    def resent(self, value: int) -> None:
+        self._resent = value
+
+    def observe_receipt(self, decided_at_ms: int, received_at_ms: int | None) -> None:
+        """One published declaration's receipt-to-decision time (nothing when receivedAt is unknown)."""
+        if received_at_ms is not None:
+            self.receipt.observe(max(decided_at_ms - received_at_ms, 0) / 1000)
+
+    def render(self, gauges: Iterable[Gauge]) -> str:
+        """Prometheus text exposition format 0.0.4, with `gauges` read now."""
+        self._gauges = list(gauges)
+        try:
+            return generate_latest(self.registry).decode()
+        finally:
+            self._gauges = []
+
+
+class _Counts(Collector):
+    """The counters and the scrape-time gauges of one Metrics as Prometheus families."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        rows: dict[MetricName, list[tuple[dict[str, str], float]]] = {}
+        for (name, label), value in sorted(m.counts.items()):
+            rows.setdefault(name, []).append((_labels(name, label), float(value)))
+        for name, labels, gauge in m._gauges:
+            rows.setdefault(name, []).append((labels, gauge))
+        for name, samples in rows.items():
             kind, help_ = _HELP[name]
-            out += [f"# HELP clearance_{name} {help_}", f"# TYPE clearance_{name} {kind}", *lines]
-        out += [
-            "# HELP clearance_outbox_resent emits re-sent after a restart or rebalance (in doubt)",
-            "# TYPE clearance_outbox_resent counter",
-            f"clearance_outbox_resent {self.resent}",
-        ]
-        return "\n".join(out) + "\n"
+            keys = sorted({k for labels, _ in samples for k in labels})
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = family_type(f"clearance_{name}", help_, labels=keys)
+            for labels, sample in samples:
+                family.add_metric([labels.get(k, "") for k in keys], sample)
+            yield family
+        resent = CounterMetricFamily("clearance_outbox_resent", "emits re-sent after a restart or rebalance (in doubt)")
+        resent.add_metric([], float(m.resent))
+        yield resent
 
 
 def _labels(name: MetricName, label: str) -> dict[str, str]:
@@ -88,14 +143,3 @@ def _labels(name: MetricName, label: str) -> dict[str, str]:
         "windows_closed_incomplete": "partition",
     }.get(name, "topic" if name.startswith(("documents_in", "input_")) else "label")
     return {key: label}
-
-
-def _line(name: str, labels: dict[str, str], value: float) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-        return f"clearance_{name}{{{inner}}} {value:g}"
-    return f"clearance_{name} {value:g}"
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

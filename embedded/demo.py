@@ -21,6 +21,7 @@ from clearance.cli import main as clearance
 from clearance.settings import Settings
 from clearance.traces import TRACE_FILES
 from embedded.runner import run_trace
+from monitor.report import write_report
 from pipeline.engine import PARSERS
 from pipeline.errors import InvalidRecord
 from pipeline.timeconv import app_time_ms
@@ -150,7 +151,10 @@ def cli(argv: list[str]) -> int:
     print(text)
     png = args.dir / "demo.png"
     plot(decls, first, png)
+    html = args.dir / "demo.html"
+    write_report(out, html, title="Clearance demo: a peak hour")
     print(f"outputs       {out}/matched.jsonl, flagged.jsonl, deadletter.jsonl")
     print(f"plot          {png}")
+    print(f"report        {html}")
     print(f"total         {time.perf_counter() - started:.1f} s")
     return 0

@@ -29,6 +29,7 @@ from clearance.progress import Progress
 from clearance.settings import Settings
 from clearance.traces import TraceError, merge, read_lines, trace_files
 from embedded.store import RocksStore
+from monitor.report import write_report
 from pipeline.codec import encode_declaration
 from pipeline.config import RulesConfig
 from pipeline.engine import Engine, Origin, Outputs
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", choices=["auto", "always", "never"], default="auto", help="progress bar on stderr"
     )
     parser.add_argument("--quiet", action="store_true", help="no summary on stdout")
+    parser.add_argument(
+        "--report", type=Path, metavar="FILE.html", help="also write the floor's figures as a self-contained HTML page"
+    )
     return parser
 
 
@@ -258,7 +262,11 @@ def cli(argv: list[str]) -> int:
         print(f"clearance run: {exc}", file=sys.stderr)
         return 2
     (args.output / "summary.json").write_bytes(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2))
+    if args.report is not None:
+        write_report(args.output, args.report, title=f"Clearance report: {args.input.name}")
     if not args.quiet:
         print(summary.render())
         print(f"output      {args.output}")
+        if args.report is not None:
+            print(f"report      {args.report}")
     return 0

@@ -10,7 +10,8 @@ them do (README, "Security"):
   worker    reads the inputs and ticks; writes the declarations, dead letters and ticks;
             everything on its internal topics `<app_id>-*` and its consumer group
   replayer  writes the inputs and ticks, nothing else
-  monitor   reads the declarations, describes the worker's group
+  monitor   reads the declarations, describes the worker's group and the input topics
+            (offsets for the lag; no data)
 
 Topic and group ACLs are PREFIXED on the configured names, so suffixed copies of the
 topics (tests, load runs) fall under the same rules; nobody but admin and worker may
@@ -161,6 +162,8 @@ def acl_bindings(settings: Settings) -> list[Any]:
     for name in (*settings.input_topics, settings.topic_ticks):
         rules.append(("worker", topic, name, op.READ))
         rules.append(("replayer", topic, name, op.WRITE))
+    for name in settings.input_topics:
+        rules.append(("monitor", topic, name, op.DESCRIBE))  # the worker group's lag: offsets, no data
     rules.append(("worker", topic, settings.topic_ticks, op.WRITE))  # the worker's own ticks
     for name in (settings.topic_matched, settings.topic_flagged):
         rules.append(("worker", topic, name, op.WRITE))

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): `./scripts/test.sh [PYTEST ARGS...]`.
 #  1. makes .venv and installs -e '.[dev]' when missing or when pyproject.toml changed
-#     (scripts/venv.sh); installs Java 17, Maven and docker-compose with apt when missing
-#     and running as root;
+#     (scripts/venv.sh); installs Java 17, Maven, docker-compose and Chromium (the monitor's
+#     browser test) with apt when missing and running as root;
 #  2. starts the local Kafka broker (`clearance broker start`) unless KAFKA_BOOTSTRAP is set;
 #  3. runs pytest (over tests/ unless told otherwise) with the arguments given;
 #  4. stops the broker if it started it, and exits with pytest's exit code.
@@ -25,6 +25,16 @@ if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null
         echo "test.sh: installing docker-compose to validate docker-compose.yml" >&2
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >&2; } ||
             echo "test.sh: could not install docker-compose (tests/deploy will say so)" >&2
+    fi
+fi
+
+# tests/integration/test_monitor.py loads the monitor's page in headless Chromium (it skips,
+# saying so, only when no Chromium can be found).
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing Chromium for the monitor's browser test" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2; } ||
+            echo "test.sh: could not install chromium (the browser test will skip and say so)" >&2
     fi
 fi
 

@@ -47,7 +47,8 @@
 
   function render(s) {
     var d = s.decided;
-    set("since", s.since ? s.since.replace("T", " ") : "the beginning");
+    set("since", s.since ? s.since.replace("T", " ") : "the beginning of the topics");
+    if (s.now) document.getElementById("window-label").textContent = s.daily ? "Today" : "Window";
     set("now", s.now ? s.now.replace("T", " ") : "finished run");
     set("released", num(d.RELEASED));
     set("inspection", num(d.INSPECTION));
@@ -92,7 +93,7 @@
       xAxis: { type: "category", data: pm.minutes },
       yAxis: { type: "value" },
       series: STATUSES.map(function (k) {
-        return { name: NAMES[k], type: "bar", stack: "all", data: pm[k], itemStyle: { color: COLORS[k] } };
+        return { name: NAMES[k], type: "bar", stack: "all", barMaxWidth: 48, data: pm[k], itemStyle: { color: COLORS[k] } };
       })
     });
   }
@@ -105,15 +106,25 @@
     document.getElementById("lag-warning").hidden = !w.growing;
     var c = chart("chart-lag");
     if (!c) return;
+    // one bar per input partition, grouped by partition number, one series per topic
+    var topics = [], parts = [], lag = {};
+    w.partitions.forEach(function (p) {
+      if (topics.indexOf(p.topic) < 0) topics.push(p.topic);
+      if (parts.indexOf(p.partition) < 0) parts.push(p.partition);
+      lag[p.topic + "\u0000" + p.partition] = p.lag;
+    });
+    parts.sort(function (a, b) { return a - b; });
     c.setOption({
       backgroundColor: "transparent", animation: false, tooltip: tooltip,
-      grid: { left: 50, right: 10, top: 10, bottom: 40 },
-      xAxis: { type: "category", axisLabel: { rotate: 30, fontSize: 10 },
-               data: w.partitions.map(function (p) { return p.topic.split(".").slice(1).join(".") + "/" + p.partition; }) },
+      legend: { top: 0, textStyle: { fontSize: 11 } },
+      grid: { left: 50, right: 10, top: 28, bottom: 22 },
+      xAxis: { type: "category", name: "partition", nameGap: 4, data: parts.map(String) },
       yAxis: { type: "value", minInterval: 1 },
-      series: [{ type: "bar", name: "lag", data: w.partitions.map(function (p) { return p.lag; }),
-                 itemStyle: { color: w.growing ? "#f85149" : "#58a6ff" } }]
-    });
+      series: topics.map(function (t) {
+        return { type: "bar", name: t.split(".")[1] || t,
+                 data: parts.map(function (p) { var v = lag[t + "\u0000" + p]; return v === undefined ? 0 : v; }) };
+      })
+    }, true);
   }
 
   window.addEventListener("resize", function () { Object.keys(charts).forEach(function (k) { charts[k].resize(); }); });

@@ -332,7 +332,7 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
     print(f"differential: {dict(stats)}")
     _check_received_at(got)
     status, body = workers[0].get("/metrics")
-    assert status == 200 and "clearance_declarations_out" in body and "clearance_consumer_lag" in body
+    assert status == 200 and "clearance_declarations_out_total{" in body and "clearance_consumer_lag{" in body
     assert workers[0].get("/healthz")[0] == 200
     assert workers[0].stop(signal.SIGTERM) == 0, "SIGTERM must stop the worker cleanly"
 
@@ -575,7 +575,7 @@ def _crash_run(
     if stop == signal.SIGTERM:  # a clean stop commits what it handled before it leaves (issue 13)
         assert repeats["repeats"] <= 5, f"{repeats['repeats']} declarations repeated after a clean stop"
     committed = wait_committed(settings)
-    resent = second.metrics().get("clearance_outbox_resent", 0)
+    resent = second.metrics().get("clearance_outbox_resent_total", 0)
     guarantee = extra.get("CLEARANCE_PROCESSING_GUARANTEE", "at_least_once")
     refilled = sum(v for k, v in second.metrics().items() if k.startswith("clearance_input_gap_messages_refilled"))
     print(
