@@ -14,6 +14,7 @@ A plain threaded HTTP server (no Faust here): the supervisor runs no event loop.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.error
 import urllib.request
@@ -155,11 +156,12 @@ def _handler(rollup: Rollup) -> type[BaseHTTPRequestHandler]:
 
         def _reply(self, status: int, body: str, content_type: str) -> None:
             data = body.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the http.server signature
             pass  # probes every few seconds: no access log

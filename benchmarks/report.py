@@ -14,19 +14,30 @@ _TABLE_END = "<!-- bench-table:end -->"
 _TITLES = {
     "a": "raw limit (consume + orjson.loads)",
     "b": "embedded runner",
-    "c": "1 worker, pre-loaded",
-    "d": "2 workers, pre-loaded",
-    "e": "1 worker, fixed offered rate",
+    "c": "1 worker process, pre-loaded",
+    "d": "--processes 2, pre-loaded",
+    "e": "1 worker process, fixed offered rate",
+    "f": "Faust floor (read, parse, ack)",
 }
+# The ratios the issue asks for (numerator, denominator): one process against Faust's floor and
+# the raw loop, two processes against one, and Faust's floor against the raw loop.
+RATIOS = (("c", "f"), ("c", "a"), ("d", "c"), ("f", "a"))
 
 
 def add_ratios(results: dict[str, Any]) -> None:
-    """Each case's events/s as a ratio to the raw limit of the same run."""
+    """Each case's events/s as a ratio to the raw limit of the same run; `ratios`: c/f, c/a, d/c, f/a."""
     raw = results["cases"].get("a", {}).get("eventsPerSecond")
     for case in results["cases"].values():
         rate = case.get("eventsPerSecond")
         if raw and rate:
             case["ratioToRaw"] = round(rate / raw, 4)
+    ratios = {}
+    for top, bottom in RATIOS:
+        over = results["cases"].get(top, {}).get("eventsPerSecond")
+        under = results["cases"].get(bottom, {}).get("eventsPerSecond")
+        if over and under:
+            ratios[f"{top}/{bottom}"] = round(over / under, 4)
+    results["ratios"] = ratios
 
 
 def brief(case: dict[str, Any]) -> str:
@@ -64,6 +75,9 @@ def render(results: dict[str, Any]) -> str:
     for name, case in results["cases"].items():
         ratio = f" ({case['ratioToRaw']:.3f} x raw)" if "ratioToRaw" in case else ""
         lines.append(f"  {name} {_TITLES[name]:<36} {brief(case)}{ratio}")
+    ratios = results.get("ratios", {})
+    if ratios:
+        lines.append("ratios: " + ", ".join(f"{name} {value:.3f}" for name, value in ratios.items()))
     lines += ["goals:"] + [f"  {line}" for line in _goals(results["cases"])]
     return "\n".join(lines)
 
@@ -118,6 +132,10 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
         ratio = f" ({case['ratioToRaw']:.2f})" if "ratioToRaw" in case and name != "a" else ""
         return f"{case['eventsPerSecond']:,.0f}{ratio}"
 
+    def ratio(name: str) -> str:
+        value = results.get("ratios", {}).get(name)
+        return "-" if value is None else f"{value:.2f}"
+
     lat = cases.get("e", {}).get("latencyMs", {})
     latency = f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} / {lat['max']:.0f}" if lat.get("count") else "-"
     rss = cases.get("c", {}).get("peakRssMB", {})
@@ -127,13 +145,15 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
         f"| {results['timestamp'][:16]} | {m['nproc']} x {m['cpu']}, {m['ramGB']} GB, Py {m['python']}, "
         f"Kafka {m['kafka']} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "
         f"| {rate('a')} | {rate('b')} | {rate('c')} | {rate('d')} | {latency} "
-        f"| {max(rss.values()) if rss else '-'} | {state.get('windowsOpen', '-')} | {json_path.name} |"
+        f"| {max(rss.values()) if rss else '-'} | {state.get('windowsOpen', '-')} | {json_path.name} "
+        f"| {rate('f')} | {ratio('c/f')} | {ratio('d/c')} |"
     )
 
 
 _HEADER = """| run (UTC) | machine | orders / messages | a raw events/s | b embedded (x raw) | c 1 worker (x raw) \
-| d 2 workers (x raw) | e latency p50/p95/p99/max ms | c peak RSS MB | c open windows after flush | file |
-|---|---|---|---|---|---|---|---|---|---|---|"""
+| d 2 workers (x raw) | e latency p50/p95/p99/max ms | c peak RSS MB | c open windows after flush | file \
+| f Faust floor (x raw) | c/f | d/c |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"""
 
 
 def update_table(md: Path, results: dict[str, Any], json_path: Path, png: Path | None) -> None:

@@ -3,9 +3,12 @@
 Cases, all on one generated trace (`clearance generate --preset peak-hour`):
   a  raw limit: confluent-kafka consume + orjson.loads of every input message
   b  the embedded runner (no broker) on the same trace files
-  c  one Faust worker, pre-loaded topics: start it, time until every declaration is out
-  d  two workers (one consumer group), same pre-loaded topics
-  e  one worker at a fixed offered rate (default 3,000 orders/s): end-to-end latency
+  c  one Faust worker process, pre-loaded topics: start it, time until every declaration is out
+  d  `clearance worker --processes 2` (two processes, one consumer group), same pre-loaded topics
+  e  one worker process at a fixed offered rate (default 3,000 orders/s): end-to-end latency
+  f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
+Ratios of the same run: c/f, c/a, d/c (and every case x a). The default trace (50,000 orders,
+about 150,000 messages) is long enough that start-up does not dominate.
 Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
 """
 
@@ -43,7 +46,8 @@ from ops.files import broker_files
 from ops.replay import replay
 
 HERE = Path(__file__).resolve().parent
-CASES = "abcde"
+CASES = "abcdef"
+DEFAULT_ORDERS = 50_000
 
 
 def _ensure_broker(settings: Settings) -> None:
@@ -118,7 +122,9 @@ def _render_profiles(results: Path, stamp: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearance bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=2_000, help="orders in the trace (default 2,000)")
+    parser.add_argument(
+        "--orders", type=int, default=DEFAULT_ORDERS, help=f"orders in the trace (default {DEFAULT_ORDERS:,})"
+    )
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--partitions", type=int, default=12, help="partitions of every topic (default 12)")
     parser.add_argument("--order-rate", type=float, default=3000.0, help="case e's offered orders/s")
@@ -181,17 +187,21 @@ def cli(argv: list[str]) -> int:
         print(f"case {name}: {report.brief(cases[name])}", file=sys.stderr)
 
     try:
-        needs_load = any(c in args.cases for c in "acd")
+        needs_load = any(c in args.cases for c in "acdf")
         if needs_load:
             ensure_topics(loaded)
             pre = replay(trace, loaded)
             results["preload"] = pre.as_dict()
         if "a" in args.cases:
             attempt("a", lambda: consume_and_parse(loaded, info.messages))
+        if "f" in args.cases:
+            from benchmarks.faustfloor import faust_floor  # imports Faust: only when case f runs
+
+            attempt("f", lambda: faust_floor(loaded, info.messages, work / "f"))
         attempt("b", lambda: _case_b(trace, base, work))
         complete, total = _expected(work / "embedded-out") if (work / "embedded-out").exists() else (0, 0)
         info.expected_complete, info.expected_total = complete, total
-        for name, workers, rate in (("c", 1, None), ("d", 2, None), ("e", 1, args.order_rate)):
+        for name, processes, rate in (("c", 1, None), ("d", 2, None), ("e", 1, args.order_rate)):
             if name not in args.cases:
                 continue
             if not worker_available():
@@ -206,7 +216,14 @@ def cli(argv: list[str]) -> int:
             attempt(
                 name,
                 partial(
-                    worker_case, settings, trace, info, work / name, workers=workers, order_rate=rate, profile=profile
+                    worker_case,
+                    settings,
+                    trace,
+                    info,
+                    work / name,
+                    processes=processes,
+                    order_rate=rate,
+                    profile=profile,
                 ),
             )
         _render_profiles(args.results, stamp)
