@@ -65,13 +65,22 @@ def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesCon
     dutiable = draft.dutiable_value or 0
     exceeded = used + dutiable > config.annual_limit_fen
     final = _finish(draft, exceeded, config)
-    new_used = {y: fen for y, fen in state.used.items() if y >= candidate.year - 1}
+    # The copies below keep exactly the entries the filters keep; `min` and `dict` run in C,
+    # so the common case (nothing to drop) costs no Python-level loop over a buyer's history.
+    first_year = candidate.year - 1
+    if min(state.used, default=first_year) >= first_year:
+        new_used = dict(state.used)
+    else:
+        new_used = {y: fen for y, fen in state.used.items() if y >= first_year}
     if final.status in _COUNTED:
         new_used[candidate.year] = used + dutiable
     # Verdicts only need to outlive a redelivery; keep them for the retention period
     # of event time, so a buyer's state stays small however long they shop.
     horizon = draft.event_time_ms - config.retention_ms
-    verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= horizon}
+    if not state.verdicts or min(state.verdicts.values())[0] >= horizon:
+        verdicts = dict(state.verdicts)
+    else:
+        verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= horizon}
     verdicts[draft.declaration_id] = (draft.event_time_ms, exceeded)
     return QuotaStep(BuyerQuota(new_used, verdicts), final)
 
