@@ -15,7 +15,15 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from clearance.kafka import client_config
 from clearance.settings import Settings
@@ -101,7 +109,8 @@ class Reader:
                 if self._kinds.get(msg.topic()) == "deadletter":
                     self.tally.add_dead_letter(value)
                 else:
-                    self.tally.add_declaration(value)
+                    kind, stamp = msg.timestamp()
+                    self.tally.add_declaration(value, stamp if kind != TIMESTAMP_NOT_AVAILABLE else None)
                 self.reading.records += 1
 
     def _on_error(self, topic: str | None, error: KafkaError) -> None:

@@ -200,7 +200,7 @@ class Tally:
         self.platforms: dict[str, Breakdown] = {}
         self.carriers: dict[str, Breakdown] = {}
         self.minutes: dict[int, Counter[str]] = {}
-        self.seconds: Counter[int] = Counter()  # decidedAt second -> declarations
+        self.seconds: Counter[int] = Counter()  # second published (else decidedAt) -> declarations
         self.latency = Latency()
         self.cleared_fen = 0
         self.tax_fen = 0
@@ -219,8 +219,12 @@ class Tally:
         self._reset()
         return True
 
-    def add_declaration(self, raw: bytes) -> str:
-        """Count one published declaration: "counted", "repeat", "outside" or "unreadable"."""
+    def add_declaration(self, raw: bytes, published_ms: int | None = None) -> str:
+        """Count one published declaration: "counted", "repeat", "outside" or "unreadable".
+
+        `published_ms` (the record's Kafka timestamp) dates it for "throughput now": a
+        decision may be published seconds after its decidedAt (the quota stage waits).
+        """
         try:
             d = parse_declaration(raw)
         except Unreadable:
@@ -236,6 +240,7 @@ class Tally:
             return "repeat"
         self.seen.add(d.declaration_id)
         self._count(d)
+        self.seconds[(d.decided_ms if published_ms is None else published_ms) // 1000] += 1
         return "counted"
 
     def _count(self, d: Decided) -> None:
@@ -251,7 +256,6 @@ class Tally:
             entry.cleared_fen += cleared
         at = d.decided_ms if self.clock == "decided" else d.event_ms
         self.minutes.setdefault(at - at % MINUTE_MS, Counter())[d.status] += 1
-        self.seconds[d.decided_ms // 1000] += 1
         if d.received_ms is not None:
             self.latency.add(d.decided_ms - d.received_ms)
         first, last = self.first_decided_ms, self.last_decided_ms
@@ -284,7 +288,7 @@ class Tally:
         return sum(self.statuses.values())
 
     def throughput(self, now_ms: int | None) -> float:
-        """Declarations per second: the last NOW_WINDOW_S before `now_ms`, or the whole run's average."""
+        """Declarations per second: published in the last NOW_WINDOW_S before `now_ms`, or the run's average."""
         if now_ms is None:
             first, last = self.first_decided_ms, self.last_decided_ms
             if first is None or last is None:

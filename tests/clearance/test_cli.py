@@ -10,8 +10,8 @@ import pytest
 
 from clearance import cli
 
-EXPECTED = ["run", "generate", "demo", "broker", "topics", "worker", "replay", "bench"]
-SHELLS = ("agents", "embedded", "tracegen", "ops", "benchmarks", "faust", "numpy")
+EXPECTED = ["run", "generate", "demo", "broker", "topics", "worker", "replay", "bench", "monitor"]
+SHELLS = ("agents", "embedded", "tracegen", "ops", "monitor", "benchmarks", "faust", "numpy")
 
 calls: list[list[str]] = []
 

@@ -34,6 +34,7 @@ class Browser:
 
     def __init__(self, binary: str, profile: Path, width: int = 1600, height: int = 1000) -> None:
         profile.mkdir(parents=True, exist_ok=True)
+        (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a reused profile's stale port
         self.log = (profile / "chromium.log").open("wb")
         self.proc = subprocess.Popen(
             [

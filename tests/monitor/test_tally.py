@@ -146,3 +146,12 @@ def test_per_minute_is_stacked_by_status_and_throughput_is_the_last_ten_seconds(
 def test_iso_times_parse_with_offsets() -> None:
     assert parse_iso_ms("2026-11-10T16:00:00.000Z") == MIDNIGHT_MS
     assert parse_iso_ms("2026-11-11T00:00:00+08:00") == MIDNIGHT_MS
+
+
+def test_throughput_now_dates_a_declaration_by_its_publication() -> None:
+    tally = Tally()
+    base = MIDNIGHT_MS + 3_600_000
+    for n in range(20):  # decided a minute ago, held by the quota stage, published just now
+        tally.add_declaration(decl(n, at=base - 60_000), published_ms=base - 500)
+    assert tally.throughput(base) == pytest.approx(2.0)
+    assert tally.per_minute(base)["RELEASED"][-2:] == [20, 0]  # the chart keeps the minute decided
