@@ -167,10 +167,12 @@ def _run(
     done_bytes = 0
     try:
         streams = [_parsed(engine, kind, path, topic_of[kind], sink, summary) for kind, path in present]
+        out = Outputs()  # one for the whole run, emptied after each write: most events emit nothing
         for count, (origin, raw, doc) in enumerate(merge(streams), 1):
-            out = Outputs()
             engine.apply(doc, raw, origin, wall_ms(), out)
-            sink.write(out, summary)
+            if out.declarations or out.dead_letters:
+                sink.write(out, summary)
+                _empty(out)
             summary.documents += 1
             done_bytes += len(raw) + 1
             if count % 4096 == 0:
@@ -189,14 +191,22 @@ def _parsed(
     engine: Engine, kind: DocKind, path: Path, topic: str, sink: _Sink, summary: Summary
 ) -> Iterator[tuple[int, tuple[Origin, bytes, Document]]]:
     """Valid documents of one file with their appTime; invalid lines go straight to the sink."""
+    out = Outputs()
     for index, raw in enumerate(read_lines(path)):
-        out = Outputs()
         origin = Origin(topic, 0, index)
         doc = engine.parse(kind, raw, origin, wall_ms(), out)
         if doc is None:
             sink.write(out, summary)
+            _empty(out)
             continue
         yield doc.app_time_ms, (origin, raw, doc)
+
+
+def _empty(out: Outputs) -> None:
+    """Forget what the sink has written (internal errors are always dead-lettered too)."""
+    out.declarations.clear()
+    out.dead_letters.clear()
+    out.internal_errors.clear()
 
 
 def build_parser() -> argparse.ArgumentParser:
