@@ -55,12 +55,21 @@ KNOWN_FEN: dict[int | float | str, int] = {}
 _KNOWN_LIMIT = 1 << 17
 
 
-def remember_fen(value: object, field: str) -> int:
-    """`parse_money`, and remember a valid value in KNOWN_FEN."""
-    fen = parse_money(value, field)
+def remember_fen(value: int | float | str) -> int:
+    """Fen of a money value msgspec has typed and ranged (`pipeline.documents.Money`), remembered.
+
+    Raises InvalidRecord (field "money": the caller names the field) for a string that is
+    not yuan with at most two decimals, or a number with more than two.
+    """
+    if type(value) is str:
+        if _MONEY_MATCH(value) is None:
+            raise InvalidRecord("money string must be yuan with at most 2 decimals, like 12.30", "money")
+        fen = round(float(value) * 100)  # exact: below 2**53 fen the float is within 0.03 fen
+    else:
+        fen = parse_money(value, "money")
     if len(KNOWN_FEN) >= _KNOWN_LIMIT:
         KNOWN_FEN.clear()
-    KNOWN_FEN[value] = fen  # type: ignore[index]  # parse_money accepted it: an int, float or str
+    KNOWN_FEN[value] = fen
     return fen
 
 

@@ -19,6 +19,7 @@ so `{"payerName": 5, "payerName": "x"}` is rejected.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Final
 
@@ -26,7 +27,7 @@ import msgspec
 
 from pipeline.documents import ItemDoc, Money, OrderDoc, PaymentDoc, WaybillDoc
 from pipeline.errors import InvalidRecord
-from pipeline.money import KNOWN_FEN, remember_fen
+from pipeline.money import KNOWN_FEN, parse_money, remember_fen
 from pipeline.patterns import APP_TIME_PATTERN
 from pipeline.records import AppType, Item, Order, OrderId, Payment, Waybill
 from pipeline.timeconv import app_time_ms
@@ -51,7 +52,9 @@ def parse_order(raw: bytes) -> Order:
     for entry in doc.items:
         money += (entry.price, entry.total_price)
     known = [_known_fen(value) for value in money]
-    fens: list[int] = _remember_fens(money, _order_money_fields(len(doc.items))) if None in known else known  # type: ignore[assignment]  # no None left
+    fens: list[int] = (
+        _remember_fens(money, known, lambda: _order_money_fields(len(doc.items))) if None in known else known  # type: ignore[assignment]  # no None left
+    )
     goods, freight, discount, tax, paid = fens[:5]
     return Order(
         doc.guid,
@@ -90,7 +93,7 @@ def parse_payment(raw: bytes) -> Payment:
         raise _invalid(exc) from None
     amount = _known_fen(doc.amount_paid)
     if amount is None:
-        amount = remember_fen(doc.amount_paid, "amountPaid")
+        amount = _remember_fens([doc.amount_paid], [None], _payment_money)[0]
     _time_ms(doc.pay_time, "payTime")
     return Payment(
         doc.guid,
@@ -119,7 +122,7 @@ def parse_waybill(raw: bytes) -> Waybill:
         raise _invalid(exc) from None
     money = [doc.freight, doc.insured_fee]
     known = [_known_fen(value) for value in money]
-    fens: list[int] = _remember_fens(money, ("freight", "insuredFee")) if None in known else known  # type: ignore[assignment]  # no None left
+    fens: list[int] = _remember_fens(money, known, _waybill_money) if None in known else known  # type: ignore[assignment]  # no None left
     weight = doc.weight
     return Waybill(
         doc.guid,
@@ -168,9 +171,22 @@ def _time_ms(text: str, field: str) -> int:
     return ms
 
 
-def _remember_fens(values: list[Money], fields: tuple[str, ...]) -> list[int]:
-    """Fen of each value through `parse_money` (the precise reason and field), remembered."""
-    return [KNOWN_FEN.get(value) or remember_fen(value, field) for value, field in zip(values, fields, strict=True)]
+def _remember_fens(values: list[Money], known: list[int | None], fields: Callable[[], tuple[str, ...]]) -> list[int]:
+    """Fen of the values not yet known (checked and remembered); InvalidRecord names the field."""
+    try:
+        return [fen if fen is not None else remember_fen(value) for value, fen in zip(values, known, strict=True)]
+    except InvalidRecord:
+        for value, field in zip(values, fields(), strict=True):
+            parse_money(value, field)  # raises with the field's name
+        raise
+
+
+def _waybill_money() -> tuple[str, ...]:
+    return ("freight", "insuredFee")
+
+
+def _payment_money() -> tuple[str, ...]:
+    return ("amountPaid",)
 
 
 def _order_money_fields(count: int) -> tuple[str, ...]:
