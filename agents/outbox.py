@@ -98,7 +98,8 @@ def emit_of(item: Declaration | Candidate) -> Emit:
     if isinstance(item, Candidate):
         return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
     dest: Dest = "matched" if item.matched else "flagged"
-    return Emit(dest, item.order_no.encode(), encode_declaration(item), item.status)
+    value = encode_declaration(item)
+    return Emit(dest, item.order_no.encode(), value, item.status, item.decided_at_ms, item.received_at_ms)
 
 
 class TableStates:

@@ -46,12 +46,15 @@ Dest = Literal["matched", "flagged", "candidates"]
 @dataclass(frozen=True, slots=True)
 class Emit:
     """One message to publish: destination, Kafka key and value (bytes), and a declaration's
-    status (for the declarations_out metric; "" for a candidate)."""
+    status (for the declarations_out metric; "" for a candidate) and its decidedAt and
+    receivedAt in ms (for the receipt-to-decision histogram; None when unknown or a re-send)."""
 
     dest: Dest
     key: bytes
     value: bytes
     status: str = ""
+    decided_ms: int | None = None
+    received_ms: int | None = None
 
 
 class Table(Protocol):
@@ -90,6 +93,8 @@ class Sender:
         await self._publish(self._topics[emit.dest], emit.key, emit.value, None)
         if emit.dest != "candidates":
             self.metrics.inc("declarations_out", emit.status)
+            if emit.decided_ms is not None:
+                self.metrics.observe_receipt(emit.decided_ms, emit.received_ms)
 
     async def watermark(self, source: int, event_ms: int, *, idle: bool = False) -> None:
         """Publish a join partition's event time (or that it is idle) on every candidates partition."""

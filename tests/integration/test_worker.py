@@ -331,6 +331,8 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
     stats = compare(expected, got)
     print(f"differential: {dict(stats)}")
     _check_received_at(got)
+    observed = workers[0].metrics().get("clearance_receipt_to_decision_seconds_count", 0)
+    assert observed >= sum(1 for n in ("matched", "flagged") for d in got[n] if "receivedAt" in d)
     status, body = workers[0].get("/metrics")
     assert status == 200 and "clearance_declarations_out_total{" in body and "clearance_consumer_lag{" in body
     assert workers[0].get("/healthz")[0] == 200
@@ -339,7 +341,7 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
 
 def _check_received_at(got: dict[str, list[Any]]) -> None:
     """A complete set's declaration carries receivedAt (the completing document's Kafka
-    timestamp), at most its decidedAt; one with a document missing has none (DOMAIN.md 4)."""
+    timestamp), at most its decidedAt; one with a document missing has none (docs/CONTRACT.md)."""
     complete = 0
     for d in (*got["matched"], *got["flagged"]):
         if any(r.startswith("MISSING_") for r in d["reasons"]):
