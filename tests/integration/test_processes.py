@@ -35,15 +35,34 @@ pytestmark = pytest.mark.integration
 def _per_process(supervisor: Worker, metric: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, value in supervisor.metrics().items():
-        if name.startswith(metric + "{") and 'process="' in name:
+        if name.split("{", 1)[0] in (metric, f"{metric}_total") and 'process="' in name:  # prometheus-client: _total
             process = name.split('process="', 1)[1].split('"', 1)[0]
             out[process] = out.get(process, 0.0) + value
     return out
 
 
-def test_two_processes_share_the_partitions_and_stop_together(kafka_settings: Settings, tmp_path: Path) -> None:
-    trace = generate(tmp_path / "trace", orders=300, seed=12)
+# Open: with a backlog waiting when both processes start, 10 of 600 orders were decided unlike
+# `clearance run` (one run at commit bc556ef; the bench's case d showed the same at 20,000 orders).
+# Two `clearance worker` spawns started together meet the same: the first member takes every
+# partition, starts on the backlog, and hands half over at the second's rebalance. Not strict:
+# it passes at times; the worker's hand-over is not this module's to fix.
+BACKLOG_OPEN = pytest.mark.xfail(strict=False, reason="orders decided differently after a hand-over mid-backlog")
+
+
+@pytest.mark.parametrize(
+    "preload",
+    [False, pytest.param(True, marks=BACKLOG_OPEN)],
+    ids=["replay-after-start", "backlog-before-start"],
+)
+def test_two_processes_share_the_partitions_and_stop_together(
+    kafka_settings: Settings, tmp_path: Path, preload: bool
+) -> None:
+    """Both ways the benchmark and a deploy meet it: input replayed once the processes are ready,
+    and a backlog waiting when both start together (case d of `clearance bench`)."""
+    trace = generate(tmp_path / "trace", orders=600 if preload else 300, seed=12)
     expected = run_embedded(kafka_settings, trace, tmp_path / "embedded")
+    if preload:
+        produce_trace(kafka_settings, trace)
     port = _free_port()
     log = tmp_path / "supervisor.log"
     env = _env(kafka_settings, CLEARANCE_WEB_PORT=str(port), CLEARANCE_LOG_LEVEL="INFO")
@@ -58,7 +77,8 @@ def test_two_processes_share_the_partitions_and_stop_together(kafka_settings: Se
         ready = time.monotonic() - began
         data = Path(kafka_settings.data_dir)
         assert sorted(p.name for p in data.iterdir()) == ["p0", "p1"]
-        produce_trace(kafka_settings, trace)
+        if not preload:
+            produce_trace(kafka_settings, trace)
         wait_consumed([supervisor], input_messages(trace), timeout=60)
         flush(kafka_settings, trace_max_ms(expected))
         got = consume(kafka_settings, total_records(expected), quiet_s=3.0, timeout=60.0)
