@@ -44,8 +44,12 @@ class UnreadCheck:
             high = self._app.consumer.highwater(TP(topic, partition))
         except Exception:  # noqa: BLE001 - not assigned any more: nothing will come
             return False
-        if high is None or high > wanted:
+        if high is not None and high > wanted:
             return True
+        # None: the consumer has not fetched the partition since the assignment (aiokafka knows a
+        # high watermark only from a fetch response). Waiting for one held a partition's last
+        # documents for good after a hand-over when nothing more came to that topic partition
+        # (its commits stopped a few offsets short): ask the broker instead.
         now = wall_ms()
         asked = self._asked.get((topic, partition))
         if asked is not None and asked[0] == wanted:
