@@ -83,10 +83,6 @@ class Settings:
     monitor_bind: str = "127.0.0.1"
     monitor_port: int = 8080
     monitor_group: str = "clearance-monitor"
-    # `clearance monitor`: its page's address and its own consumer group (never the worker's).
-    monitor_bind: str = "127.0.0.1"
-    monitor_port: int = 8080
-    monitor_group: str = "clearance-monitor"
     # `clearance worker`: Faust worker processes on this machine, one consumer group (agents/processes.py).
     # 1 is one process, as before; the default is one per core this process may run on.
     processes: int = field(default_factory=default_processes)
