@@ -150,6 +150,11 @@ def _app(settings: Settings) -> faust.App:
         # Nothing waits on a single send (agents/acks.py), so 5 ms of linger costs no throughput.
         producer_linger=_PRODUCER_LINGER_S,
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,
+        # faust-streaming's repaired Cython fast paths (off by default): the stream iterator takes
+        # the events already queued instead of awaiting the channel for each, and the conductor
+        # decodes a message once. Our topics are raw bytes with one channel each, so the decoding
+        # difference it documents cannot apply (benchmarks/RESULTS.md, issue 12).
+        cython_optimizations=True,
         web_enabled=True,
         web_port=settings.web_port,
         # Only this host unless told (CLEARANCE_WEB_BIND; the container sets 0.0.0.0 for its probes).
@@ -256,7 +261,7 @@ def _joiner(
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),
         sender=sender,
         wall=wall_ms,
-        publish_every_ms=int(settings.tick_seconds * 1000) if settings.quota_order != "arrival" else None,
+        publish_every_ms=int(settings.watermark_seconds * 1000) if settings.quota_order != "arrival" else None,
     )
 
 

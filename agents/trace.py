@@ -25,8 +25,7 @@ def maybe_trace(joiner: JoinProcessor) -> None:
 
     def trace(what: str, msg: Msg, order_no: str, time_ms: int, event_ms: int) -> None:
         where = current_position()
-        handle.write(
-            f"{wall_ms()} {pid} {what} {msg.topic}[{msg.partition}]@{msg.offset} {order_no} {time_ms} {event_ms} {where}\n"
-        )
+        at = f"{msg.topic}[{msg.partition}]@{msg.offset}"
+        handle.write(f"{wall_ms()} {pid} {what} {at} {order_no} {time_ms} {event_ms} {where}\n")
 
     joiner.trace = trace

@@ -34,8 +34,10 @@ def test_environment_overrides() -> None:
             "CLEARANCE_INSPECTION_RATE": "0.1",
             "CLEARANCE_ANNUAL_LIMIT": "30000",
             "CLEARANCE_TOPIC_ORDERS": "cbec.orders",
+            "CLEARANCE_WATERMARK_SECONDS": "0.25",
         }
     )
+    assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.1
     rules = s.rules()
     assert s.bootstrap == "10.0.0.1:9092" and s.partitions == 24 and s.topic_orders == "cbec.orders"
     assert (rules.single_limit_fen, rules.annual_limit_fen, rules.tax_rate) == (200_000, 3_000_000, Decimal("0.119"))
@@ -50,6 +52,7 @@ def test_environment_overrides() -> None:
         {"CLEARANCE_INSPECTION_RATE": "2"},
         {"CLEARANCE_WINDOW_HOURS": "0"},
         {"CLEARANCE_TAX_RATE": "nine"},
+        {"CLEARANCE_WATERMARK_SECONDS": "0"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
