@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import heapq
 import logging
 import shutil
 import sys
@@ -28,12 +29,12 @@ import orjson
 from clearance.clock import wall_ms
 from clearance.progress import Progress
 from clearance.settings import Settings
-from clearance.traces import TraceError, merge, read_lines, trace_files
+from clearance.traces import TraceError, read_lines, trace_files
 from embedded.store import RocksStore
 from monitor.report import write_report
 from pipeline.codec import encode_declaration
 from pipeline.config import RulesConfig
-from pipeline.engine import Engine, Origin, Outputs
+from pipeline.engine import PARSERS, Engine, Origin, Outputs
 from pipeline.records import DocKind, Document
 from pipeline.store import MemoryStore, Store
 
@@ -173,17 +174,23 @@ def _run(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        streams = [_parsed(engine, kind, path, topic_of[kind], sink, summary) for kind, path in present]
+        streams = [
+            _parsed(engine, rank, kind, path, topic_of[kind], sink, summary)
+            for rank, (kind, path) in enumerate(present)
+        ]
         out = Outputs()  # one for the whole run, emptied after each write: most events emit nothing
-        for count, (origin, raw, doc) in enumerate(merge(streams), 1):
-            engine.apply(doc, raw, origin, wall_ms(), out)
+        apply, count = engine.apply, 0
+        # (appTime, file rank, line, ...) tuples: heapq.merge compares them as they are (the
+        # first three are unique), with no key function and no wrapper generator per file.
+        for count, (_, _, _, origin, raw, doc) in enumerate(heapq.merge(*streams), 1):
+            apply(doc, raw, origin, wall_ms(), out)
             if out.declarations or out.dead_letters:
                 sink.write(out, summary)
                 _empty(out)
-            summary.documents += 1
             done_bytes += len(raw) + 1
-            if count % 4096 == 0:
+            if count & 4095 == 0:
                 bar.update(done_bytes)
+        summary.documents += count
         sink.write(engine.close_all(wall_ms()), summary)
         engine.flush()
     finally:
@@ -197,18 +204,24 @@ def _run(
 
 
 def _parsed(
-    engine: Engine, kind: DocKind, path: Path, topic: str, sink: _Sink, summary: Summary
-) -> Iterator[tuple[int, tuple[Origin, bytes, Document]]]:
-    """Valid documents of one file with their appTime; invalid lines go straight to the sink."""
+    engine: Engine, rank: int, kind: DocKind, path: Path, topic: str, sink: _Sink, summary: Summary
+) -> Iterator[tuple[int, int, int, Origin, bytes, Document]]:
+    """Valid documents of one file as (appTime, rank, line, origin, raw, doc); invalid lines go straight to the sink.
+
+    The file's order is its merge order (appTime, then line): merged as DOMAIN.md, "Files", says.
+    """
     out = Outputs()
+    parse = PARSERS[kind]
+    new = tuple.__new__
     for index, raw in enumerate(read_lines(path)):
-        origin = Origin(topic, 0, index)
-        doc = engine.parse(kind, raw, origin, wall_ms(), out)
-        if doc is None:
+        try:
+            doc = parse(raw)
+        except Exception:  # bad input or a bug: Engine.parse dead-letters it (and tells which)
+            engine.parse(kind, raw, Origin(topic, 0, index), wall_ms(), out)
             sink.write(out, summary)
             _empty(out)
             continue
-        yield doc.app_time_ms, (origin, raw, doc)
+        yield doc.app_time_ms, rank, index, new(Origin, (topic, 0, index, None)), raw, doc
 
 
 def _empty(out: Outputs) -> None:

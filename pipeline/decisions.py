@@ -14,6 +14,7 @@ from pipeline.records import DOC_KINDS, Declaration, DocKind, Document, Order, O
 from pipeline.rules import DOCUMENT_AFTER_DECISION, REJECTING
 
 _TWO_64 = float(1 << 64)
+_new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 
 
 def declaration_id(order_no: str, guids: tuple[str | None, str | None, str | None]) -> str:
@@ -64,25 +65,28 @@ def decide(
     is the Kafka timestamp of the document that completed it (None where unknown).
     """
     status, inspection = status_for(reasons, order.order_no, config)
-    return Declaration(
-        declaration_id=declaration_id(order.order_no, (order.guid, payment.guid, waybill.guid)),
-        order_no=order.order_no,
-        ebp_code=order.ebp_code,
-        ebc_code=order.ebc_code,
-        pay_code=payment.pay_code,
-        pay_transaction_id=payment.pay_transaction_id,
-        logistics_code=waybill.logistics_code,
-        logistics_no=waybill.logistics_no,
-        buyer_id_number=order.buyer_id_number,
-        status=status,
-        reasons=reasons,
-        dutiable_value=amounts[0],
-        tax=amounts[1],
-        inspection=inspection,
-        documents={"order": order.guid, "payment": payment.guid, "waybill": waybill.guid},
-        event_time_ms=max(order.app_time_ms, payment.app_time_ms, waybill.app_time_ms),
-        decided_at_ms=decided_at_ms,
-        received_at_ms=received_at_ms,
+    return _new(
+        Declaration,
+        (
+            declaration_id(order.order_no, (order.guid, payment.guid, waybill.guid)),
+            order.order_no,
+            order.ebp_code,
+            order.ebc_code,
+            payment.pay_code,
+            payment.pay_transaction_id,
+            waybill.logistics_code,
+            waybill.logistics_no,
+            order.buyer_id_number,
+            status,
+            reasons,
+            amounts[0],  # dutiable_value
+            amounts[1],  # tax
+            inspection,
+            {"order": order.guid, "payment": payment.guid, "waybill": waybill.guid},
+            max(order.app_time_ms, payment.app_time_ms, waybill.app_time_ms),  # event_time_ms
+            decided_at_ms,
+            received_at_ms,
+        ),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pipeline.codec import dead_letter_dict, decode_quota, decode_state, encode_quota, encode_state
 from pipeline.config import RulesConfig
@@ -29,9 +29,11 @@ PARSERS: dict[DocKind, Callable[[bytes], Document]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a message came from: its topic, partition, offset and key."""
+class Origin(NamedTuple):
+    """Where a message came from: its topic, partition, offset and key.
+
+    A NamedTuple (it was a frozen dataclass): the embedded runner builds one per line.
+    """
 
     topic: str
     partition: int
@@ -104,15 +106,17 @@ class PartitionLoop:
         `received_ms`: the document's Kafka timestamp (ms), the `receivedAt` of the
         declaration it completes; the embedded runner passes none.
         """
-        self.advance(doc.app_time_ms, wall_ms, out)
+        timeline = self.timeline
+        if doc.app_time_ms > timeline.event_ms or timeline.has_due():
+            self.advance(doc.app_time_ms, wall_ms, out)
         state = self.states.load(doc.order_no)
-        result = step(state, doc, self.config, self.timeline.event_ms, wall_ms, received_ms)
+        result = step(state, doc, self.config, timeline.event_ms, wall_ms, received_ms)
         if not result.changed:
             out.redelivered += 1
             return
-        if state is not None and not state.is_open:
+        if state is not None and state.decided is not None:
             out.after_decision += 1
-        elif result.state is not None and not result.state.is_open:  # decided by this document
+        elif result.state is not None and result.state.decided is not None:  # decided by this document
             if any(isinstance(item, Candidate) for item in result.emit):
                 out.completed += 1
             else:
@@ -139,8 +143,11 @@ class PartitionLoop:
         state = result.state
         if state is not None and (before is None or before.deadline_ms != state.deadline_ms):
             self.timeline.schedule(state.deadline_ms, order_no)
-        self.open_windows += int(state is not None and state.is_open) - int(before is not None and before.is_open)
-        out.emits.extend(result.emit)
+        self.open_windows += (state is not None and state.decided is None) - (
+            before is not None and before.decided is None
+        )
+        if result.emit:
+            out.emits.extend(result.emit)
 
 
 class StoreStates:
@@ -207,6 +214,7 @@ class Engine:
         self._quotas: dict[bytes, BuyerQuota] = {}
         self._held: QuotaOrder[None] = QuotaOrder()
         self._cache_size = cache_size
+        self._outcome = Outcome()  # reused by `apply`: emptied after each call
 
     @property
     def timeline(self) -> Timeline:
@@ -235,13 +243,18 @@ class Engine:
 
     def apply(self, doc: Document, raw: bytes, origin: Origin, wall_ms: int, out: Outputs) -> None:
         """Apply a parsed document; a bug dead-letters the original bytes instead of raising."""
+        outcome = self._outcome
         try:
-            outcome = Outcome()
             self.loop.apply(doc, wall_ms, outcome)
-            self.redeliveries += outcome.redelivered
-            self._emit(outcome, out)
+            if outcome.redelivered:
+                self.redeliveries += outcome.redelivered
+                outcome.redelivered = 0
+            if outcome.emits or self._held.due(self.loop.event_ms):
+                self._emit(outcome, out)
         except Exception as exc:
             self._internal(exc, raw, origin, wall_ms, out)
+        finally:
+            outcome.emits.clear()
 
     def _internal(self, exc: Exception, raw: bytes, origin: Origin, wall_ms: int, out: Outputs) -> None:
         out.internal_errors.append(exc)

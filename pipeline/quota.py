@@ -28,6 +28,7 @@ from pipeline.records import Declaration
 from pipeline.rules import ANNUAL_QUOTA_EXCEEDED
 
 _COUNTED = frozenset({"RELEASED", "INSPECTION"})
+_new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 T = TypeVar("T")
 
 
@@ -59,7 +60,7 @@ def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesCon
     draft = candidate.declaration
     known = state.verdicts.get(draft.declaration_id)
     if known is not None:
-        return QuotaStep(state, _finish(draft, known[1], config), changed=False)
+        return _new(QuotaStep, (state, _finish(draft, known[1], config), False))
     used = state.used.get(candidate.year, 0)
     dutiable = draft.dutiable_value or 0
     exceeded = used + dutiable > config.annual_limit_fen
@@ -81,7 +82,7 @@ def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesCon
     else:
         verdicts = {d: v for d, v in state.verdicts.items() if v[0] >= horizon}
     verdicts[draft.declaration_id] = (draft.event_time_ms, exceeded)
-    return QuotaStep(BuyerQuota(new_used, verdicts), final)
+    return _new(QuotaStep, (_new(BuyerQuota, (new_used, verdicts)), final, True))
 
 
 def _finish(draft: Declaration, exceeded: bool, config: RulesConfig) -> Declaration:
@@ -126,6 +127,11 @@ class QuotaOrder(Generic[T]):
             entry = heapq.heappop(heap)
             out.append((entry[3], entry[4]))
         return out
+
+    def due(self, watermark_ms: int) -> bool:
+        """True when `release(watermark_ms)` would release something."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] < watermark_ms
 
     def drain(self) -> list[tuple[Candidate, T]]:
         """Every held candidate in (eventTime, orderNo) order (end of input)."""

@@ -36,6 +36,11 @@ class Timeline:
         """Index a deadline; stale entries are skipped when they come due."""
         heapq.heappush(self._heap, (deadline_ms, order_no))
 
+    def has_due(self) -> bool:
+        """True when an entry's deadline is before event time (`due(event_ms)` is not empty)."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] < self.event_ms
+
     def due(self, event_ms: int) -> list[tuple[int, str]]:
         """Pop every entry whose deadline is before `event_ms`, earliest first."""
         heap, out = self._heap, []

@@ -8,7 +8,7 @@ from clearance.settings import DEFAULT_POSITIVE_LIST, load_positive_list
 from pipeline.config import RulesConfig
 from pipeline.parsing import parse_order, parse_payment, parse_waybill
 from pipeline.records import Order, Payment, Waybill
-from pipeline.rules import compare, evaluate
+from pipeline.rules import compare, evaluate, evaluate_each
 from tests.fixtures import docs
 
 POSITIVE = load_positive_list(DEFAULT_POSITIVE_LIST)
@@ -26,4 +26,7 @@ def reasons(
     config: RulesConfig = CONFIG,
 ) -> tuple[str, ...]:
     order, payment, waybill = records(o or docs.order(), p or docs.payment(), w or docs.waybill())
-    return evaluate(compare(order, payment, waybill, config))
+    comparison = compare(order, payment, waybill, config)
+    fused = evaluate(comparison)
+    assert fused == evaluate_each(comparison), "the fused rules disagree with the rule functions"
+    return fused
