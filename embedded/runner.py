@@ -139,7 +139,9 @@ def run_trace(
         join_store, quota_store = _stores(memory, state_dir or scratch)
         stores = [join_store, quota_store]
         engine = Engine(config, join_store, quota_store, cache_size=cache_size)
-        return _run(engine, present, topic_of, output_dir, Progress(total, "clearance run", enabled=progress))
+        bar = Progress(total, "clearance run", enabled=progress)
+        # Without --state-dir the state is thrown away afterwards: no point writing the cache out.
+        return _run(engine, present, topic_of, output_dir, bar, keep_state=state_dir is not None)
     finally:
         for store in stores:
             if isinstance(store, RocksStore):
@@ -162,6 +164,8 @@ def _run(
     topic_of: dict[DocKind, str],
     output_dir: Path,
     bar: Progress,
+    *,
+    keep_state: bool = True,
 ) -> Summary:
     summary = Summary()
     sink = _Sink(output_dir)
@@ -192,7 +196,8 @@ def _run(
                 bar.update(done_bytes)
         summary.documents += count
         sink.write(engine.close_all(wall_ms()), summary)
-        engine.flush()
+        if keep_state:
+            engine.flush()
     finally:
         sink.close()
         if gc_was_enabled:
@@ -213,7 +218,7 @@ def _parsed(
     out = Outputs()
     parse = PARSERS[kind]
     new = tuple.__new__
-    for index, raw in enumerate(read_lines(path)):
+    for index, raw in enumerate(_lines(path)):
         try:
             doc = parse(raw)
         except Exception:  # bad input or a bug: Engine.parse dead-letters it (and tells which)
@@ -222,6 +227,33 @@ def _parsed(
             _empty(out)
             continue
         yield doc.app_time_ms, rank, index, new(Origin, (topic, 0, index, None)), raw, doc
+
+
+def _lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """The raw messages of a JSONL file, as `clearance.traces.read_lines` reads them.
+
+    Read a megabyte at a time and split in C, rather than line by line and sliced: the same
+    messages (a blank line is one too, a last empty one is not), a third of the cost.
+    """
+    try:
+        handle = path.open("rb")
+    except OSError:
+        yield from read_lines(path)  # raises its TraceError
+        return
+    with handle:
+        rest = b""
+        while True:
+            try:
+                chunk = handle.read(chunk_size)
+            except OSError as exc:
+                raise TraceError(f"cannot read {path}: {exc.strerror}") from exc
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
 
 
 def _empty(out: Outputs) -> None:

@@ -150,6 +150,9 @@ class PartitionLoop:
             out.emits.extend(result.emit)
 
 
+_UNCACHED = object()
+
+
 class StoreStates:
     """`States` over a Store, with an optional write-back cache of decoded states.
 
@@ -166,8 +169,9 @@ class StoreStates:
 
     def load(self, order_no: str) -> JoinState | None:
         """The cached state, else the stored one."""
-        if order_no in self._cache:
-            return self._cache[order_no]
+        cached = self._cache.get(order_no, _UNCACHED)
+        if cached is not _UNCACHED:
+            return cached  # type: ignore[return-value]  # a JoinState or None, not the marker
         raw = self.store.get(order_no.encode())
         return decode_state(raw) if raw is not None else None
 
