@@ -18,6 +18,8 @@ so `{"payerName": 5, "payerName": "x"}` is rejected.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -29,7 +31,7 @@ from pipeline.documents import ItemDoc, Money, OrderDoc, PaymentDoc, WaybillDoc
 from pipeline.errors import InvalidRecord
 from pipeline.money import KNOWN_FEN, parse_money, remember_fen
 from pipeline.patterns import APP_TIME_PATTERN
-from pipeline.records import AppType, Item, Order, OrderId, Payment, Waybill
+from pipeline.records import AppType, Item, Order, Payment, Waybill
 from pipeline.timeconv import app_time_ms
 
 _ORDER: Final = msgspec.json.Decoder(OrderDoc)
@@ -39,6 +41,8 @@ _APP_TYPES: dict[object, AppType] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3": 3}  
 _DecodeFailure = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 _known_fen = KNOWN_FEN.get
 _new = tuple.__new__
+_chain = itertools.chain.from_iterable
+_item_money = operator.attrgetter("price", "total_price")
 
 
 def parse_order(raw: bytes) -> Order:
@@ -48,39 +52,45 @@ def parse_order(raw: bytes) -> Order:
         _check_utf8(raw)
     except _DecodeFailure as exc:
         raise _invalid(exc) from None
+    entries = doc.items
     money = [doc.goods_value, doc.freight, doc.discount, doc.tax_total, doc.actural_paid]
-    for entry in doc.items:
-        money += (entry.price, entry.total_price)
-    known = [_known_fen(value) for value in money]
-    fens: list[int] = (
-        _remember_fens(money, known, lambda: _order_money_fields(len(doc.items))) if None in known else known  # type: ignore[assignment]  # no None left
-    )
+    money += _chain(map(_item_money, entries))
+    fens: list[int] = list(map(_known_fen, money))  # type: ignore[arg-type]  # None where not seen yet
+    if None in fens:
+        _fill_fens(money, fens, lambda: _order_money_fields(len(entries)))
     goods, freight, discount, tax, paid = fens[:5]
-    return Order(
-        doc.guid,
-        _app_type(doc.app_type),
-        doc.app_time,
-        _time_ms(doc.app_time, "appTime"),
-        OrderId(doc.order_no),
-        doc.ebp_code,
-        doc.ebc_code,
-        goods,
-        freight,
-        discount,
-        tax,
-        paid,
-        doc.currency,
-        doc.buyer_reg_no,
-        doc.buyer_name,
-        doc.buyer_id_type,
-        doc.buyer_id_number,
-        doc.buyer_telephone,
-        doc.pay_code,
-        doc.pay_transaction_id,
-        doc.consignee,
-        doc.consignee_telephone,
-        doc.consignee_address,
-        _items(doc.items, fens),
+    app_time = doc.app_time
+    app_time_ms = _KNOWN_TIMES.get(app_time)
+    # tuple.__new__ with every field in order: Order's generated __new__ is a Python function.
+    return _new(
+        Order,
+        (
+            doc.guid,
+            _app_type(doc.app_type),
+            app_time,
+            _time_ms(app_time, "appTime") if app_time_ms is None else app_time_ms,
+            doc.order_no,
+            doc.ebp_code,
+            doc.ebc_code,
+            goods,
+            freight,
+            discount,
+            tax,
+            paid,
+            doc.currency,
+            doc.buyer_reg_no,
+            doc.buyer_name,
+            doc.buyer_id_type,
+            doc.buyer_id_number,
+            doc.buyer_telephone,
+            doc.pay_code,
+            doc.pay_transaction_id,
+            doc.consignee,
+            doc.consignee_telephone,
+            doc.consignee_address,
+            _items(entries, fens),
+            "order",
+        ),
     )
 
 
@@ -93,23 +103,28 @@ def parse_payment(raw: bytes) -> Payment:
         raise _invalid(exc) from None
     amount = _known_fen(doc.amount_paid)
     if amount is None:
-        amount = _remember_fens([doc.amount_paid], [None], _payment_money)[0]
+        fens: list[int] = [None]  # type: ignore[list-item]  # filled below
+        amount = _fill_fens([doc.amount_paid], fens, _payment_money)[0]
     _time_ms(doc.pay_time, "payTime")
-    return Payment(
-        doc.guid,
-        _app_type(doc.app_type),
-        doc.app_time,
-        _time_ms(doc.app_time, "appTime"),
-        OrderId(doc.order_no),
-        doc.pay_code,
-        doc.pay_transaction_id,
-        doc.ebp_code,
-        doc.payer_id_type,
-        doc.payer_id_number,
-        doc.payer_name,
-        amount,
-        doc.currency,
-        doc.pay_time,
+    return _new(
+        Payment,
+        (
+            doc.guid,
+            _app_type(doc.app_type),
+            doc.app_time,
+            _time_ms(doc.app_time, "appTime"),
+            doc.order_no,
+            doc.pay_code,
+            doc.pay_transaction_id,
+            doc.ebp_code,
+            doc.payer_id_type,
+            doc.payer_id_number,
+            doc.payer_name,
+            amount,
+            doc.currency,
+            doc.pay_time,
+            "payment",
+        ),
     )
 
 
@@ -121,25 +136,30 @@ def parse_waybill(raw: bytes) -> Waybill:
     except _DecodeFailure as exc:
         raise _invalid(exc) from None
     money = [doc.freight, doc.insured_fee]
-    known = [_known_fen(value) for value in money]
-    fens: list[int] = _remember_fens(money, known, _waybill_money) if None in known else known  # type: ignore[assignment]  # no None left
+    fens: list[int] = list(map(_known_fen, money))  # type: ignore[arg-type]  # None where not seen yet
+    if None in fens:
+        _fill_fens(money, fens, _waybill_money)
     weight = doc.weight
-    return Waybill(
-        doc.guid,
-        _app_type(doc.app_type),
-        doc.app_time,
-        _time_ms(doc.app_time, "appTime"),
-        OrderId(doc.order_no),
-        doc.logistics_code,
-        doc.logistics_no,
-        fens[0],
-        fens[1],
-        doc.currency,
-        Decimal(weight) if type(weight) is int else Decimal(repr(weight)),
-        _count(doc.pack_no, "packNo"),
-        doc.consignee,
-        doc.consignee_telephone,
-        doc.consignee_address,
+    return _new(
+        Waybill,
+        (
+            doc.guid,
+            _app_type(doc.app_type),
+            doc.app_time,
+            _time_ms(doc.app_time, "appTime"),
+            doc.order_no,
+            doc.logistics_code,
+            doc.logistics_no,
+            fens[0],
+            fens[1],
+            doc.currency,
+            Decimal(weight) if type(weight) is int else Decimal(repr(weight)),
+            _count(doc.pack_no, "packNo"),
+            doc.consignee,
+            doc.consignee_telephone,
+            doc.consignee_address,
+            "waybill",
+        ),
     )
 
 
@@ -171,10 +191,16 @@ def _time_ms(text: str, field: str) -> int:
     return ms
 
 
-def _remember_fens(values: list[Money], known: list[int | None], fields: Callable[[], tuple[str, ...]]) -> list[int]:
-    """Fen of the values not yet known (checked and remembered); InvalidRecord names the field."""
+def _fill_fens(values: list[Money], fens: list[int], fields: Callable[[], tuple[str, ...]]) -> list[int]:
+    """Fill in (in place) the fen of the values not known yet (None), checked and remembered.
+
+    InvalidRecord names the first field found wrong.
+    """
     try:
-        return [fen if fen is not None else remember_fen(value) for value, fen in zip(values, known, strict=True)]
+        for at, fen in enumerate(fens):
+            if fen is None:
+                fens[at] = remember_fen(values[at])
+        return fens
     except InvalidRecord:
         for value, field in zip(values, fields(), strict=True):
             parse_money(value, field)  # raises with the field's name
