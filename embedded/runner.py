@@ -99,11 +99,15 @@ class _Sink:
         self.files: dict[str, IO[bytes]] = {name: (out_dir / name).open("wb") for name in OUTPUT_FILES}
 
     def write(self, out: Outputs, summary: Summary) -> None:
+        matched, flagged = self.files["matched.jsonl"].write, self.files["flagged.jsonl"].write
+        statuses = summary.statuses
         for declaration in out.declarations:
-            name = "matched.jsonl" if declaration.matched else "flagged.jsonl"
-            self.files[name].write(encode_declaration(declaration) + b"\n")
-            summary.statuses[declaration.status] += 1
-            summary.reasons.update(declaration.reasons)
+            if declaration.reasons:  # not `matched`: a property call per declaration
+                flagged(encode_declaration(declaration) + b"\n")
+                summary.reasons.update(declaration.reasons)
+            else:
+                matched(encode_declaration(declaration) + b"\n")
+            statuses[declaration.status] += 1
         for record in out.dead_letters:
             self.files["deadletter.jsonl"].write(orjson.dumps(record) + b"\n")
         summary.dead_letters += len(out.dead_letters)

@@ -11,13 +11,14 @@ import base64
 from decimal import Decimal
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 
 from pipeline.errors import StateCodecError
 from pipeline.join import Candidate, JoinState
 from pipeline.money import format_fen
 from pipeline.quota import BuyerQuota
-from pipeline.records import Declaration, Item, Order, OrderId, Payment, Waybill
+from pipeline.records import RETURN_STATUS, Declaration, Item, Order, OrderId, Payment, Waybill
 from pipeline.timeconv import iso_cst, iso_utc_ms
 
 _STATE_V = 1
@@ -148,9 +149,64 @@ def declaration_dict(d: Declaration) -> dict[str, Any]:
     return out
 
 
+class _Published(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
+    """`declaration_dict` as a Struct: the same keys in the same order, built and encoded in C."""
+
+    declaration_id: str
+    order_no: str
+    ebp_code: str | None
+    ebc_code: str | None
+    pay_code: str | None
+    pay_transaction_id: str | None
+    logistics_code: str | None
+    logistics_no: str | None
+    buyer_id_number: str | None
+    status: str
+    return_status: int
+    reasons: tuple[str, ...]
+    dutiable_value: str | None
+    tax: str | None
+    inspection: bool
+    documents: dict[str, str | None]
+    event_time: str
+    decided_at: str
+    received_at: str | None = None  # omitted, never null, when unknown
+
+
+_encode_published = msgspec.json.Encoder().encode
+
+
 def encode_declaration(d: Declaration) -> bytes:
-    """Declaration -> the JSON bytes published on the matched or flagged topic."""
-    return orjson.dumps(declaration_dict(d))
+    """Declaration -> the JSON bytes published on the matched or flagged topic.
+
+    Byte for byte `orjson.dumps(declaration_dict(d))` (tests/pipeline/test_codec.py), through a
+    msgspec Struct: 1.2 us against orjson's 3.8 for the dict alone, and no dict to build
+    (issue 12: msgspec measured the faster encoder for declarations).
+    """
+    dutiable, tax, received = d.dutiable_value, d.tax, d.received_at_ms
+    return _encode_published(
+        _Published(
+            d.declaration_id,
+            d.order_no,
+            d.ebp_code,
+            d.ebc_code,
+            d.pay_code,
+            d.pay_transaction_id,
+            d.logistics_code,
+            d.logistics_no,
+            d.buyer_id_number,
+            d.status,
+            RETURN_STATUS[d.status],
+            d.reasons,
+            None if dutiable is None else format_fen(dutiable),
+            None if tax is None else format_fen(tax),
+            d.inspection,
+            d.documents,  # type: ignore[arg-type]  # dict[DocKind, ...] is a dict[str, ...]
+            iso_cst(d.event_time_ms),
+            iso_utc_ms(d.decided_at_ms),
+            None if received is None else iso_utc_ms(received),
+        )
+    )
 
 
 def encode_candidate(c: Candidate) -> bytes:

@@ -371,3 +371,14 @@ def test_candidate_carries_received_at_and_reads_the_old_form() -> None:
     assert decode_candidate(encode_candidate(timed)) == timed
     old = orjson.loads(encode_candidate(c))[:-1]  # written before receivedAt existed: 14 elements
     assert decode_candidate(orjson.dumps(old)) == c
+
+
+_ODD_TEXT = "".join(chr(i) for i in range(0x80)) + "\u2028\u2029\u0085\ufeff中文 ＴＭ１\U0001f600"
+
+
+@pytest.mark.parametrize("name", list(DECLARATIONS))
+@pytest.mark.parametrize("received", [None, 1_800_000_000_123])
+@pytest.mark.parametrize("text", ["TM1", _ODD_TEXT])
+def test_encoded_declaration_is_orjson_of_the_dict_byte_for_byte(name: str, received: int | None, text: str) -> None:
+    d = DECLARATIONS[name]._replace(received_at_ms=received, ebc_code=text, buyer_id_number=text)
+    assert encode_declaration(d) == orjson.dumps(declaration_dict(d))
