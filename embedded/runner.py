@@ -142,7 +142,7 @@ def run_trace(
     try:
         join_store, quota_store = _stores(memory, state_dir or scratch)
         stores = [join_store, quota_store]
-        engine = Engine(config, join_store, quota_store, cache_size=cache_size)
+        engine = Engine(config, join_store, quota_store, cache_size=cache_size, empty=True)  # new stores
         bar = Progress(total, "clearance run", enabled=progress)
         # Without --state-dir the state is thrown away afterwards: no point writing the cache out.
         return _run(engine, present, topic_of, output_dir, bar, keep_state=state_dir is not None)

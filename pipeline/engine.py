@@ -158,20 +158,26 @@ class StoreStates:
 
     Most orders complete within minutes, so with a cache their state is never encoded
     while open. `cache_size` 0 disables it: every step reads and writes the store.
+    `empty`: the store starts empty, so until something is written to it a key that is
+    not cached is not stored either, and `load` does not ask (a new order was a RocksDB
+    read, 4% of `clearance run`).
     """
 
-    __slots__ = ("store", "cache_size", "_cache")
+    __slots__ = ("store", "cache_size", "_cache", "_store_empty")
 
-    def __init__(self, store: Store, cache_size: int = 0) -> None:
+    def __init__(self, store: Store, cache_size: int = 0, *, empty: bool = False) -> None:
         self.store = store
         self.cache_size = cache_size
         self._cache: dict[str, JoinState | None] = {}  # None: deleted
+        self._store_empty = empty
 
     def load(self, order_no: str) -> JoinState | None:
         """The cached state, else the stored one."""
         cached = self._cache.get(order_no, _UNCACHED)
         if cached is not _UNCACHED:
             return cached  # type: ignore[return-value]  # a JoinState or None, not the marker
+        if self._store_empty:
+            return None
         raw = self.store.get(order_no.encode())
         return decode_state(raw) if raw is not None else None
 
@@ -185,10 +191,12 @@ class StoreStates:
         elif state is None:
             self.store.delete(order_no.encode())
         else:
+            self._store_empty = False
             self.store.put(order_no.encode(), encode_state(state))
 
     def flush(self) -> None:
         """Write every cached state to the store (the cache empties)."""
+        self._store_empty = False
         for order_no, state in self._cache.items():
             if state is None:
                 self.store.delete(order_no.encode())
@@ -208,11 +216,14 @@ class Engine:
         timeline: Timeline | None = None,
         *,
         cache_size: int = 0,
+        empty: bool = False,
     ) -> None:
+        """`empty`: both stores start empty (see StoreStates); then keys never written are not read."""
         self.config = config
         self.join_store = join_store
         self.quota_store = quota_store
-        self.states = StoreStates(join_store, cache_size)
+        self.states = StoreStates(join_store, cache_size, empty=empty)
+        self._quota_store_empty = empty
         self.loop = PartitionLoop(config, self.states, timeline or Timeline())
         self.redeliveries = 0
         self._quotas: dict[bytes, BuyerQuota] = {}
@@ -296,7 +307,7 @@ class Engine:
     def _quota(self, candidate: Candidate) -> Declaration:
         key = candidate.buyer_key.encode()
         state = self._quotas.get(key)
-        if state is None:
+        if state is None and not self._quota_store_empty:
             raw = self.quota_store.get(key)
             state = decode_quota(raw) if raw is not None else None
         result = apply_quota(state, candidate, self.config)
@@ -307,12 +318,14 @@ class Engine:
             if len(self._quotas) >= self._cache_size:
                 self.flush()
         else:
+            self._quota_store_empty = False
             self.quota_store.put(key, encode_quota(result.state))
         return result.declaration
 
     def flush(self) -> None:
         """Write every cached join and quota state to its store (the caches empty)."""
         self.states.flush()
+        self._quota_store_empty = False
         for key, quota in self._quotas.items():
             self.quota_store.put(key, encode_quota(quota))
         self._quotas.clear()

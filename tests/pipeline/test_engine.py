@@ -500,9 +500,11 @@ def trace(seed: int, orders: int = 24) -> list[tuple[DocKind, bytes]]:
     return out
 
 
-def feed_all(messages: list[tuple[DocKind, bytes]], cache_size: int) -> tuple[list[Any], Engine]:
+def feed_all(
+    messages: list[tuple[DocKind, bytes]], cache_size: int, *, empty: bool = False
+) -> tuple[list[Any], Engine]:
     config = replace(CONFIG, annual_limit_fen=150_000)  # a few orders per buyer, then ANNUAL_QUOTA_EXCEEDED
-    engine = Engine(config, MemoryStore(), MemoryStore(), cache_size=cache_size)
+    engine = Engine(config, MemoryStore(), MemoryStore(), cache_size=cache_size, empty=empty)
     seen: list[Any] = []
     for offset, (kind, raw) in enumerate(messages):
         out = engine.feed(kind, raw, Origin(kind, 0, offset), 1)
@@ -518,11 +520,12 @@ def items(store: Store) -> Iterator[tuple[bytes, bytes]]:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-@pytest.mark.parametrize("cache_size", [1, 2, 3, 10, 100_000])
-def test_engine_cache_gives_identical_declarations(seed: int, cache_size: int) -> None:
+@pytest.mark.parametrize("cache_size", [0, 1, 2, 3, 10, 100_000])
+@pytest.mark.parametrize("empty", [False, True])  # True: keys never written are not read
+def test_engine_cache_gives_identical_declarations(seed: int, cache_size: int, empty: bool) -> None:
     messages = trace(seed)
     through, plain = feed_all(messages, 0)
-    cached, engine = feed_all(messages, cache_size)
+    cached, engine = feed_all(messages, cache_size, empty=empty)
     assert cached == through
     statuses = {d.status for d in through if not isinstance(d, dict)}
     assert {"REJECTED"} < statuses  # the trace is not trivial
