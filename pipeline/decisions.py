@@ -64,11 +64,14 @@ def decide(
     became complete, the same in every runner and after every restart. `received_at_ms`
     is the Kafka timestamp of the document that completed it (None where unknown).
     """
-    status, inspection = status_for(reasons, order.order_no, config)
+    order_no = order.order_no
+    status, inspection = status_for(reasons, order_no, config)
+    # declaration_id(order_no, (the three guids)), inlined: the same text, hashed the same way.
+    text = f"{order_no}\x1f{order.guid}\x1f{payment.guid}\x1f{waybill.guid}"
     return _new(
         Declaration,
         (
-            declaration_id(order.order_no, (order.guid, payment.guid, waybill.guid)),
+            blake2b(text.encode(), digest_size=16).hexdigest(),
             order.order_no,
             order.ebp_code,
             order.ebc_code,

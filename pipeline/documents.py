@@ -123,3 +123,29 @@ class WaybillDoc(Struct, rename="camel", gc=False):
     consignee: Text
     consignee_telephone: Text
     consignee_address: Text
+
+
+# The same documents with no unknown field allowed. msgspec checks the UTF-8 of every string
+# it decodes and every key it reads, so a message these accept has been checked byte for
+# byte, and the parser can skip its own UTF-8 pass (0.7 us for an order with Chinese text).
+# A message with unknown fields (or any error) is decoded again by the Structs above, which
+# say what is wrong exactly as before. Field order and types are those of the base class.
+
+
+class ItemDocExact(ItemDoc, forbid_unknown_fields=True):
+    """ItemDoc, every key known."""
+
+
+class OrderDocExact(OrderDoc, forbid_unknown_fields=True):
+    """OrderDoc, every key known (in its items too)."""
+
+    # msgspec decodes by this annotation; mypy sees a narrower list type than the base's.
+    items: Annotated[list[ItemDocExact], Meta(min_length=1)]  # type: ignore[assignment]
+
+
+class PaymentDocExact(PaymentDoc, forbid_unknown_fields=True):
+    """PaymentDoc, every key known."""
+
+
+class WaybillDocExact(WaybillDoc, forbid_unknown_fields=True):
+    """WaybillDoc, every key known."""

@@ -21,13 +21,22 @@ from __future__ import annotations
 import itertools
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 
-from pipeline.documents import ItemDoc, Money, OrderDoc, PaymentDoc, WaybillDoc
+from pipeline.documents import (
+    ItemDoc,
+    Money,
+    OrderDoc,
+    OrderDocExact,
+    PaymentDoc,
+    PaymentDocExact,
+    WaybillDoc,
+    WaybillDocExact,
+)
 from pipeline.errors import InvalidRecord
 from pipeline.money import KNOWN_FEN, parse_money, remember_fen
 from pipeline.patterns import APP_TIME_PATTERN
@@ -37,9 +46,13 @@ from pipeline.timeconv import app_time_ms
 _ORDER: Final = msgspec.json.Decoder(OrderDoc)
 _PAYMENT: Final = msgspec.json.Decoder(PaymentDoc)
 _WAYBILL: Final = msgspec.json.Decoder(WaybillDoc)
+_ORDER_EXACT: Final = msgspec.json.Decoder(OrderDocExact)
+_PAYMENT_EXACT: Final = msgspec.json.Decoder(PaymentDocExact)
+_WAYBILL_EXACT: Final = msgspec.json.Decoder(WaybillDocExact)
 _APP_TYPES: dict[object, AppType] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3": 3}  # 2.0 == 2: same key
 _DecodeFailure = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 _known_fen = KNOWN_FEN.get
+_Doc = TypeVar("_Doc", OrderDoc, PaymentDoc, WaybillDoc)
 _new = tuple.__new__
 _chain = itertools.chain.from_iterable
 _item_money = operator.attrgetter("price", "total_price")
@@ -48,10 +61,9 @@ _item_money = operator.attrgetter("price", "total_price")
 def parse_order(raw: bytes) -> Order:
     """Parse a CEB311 order; InvalidRecord names the first field found wrong."""
     try:
-        doc = _ORDER.decode(raw)
-        _check_utf8(raw)
-    except _DecodeFailure as exc:
-        raise _invalid(exc) from None
+        doc: OrderDoc = _ORDER_EXACT.decode(raw)  # every byte checked (pipeline.documents)
+    except _DecodeFailure:
+        doc = _decode(_ORDER, raw)
     entries = doc.items
     money = [doc.goods_value, doc.freight, doc.discount, doc.tax_total, doc.actural_paid]
     money += _chain(map(_item_money, entries))
@@ -97,10 +109,9 @@ def parse_order(raw: bytes) -> Order:
 def parse_payment(raw: bytes) -> Payment:
     """Parse a CEB411 payment; InvalidRecord names the first field found wrong."""
     try:
-        doc = _PAYMENT.decode(raw)
-        _check_utf8(raw)
-    except _DecodeFailure as exc:
-        raise _invalid(exc) from None
+        doc: PaymentDoc = _PAYMENT_EXACT.decode(raw)  # every byte checked (pipeline.documents)
+    except _DecodeFailure:
+        doc = _decode(_PAYMENT, raw)
     amount = _known_fen(doc.amount_paid)
     if amount is None:
         fens: list[int] = [None]  # type: ignore[list-item]  # filled below
@@ -131,10 +142,9 @@ def parse_payment(raw: bytes) -> Payment:
 def parse_waybill(raw: bytes) -> Waybill:
     """Parse a CEB511 waybill; InvalidRecord names the first field found wrong."""
     try:
-        doc = _WAYBILL.decode(raw)
-        _check_utf8(raw)
-    except _DecodeFailure as exc:
-        raise _invalid(exc) from None
+        doc: WaybillDoc = _WAYBILL_EXACT.decode(raw)  # every byte checked (pipeline.documents)
+    except _DecodeFailure:
+        doc = _decode(_WAYBILL, raw)
     money = [doc.freight, doc.insured_fee]
     fens: list[int] = list(map(_known_fen, money))  # type: ignore[arg-type]  # None where not seen yet
     if None in fens:
@@ -161,6 +171,16 @@ def parse_waybill(raw: bytes) -> Waybill:
             "waybill",
         ),
     )
+
+
+def _decode(decoder: msgspec.json.Decoder[_Doc], raw: bytes) -> _Doc:
+    """Decode with unknown fields allowed, then check the UTF-8 msgspec skipped; InvalidRecord if wrong."""
+    try:
+        doc = decoder.decode(raw)
+        _check_utf8(raw)
+    except _DecodeFailure as exc:
+        raise _invalid(exc) from None
+    return doc
 
 
 # What the Structs leave to the parser (see pipeline.documents): UTF-8, the patterns,
@@ -235,7 +255,7 @@ def _count(value: int | float, field: str) -> int:
     return int(value)
 
 
-def _items(docs: list[ItemDoc], fens: list[int]) -> tuple[Item, ...]:
+def _items(docs: Sequence[ItemDoc], fens: list[int]) -> tuple[Item, ...]:
     """The order lines; `fens` holds each line's price and totalPrice from index 5 on."""
     items: list[Item] = []
     for doc, price, total in zip(docs, fens[5::2], fens[6::2], strict=True):

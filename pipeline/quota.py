@@ -56,8 +56,14 @@ class QuotaStep(NamedTuple):
 
 def apply_quota(state: BuyerQuota | None, candidate: Candidate, config: RulesConfig) -> QuotaStep:
     """Finish a candidate's declaration against the buyer's annual quota."""
-    state = state or BuyerQuota({}, {})
     draft = candidate.declaration
+    if state is None:  # a buyer's first declaration (most of them): the general case below, with empty dicts
+        dutiable = draft.dutiable_value or 0
+        exceeded = dutiable > config.annual_limit_fen
+        final = _finish(draft, exceeded, config)
+        counted = {candidate.year: dutiable} if final.status in _COUNTED else {}
+        first = _new(BuyerQuota, (counted, {draft.declaration_id: (draft.event_time_ms, exceeded)}))
+        return _new(QuotaStep, (first, final, True))
     known = state.verdicts.get(draft.declaration_id)
     if known is not None:
         return _new(QuotaStep, (state, _finish(draft, known[1], config), False))
@@ -118,7 +124,8 @@ class QuotaOrder(Generic[T]):
     def hold(self, candidate: Candidate, tag: T) -> None:
         """Keep a candidate until `release` passes its eventTime."""
         self._seq += 1
-        heapq.heappush(self._heap, (*quota_key(candidate), self._seq, candidate, tag))
+        declaration = candidate.declaration  # quota_key, inlined: one call per candidate
+        heapq.heappush(self._heap, (declaration.event_time_ms, declaration.order_no, self._seq, candidate, tag))
 
     def release(self, watermark_ms: int) -> list[tuple[Candidate, T]]:
         """The held candidates with eventTime < `watermark_ms`, in (eventTime, orderNo) order."""

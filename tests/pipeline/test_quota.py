@@ -133,3 +133,10 @@ def test_quota_order_releases_strictly_below_the_watermark_in_key_order() -> Non
     assert [(c.declaration.order_no, t) for c, t in held.release(20)] == [("C", 2)]
     assert [c.declaration.order_no for c, _ in held.release(21)] == ["A", "B"]
     assert len(held) == 1 and [c.declaration.order_no for c, _ in held.drain()] == ["D"]
+
+
+@pytest.mark.parametrize("dutiable", [0, 1, CFG.annual_limit_fen, CFG.annual_limit_fen + 1])
+@pytest.mark.parametrize("reasons", [(), ("TAX_MISMATCH",)])
+def test_a_first_declaration_is_the_general_case_with_an_empty_state(dutiable: int, reasons: tuple[str, ...]) -> None:
+    candidate = cand(1, dutiable, reasons)
+    assert apply_quota(None, candidate, CFG) == apply_quota(BuyerQuota({}, {}), candidate, CFG)
