@@ -77,7 +77,7 @@ class Settings:
     # this bounds the receipt-to-decision time from below (issue 12). 12 x 12 small records per
     # round at 12 partitions.
     watermark_seconds: float = 0.1
-    merge_wait_seconds: float = 2.0
+    merge_wait_seconds: float = 0.5
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
     quota_order: str = "event-time"
