@@ -217,7 +217,7 @@ def _parsed(
 ) -> Iterator[tuple[int, int, int, Origin, bytes, Document]]:
     """Valid documents of one file as (appTime, rank, line, origin, raw, doc); invalid lines go straight to the sink.
 
-    The file's order is its merge order (appTime, then line): merged as DOMAIN.md, "Files", says.
+    The file's order is its merge order (appTime, then line): merged as docs/CONTRACT.md, "Files", says.
     """
     out = Outputs()
     parse = PARSERS[kind]
