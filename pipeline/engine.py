@@ -117,7 +117,7 @@ class PartitionLoop:
         if state is not None and state.decided is not None:
             out.after_decision += 1
         elif result.state is not None and result.state.decided is not None:  # decided by this document
-            if any(isinstance(item, Candidate) for item in result.emit):
+            if isinstance(result.emit[0], Candidate):  # a decision emits one item: candidate or MISSING_*
                 out.completed += 1
             else:
                 out.incomplete += 1  # a first document whose window had already passed

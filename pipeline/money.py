@@ -75,9 +75,10 @@ def remember_fen(value: int | float | str) -> int:
 
 def format_fen(fen: int) -> str:
     """Format fen as a decimal string with exactly two decimals: 1234 -> '12.34'."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
+    if fen >= 0:  # every published amount
+        return f"{fen // 100}.{fen % 100:02d}"
+    whole, cents = divmod(-fen, 100)
+    return f"-{whole}.{cents:02d}"
 
 
 def mul_round_half_up(fen: int, factor: int | Decimal) -> int:
