@@ -363,8 +363,14 @@ def _on_rebalance(
             check.reset()
 
     async def revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        """What this worker released is committed before its partitions go: the next owner
-        starts after it instead of reading it again."""
+        """Before the partitions go: the held changelog records are produced and the acks
+        waiting for delivery released (so the next owner recovers this worker's last states
+        from the changelog, and no record of ours can land after one of its own), then what
+        was released is committed (the next owner starts after it instead of reading it again)."""
+        try:
+            await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
+        except TimeoutError:
+            log.warning("partitions revoked: sends not delivered in %.0f s; their input is read again", _STOP_FLUSH_S)
         await commits.commit_all("partitions revoked")
         rebalanced(sender, *args, signal=signal, **kwargs)
 
