@@ -247,9 +247,7 @@ def run_processes(settings: Settings, environ: Mapping[str, str], command: Seque
 
 def supervise(settings: Settings) -> int:
     """`clearance worker` with CLEARANCE_PROCESSES > 1: check once, then run the processes."""
-    from agents.topics import ensure_internal_topics
-    from clearance.kafka import KafkaUnavailable, probe
-    from clearance.topics import TopicsError
+    from agents.worker import prepare_broker
 
     logging.basicConfig(
         level=settings.log_level, format="[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s"
@@ -259,10 +257,5 @@ def supervise(settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 2
-    try:
-        probe(settings)
-        ensure_internal_topics(settings)
-    except (TopicsError, KafkaUnavailable) as exc:
-        print(f"clearance worker: {exc}", file=sys.stderr)
-        return 1
-    return run_processes(settings, os.environ)
+    code = prepare_broker(settings)
+    return code or run_processes(settings, os.environ)

@@ -62,12 +62,9 @@ def cli(argv: list[str]) -> int:
     except (ValueError, OSError) as exc:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 2
-    try:
-        probe(settings)
-        ensure_internal_topics(settings)
-    except (TopicsError, KafkaUnavailable) as exc:
-        print(f"clearance worker: {exc}", file=sys.stderr)
-        return 1
+    code = prepare_broker(settings)
+    if code:
+        return code
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     tables = Path(pipeline.app.conf.tabledir)
     try:
@@ -100,6 +97,18 @@ def cli(argv: list[str]) -> int:
     if code == 0 and pipeline.delivery.settled() and tables.is_dir():
         (tables / CLEAN_STOP).write_bytes(orjson.dumps(changelogs))
     return code
+
+
+def prepare_broker(settings: Settings) -> int:
+    """Reach the broker and create the worker's internal topics: 0, or exit code 1 after one
+    line on stderr (a missing broker, refused credentials, topics that cannot be made)."""
+    try:
+        probe(settings)
+        ensure_internal_topics(settings)
+    except (TopicsError, KafkaUnavailable) as exc:
+        print(f"clearance worker: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 CLEAN_STOP = "clean-stop"
