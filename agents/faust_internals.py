@@ -14,6 +14,7 @@ from faust.streams import current_event
 from faust.types import TP
 
 from agents.changelog import Changelog
+from agents.deadline import StopDeadline
 from agents.producer import Delivered
 
 
@@ -123,3 +124,18 @@ def ack_refilled(app: faust.App, topic: str, partition: int, offset: int) -> Non
     if gaps is not None and gaps.overlaps(offset):
         return
     consumer.ack(_Refilled(topic, partition, offset))  # type: ignore[arg-type]  # duck-typed: tp, offset, topic, acked
+
+
+class DeadlineWorker(faust.Worker):
+    """Faust's worker with a stop deadline (agents/deadline.py) armed by the first stop signal.
+
+    mode's `Worker._schedule_shutdown` is where both SIGTERM and SIGINT handlers (installed on
+    the event loop) start the stop; no public hook runs at that moment."""
+
+    def __init__(self, *args: Any, deadline: StopDeadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_deadline = deadline
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        self.stop_deadline.arm(f"signal {getattr(signal, 'name', signal)}")
+        super()._schedule_shutdown(signal)

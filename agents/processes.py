@@ -18,8 +18,10 @@ Policy, decided here:
   failure; their restart is logged.
 * A process never outlives the supervisor: each asks the kernel for SIGTERM when its
   parent dies (Linux `PR_SET_PDEATHSIG`), so a `kill -9` of the supervisor stops them
-  cleanly too. They run in their own process group: a terminal's Ctrl-C reaches only the
-  supervisor, which forwards it once.
+  cleanly too, and each one's stop deadline (CLEARANCE_STOP_TIMEOUT_SECONDS,
+  agents/deadline.py) ends it even when that stop cannot reach the broker. They run in
+  their own process group: a terminal's Ctrl-C reaches only the supervisor, which
+  forwards it once.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Every setting comes from the environment (clearance/settings.py: KAFKA_BOOTSTRAP,
 CLEARANCE_*). SIGTERM and SIGINT stop it cleanly: the streams drain, offsets are
-committed, tables are closed. The web port serves /healthz (the event loop
-answers and no send failed), /readyz (recovered, not rebalancing) and /metrics
+committed, tables are closed; a stop that has not finished after
+CLEARANCE_STOP_TIMEOUT_SECONDS ends the process anyway (agents/deadline.py). The web
+port serves /healthz (the event loop answers and no send failed), /readyz (recovered, not rebalancing) and /metrics
 (Prometheus text). The local table state is kept after a clean stop and rebuilt from the
 changelogs after any other (see docs/DESIGN-worker.md, "Delivery").
 """
@@ -16,10 +17,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import faust
 import orjson
 
 from agents.app import build
+from agents.deadline import StopDeadline
+from agents.faust_internals import DeadlineWorker
 from agents.topics import TABLES, changelog_topic, ensure_internal_topics
 from clearance.kafka import KafkaUnavailable, admin_config, probe
 from clearance.settings import Settings
@@ -84,7 +86,8 @@ def cli(argv: list[str]) -> int:
                 "local table state rebuilt from the changelogs (first start, or the last run did not stop cleanly)"
             )
 
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level, quiet=True)
+    deadline = StopDeadline(settings.stop_timeout_seconds)
+    worker = DeadlineWorker(pipeline.app, loglevel=settings.log_level, quiet=True, deadline=deadline)
     # Faust's terminal spinner sets the root logger to DEBUG (so that it spins on every record) when
     # the level is WARNING or above: then every debug call of Faust and aiokafka builds a record, about
     # 5% of the worker's time in the profile. A worker runs without a terminal; no spinner.
@@ -95,7 +98,10 @@ def cli(argv: list[str]) -> int:
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0
     if code == 0 and pipeline.delivery.settled() and tables.is_dir():
-        (tables / CLEAN_STOP).write_bytes(orjson.dumps(changelogs))
+        # Whole or absent (the deadline's exit may come at any moment): written aside, then renamed.
+        aside = tables / f"{CLEAN_STOP}.tmp"
+        aside.write_bytes(orjson.dumps(changelogs))
+        aside.replace(tables / CLEAN_STOP)
     return code
 
 

@@ -83,6 +83,11 @@ class Settings:
     quota_order: str = "event-time"
     commit_seconds: float = 1.0
     session_timeout_seconds: float = 15.0
+    # How long a worker's clean stop (SIGTERM/SIGINT) may take before the process exits anyway
+    # (no clean-stop marker: the next start rebuilds its tables; what was not committed is read
+    # again). A stop that waits on an unreachable broker otherwise hangs for minutes, and a
+    # `--processes` child whose supervisor was killed stayed alive for hours.
+    stop_timeout_seconds: float = 30.0
     web_bind: str = "127.0.0.1"
     # `clearance monitor`: its page's address and its own consumer group (never the worker's).
     monitor_bind: str = "127.0.0.1"
@@ -135,6 +140,8 @@ class Settings:
             raise ValueError(
                 "CLEARANCE_TICK_SECONDS, CLEARANCE_COMMIT_SECONDS and CLEARANCE_WATERMARK_SECONDS must be positive"
             )
+        if self.stop_timeout_seconds <= 0:
+            raise ValueError("CLEARANCE_STOP_TIMEOUT_SECONDS must be positive")
         if self.processes < 1:
             raise ValueError("CLEARANCE_PROCESSES must be at least 1")
         if self.session_timeout_seconds < 6:

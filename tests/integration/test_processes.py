@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import signal
 import subprocess
 import time
@@ -9,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from clearance.kafka import KafkaUnavailable, probe
 from clearance.settings import Settings
+from ops.broker import broker_pid, default_home
+from ops.files import broker_files
 from tests.integration.test_worker import (
     CLI,
     ROOT,
@@ -103,3 +109,76 @@ def test_two_processes_share_the_partitions_and_stop_together(
         supervisor.stop(signal.SIGKILL, timeout=10)
     text = log.read_text()
     assert "EXITED" not in text and text.count("stopped, exit code 0") == 2, text[-3000:]
+
+
+def _broker_pid(settings: Settings) -> int | None:
+    """The pid of the local broker the tests run on (`clearance broker start`), None for any other."""
+    host, _, port = settings.bootstrap.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+        return None
+    return broker_pid(broker_files(default_home(settings), int(port)))
+
+
+def wait_broker(settings: Settings, timeout: float = 60.0) -> None:
+    """Until the broker answers again (after a pause), so the next test finds it serving."""
+    began = time.monotonic()
+    while True:
+        try:
+            probe(settings)
+            return
+        except KafkaUnavailable:
+            if time.monotonic() - began > timeout:
+                raise
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie no one reaps counts: in a container pid 1 may not reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def test_processes_exit_when_the_supervisor_is_killed_and_the_broker_hangs(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A supervisor killed (-9) while the broker does not answer: its processes get SIGTERM from the
+    kernel, their clean stop cannot reach the broker, and the stop deadline ends them. Before the
+    deadline such processes outlived the test run by hours, reconnecting to the next broker."""
+    broker = _broker_pid(kafka_settings)
+    if broker is None:
+        pytest.skip("the broker is not the local one of `clearance broker start`; it is not ours to pause")
+    port = _free_port()
+    log = tmp_path / "supervisor.log"
+    env = _env(
+        kafka_settings, CLEARANCE_WEB_PORT=str(port), CLEARANCE_LOG_LEVEL="INFO", CLEARANCE_STOP_TIMEOUT_SECONDS="3"
+    )
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [*CLI, "worker", "--processes", "2"], env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
+        )
+    supervisor = Worker(proc, port, log)
+    children: list[int] = []
+    try:
+        wait_ready(supervisor, timeout=60)
+        children = [int(p) for p in re.findall(r"p\d: pid (\d+), web port", log.read_text())]
+        assert len(children) == 2, log.read_text()[-2000:]
+        os.kill(broker, signal.SIGSTOP)
+        try:
+            supervisor.stop(signal.SIGKILL, timeout=10)
+            waited = time.monotonic()
+            while not all(_gone(pid) for pid in children) and time.monotonic() - waited < 45:
+                time.sleep(0.2)
+        finally:
+            os.kill(broker, signal.SIGCONT)
+        alive = [pid for pid in children if not _gone(pid)]
+        assert not alive, f"processes {alive} outlived their killed supervisor:\n{log.read_text()[-3000:]}"
+        text = log.read_text()
+        assert text.count("the clean stop did not finish in 3 s") + text.count("Closing event loop") >= 2, text[-3000:]
+    finally:
+        supervisor.stop(signal.SIGKILL, timeout=10)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_broker(kafka_settings)
