@@ -78,8 +78,8 @@ class Settings:
     # round at 12 partitions.
     watermark_seconds: float = 0.1
     # How long an input topic of a partition must have been silent before the merge passes its
-    # empty queue over (pipeline/merge.py). 2 s: 0.5 s lost declarations in about 1 of 25 runs of
-    # the two-process test on a loaded machine (producer skew between topics past 0.5 s).
+    # empty queue over (pipeline/merge.py). 2 s: with 0.5 s the two-process test lost declarations
+    # now and then on a loaded machine (producer skew between topics past 0.5 s; docs/DESIGN-worker.md).
     merge_wait_seconds: float = 2.0
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
