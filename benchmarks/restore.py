@@ -289,14 +289,16 @@ def standby(base: Settings, work: Path, keys: int, replicas: int, env: dict[str,
     started: list[Worker] = []
     try:
         counts = fill_changelogs(settings, keys)
-        logs = [work / f"standby{replicas}-{keys}-{settings.app_id}-{n}.log" for n in ("a", "b")]
+        logs = [work / f"standby{replicas}-{keys}-{settings.app_id}-{n}.log" for n in ("victim", "survivor")]
+        # The victim first: it restores everything, then hands half to the survivor, which has
+        # never held the victim's partitions (Faust keeps a revoked partition's database, so a
+        # survivor that held them once would only read their tail, standby or not).
         for n, log in enumerate(logs):
             data = str(Path(settings.data_dir) / f"w{n}")
             started.append(_spawn(settings, log, base.web_port + n, data, **env))
-        for w in started:
-            _ready(w, timeout=1800)
+            _ready(started[-1], timeout=1800)
         warm = _wait_idle(started)
-        survivor, victim = started
+        victim, survivor = started
         killed = time.time()
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
