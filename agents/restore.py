@@ -63,6 +63,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",  # a start below the log start (retention): from the first record kept
         "fetch.message.max.bytes": MAX_MESSAGE_BYTES,
         "fetch.max.bytes": 64 * 1024 * 1024,
         "queued.max.messages.kbytes": 256 * 1024,
@@ -91,6 +92,8 @@ def restore(
         consumer.assign([TopicPartition(t, p, part.start) for (t, p), part in every.items()])
         while todo and not stop.is_set() and time.monotonic() - started < budget_s:
             records += _one_round(consumer, every, todo, reached)
+    except Exception as exc:  # noqa: BLE001 - what was written stands; Faust's recovery reads the rest
+        log.warning("fast restore stopped (%s: %s); Faust's recovery reads the rest", type(exc).__name__, exc)
     finally:
         consumer.close()
     seconds = time.monotonic() - started
@@ -113,8 +116,9 @@ def _one_round(
     reached: dict[tuple[str, int], int],
 ) -> int:
     """Consume up to a batch of messages and write them, each partition's batch with its
-    last offset; the number of records written."""
+    last offset; the number of records written (`reached` moves only once a batch is written)."""
     batches: dict[tuple[str, int], WriteBatch] = {}
+    last: dict[tuple[str, int], int] = {}
     written = 0
     for msg in consumer.consume(_BATCH_MESSAGES, timeout=0.5):
         error = msg.error()
@@ -141,10 +145,11 @@ def _one_round(
             batch.delete(key)
         else:
             batch.put(key, value)
-        reached[tp] = offset
+        last[tp] = offset
         written += 1
     for tp, batch in batches.items():
         part = every[tp]
-        batch.put(part.offset_key, str(reached[tp]).encode())
+        batch.put(part.offset_key, str(last[tp]).encode())
         part.db.write(batch)
+        reached[tp] = last[tp]
     return written

@@ -183,3 +183,13 @@ def test_faust_recovery_starts_where_the_restore_stopped(tmp_path: Path) -> None
     assert recovery.seen == {TP("cl", 0): 4, TP("cl", 1): None}
     asyncio.run(recovery._build_offsets(None, {TP("cl", 0)}, Counter(), "standby"))
     assert len(calls) == 1, "standby partitions are left to Faust"
+
+
+def test_a_read_error_keeps_what_was_written(consumer: type[StandInConsumer], tmp_path: Path) -> None:
+    db = _db(tmp_path / "join-4.db")
+    broken = Msg("cl", 4, -1, None, None)
+    broken._error = KafkaError(KafkaError._TRANSPORT)
+    consumer.messages = [Msg("cl", 4, 0, b"a", b"1"), Msg("cl", 4, 1, b"b", b"2"), broken]
+    assert restore(Settings(), [Part("cl", 4, 0, 9, db, OFFSET_KEY)], threading.Event(), 60.0) == {("cl", 4): 1}
+    assert db[OFFSET_KEY] == b"1" and db[b"b"] == b"2"
+    db.close()
