@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from agents.changelog import Changelog
 from agents.commits import Commits
 from agents.faust_internals import (
     ack_refilled,
+    before_active_recovery,
     commit_offsets,
     committed_offset,
     partition_items,
@@ -37,6 +39,7 @@ from agents.join import JoinProcessor, kind_of_topics
 from agents.metrics import Metrics
 from agents.producer import Producer
 from agents.quota import QuotaProcessor
+from agents.restore import Part, restore
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
@@ -96,6 +99,8 @@ def build(settings: Settings) -> Pipeline:
     app = _app(settings)
     candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
     tables = _tables(app, settings)
+    if settings.fast_restore:
+        _fast_restore(app, settings)
     metrics = Metrics()
     producer, delivery = _producer(app, settings, tables)
     sender = _sender(app, settings, candidates, metrics, delivery, producer)
@@ -133,7 +138,7 @@ def _app(settings: Settings) -> faust.App:
         processing_guarantee=settings.processing_guarantee,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.standby_replicas,
         stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see agents/join.py)
         broker_commit_interval=settings.commit_seconds,
         # How long a dead worker keeps its partitions: Faust's 60 s default held a kill -9'd worker's
@@ -184,6 +189,15 @@ def _tables(app: faust.App, settings: Settings) -> _Tables:
         return app.Table(name, default=None, partitions=settings.partitions, options=dict(_ROCKSDB), **_RAW_TABLE)
 
     return _Tables(table("join"), table("clock"), table("quota"))
+
+
+def _fast_restore(app: faust.App, settings: Settings) -> None:
+    """The changelogs read into local RocksDB before Faust's recovery reads them (agents/restore.py)."""
+
+    def read(parts: list[Part], stop: threading.Event, budget_s: float) -> dict[tuple[str, int], int]:
+        return restore(settings, parts, stop, budget_s)
+
+    before_active_recovery(app, read)
 
 
 def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Producer | None, Delivery]:

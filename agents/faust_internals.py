@@ -6,6 +6,8 @@ which private name it reads and why no public one serves.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +18,9 @@ from faust.types import TP
 from agents.changelog import Changelog
 from agents.deadline import StopDeadline
 from agents.producer import Delivered
+from agents.restore import Part
+
+Restore = Callable[[list[Part], threading.Event, float], dict[tuple[str, int], int]]
 
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
@@ -139,3 +144,55 @@ class DeadlineWorker(faust.Worker):
     def _schedule_shutdown(self, signal: Any) -> None:
         self.stop_deadline.arm(f"signal {getattr(signal, 'name', signal)}")
         super()._schedule_shutdown(signal)
+
+
+def before_active_recovery(app: faust.App, restore: Restore) -> None:
+    """Run `restore` (blocking, in a thread) on the active changelog partitions before Faust's
+    recovery reads them; Faust's recovery starts where it stopped (agents/restore.py).
+
+    Faust's `Recovery._restart_recovery` builds the high watermarks of the active changelog
+    partitions (`active_highwaters`: the last offset, -1 when empty), then their start
+    offsets (`_build_offsets(consumer, tps, active_offsets, "active")`: the persisted offset
+    `_add` read from the store, or the log start), seeks there and reads up to the high
+    watermark. The recovery's `_build_offsets` instance attribute is wrapped: for the active
+    partitions, `restore` first gets each one's store database (`Store._db_for_partition`,
+    `Store.offset_key`, the rocksdb:// store) with the offsets to read, and the last offset
+    it wrote goes into `active_offsets` before Faust's own step runs. Faust runs that step
+    under `broker_request_timeout` (after which its recovery service stops), so `restore` gets
+    half of it; a new rebalance cancels the step, and `restore` is told to stop."""
+    recovery: Any = getattr(app.tables, "recovery")  # noqa: B009 - not in TableManagerT
+    original = recovery._build_offsets
+    budget = float(app.conf.broker_request_timeout) / 2
+
+    async def build_offsets(consumer: Any, tps: Any, destination: Any, title: str) -> Any:
+        if title == "active" and tps:
+            await _restore_actives(recovery, set(tps), destination, restore, budget)
+        return await original(consumer, tps, destination, title)
+
+    recovery._build_offsets = build_offsets
+
+
+async def _restore_actives(recovery: Any, tps: set[TP], destination: Any, restore: Restore, budget: float) -> None:
+    parts = []
+    for tp in sorted(tps):
+        table = recovery.tp_to_table.get(tp)
+        last = recovery.active_highwaters.get(tp)
+        store: Any = getattr(table, "data", None)
+        if last is None or not hasattr(store, "offset_key") or not hasattr(store, "_db_for_partition"):
+            continue  # not a rocksdb:// table: Faust's recovery reads it
+        have = destination.get(tp)
+        start = 0 if have is None else have + 1
+        if last + 1 > start:
+            parts.append(
+                Part(tp.topic, tp.partition, start, last + 1, store._db_for_partition(tp.partition), store.offset_key)
+            )
+    if not parts:
+        return
+    stop = threading.Event()
+    try:
+        reached = await asyncio.to_thread(restore, parts, stop, budget)
+    finally:
+        stop.set()  # cancelled by a new rebalance: the thread stops after its batch
+        parts.clear()  # no database handle kept: Faust reopens a reassigned partition's database
+    for (topic, partition), offset in reached.items():
+        destination[TP(topic, partition)] = offset

@@ -91,6 +91,15 @@ class Settings:
     # again). A stop that waits on an unreachable broker otherwise hangs for minutes, and a
     # `--processes` child whose supervisor was killed stayed alive for hours.
     stop_timeout_seconds: float = 30.0
+    # Faust's standby replicas of every table partition (`table_standby_replicas`): another
+    # worker of the group keeps a warm copy and takes the partition over without a restore.
+    # 0: with one worker there is nowhere to put one, and with several the fast restore
+    # (agents/restore.py) is shorter than the group's session timeout (benchmarks/RESULTS.md,
+    # "Restore and standbys").
+    standby_replicas: int = 0
+    # 1: the tables' changelogs are read into local RocksDB with librdkafka before Faust's own
+    # recovery (agents/restore.py); 0 only to measure Faust's recovery alone.
+    fast_restore: int = 1
     web_bind: str = "127.0.0.1"
     # `clearance monitor`: its page's address and its own consumer group (never the worker's).
     monitor_bind: str = "127.0.0.1"
@@ -147,6 +156,10 @@ class Settings:
             raise ValueError("CLEARANCE_STOP_TIMEOUT_SECONDS must be positive")
         if self.processes < 1:
             raise ValueError("CLEARANCE_PROCESSES must be at least 1")
+        if self.standby_replicas < 0:
+            raise ValueError("CLEARANCE_STANDBY_REPLICAS must be 0 or more")
+        if self.fast_restore not in (0, 1):
+            raise ValueError("CLEARANCE_FAST_RESTORE must be 0 or 1")
         if self.session_timeout_seconds < 6:
             raise ValueError("CLEARANCE_SESSION_TIMEOUT_SECONDS must be at least 6 (the broker's minimum)")
         self._validate_security()
