@@ -40,6 +40,7 @@ from agents.quota import QuotaProcessor
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
+from agents.stores import SharedMemory, share_memory
 from agents.stream import drain
 from agents.topics import candidates_topic
 from agents.trace import maybe_trace
@@ -55,17 +56,6 @@ _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-_MIB = 1024 * 1024
-# RocksDB per table partition (36 databases at 12 partitions). Faust's defaults are a 2 GiB
-# block cache and 3 x 64 MiB memtables per database, so resident memory grew with every
-# state written and read until each database reached them (issue 13: ~3 KB per order that
-# stayed after every window had closed). Bounded instead: at most ~6 MiB per database.
-_ROCKSDB: dict[str, Any] = {
-    "write_buffer_size": 2 * _MIB,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 8 * _MIB,
-    "block_cache_size": 2 * _MIB,
-}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
 
@@ -82,6 +72,7 @@ class Pipeline:
     sequences: dict[str, Sequencer]  # topic -> the offset check of the agent that reads it
     commits: Commits
     producer: Producer | None  # None with exactly_once: Faust's transactional producer sends
+    rocksdb: SharedMemory  # every table's RocksDB cache and memtable budget (agents/stores.py)
 
 
 @dataclass
@@ -95,7 +86,8 @@ def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
     candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
-    tables = _tables(app, settings)
+    rocksdb = SharedMemory()
+    tables = _tables(app, settings, rocksdb)
     metrics = Metrics()
     producer, delivery = _producer(app, settings, tables)
     sender = _sender(app, settings, candidates, metrics, delivery, producer)
@@ -117,7 +109,7 @@ def build(settings: Settings) -> Pipeline:
     _on_stop(app, delivery, commits)
     _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer)
+    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb)
     add_views(pipeline)
     return pipeline
 
@@ -178,12 +170,15 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-def _tables(app: faust.App, settings: Settings) -> _Tables:
+def _tables(app: faust.App, settings: Settings, shared: SharedMemory) -> _Tables:
     def table(name: str) -> Any:
-        # A copy each: Faust's store pops its own keys out of the options it is given.
-        return app.Table(name, default=None, partitions=settings.partitions, options=dict(_ROCKSDB), **_RAW_TABLE)
+        return app.Table(name, default=None, partitions=settings.partitions, **_RAW_TABLE)
 
-    return _Tables(table("join"), table("clock"), table("quota"))
+    tables = _Tables(table("join"), table("clock"), table("quota"))
+    # RocksDB: one block cache and one memtable budget for every database of the process
+    # (agents/stores.py). Before, each of the 36 databases had its own (issue 13).
+    share_memory((tables.states, tables.clocks, tables.quotas), shared)
+    return tables
 
 
 def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Producer | None, Delivery]:

@@ -36,6 +36,8 @@ MetricName = Literal[
     "consumer_lag",
     "input_redelivered_dropped",
     "input_gap_messages_refilled",
+    "rocksdb_memory_bytes",
+    "malloc_bytes",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -55,6 +57,12 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "counter",
         "input messages the consumer skipped, read directly and handled in order, by topic",
     ),
+    "rocksdb_memory_bytes": (
+        "gauge",
+        "RocksDB memory of the tables, by kind: the shared block cache (memtables charged to it included) "
+        "and its pinned part, the memtables, the table readers outside the cache",
+    ),
+    "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }
 
 # Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).
