@@ -34,6 +34,7 @@ from agents.faust_internals import (
     write_changelog_through,
 )
 from agents.join import JoinProcessor, kind_of_topics
+from agents.memory import trim
 from agents.metrics import Metrics
 from agents.producer import Producer
 from agents.quota import QuotaProcessor
@@ -309,6 +310,14 @@ def _timers(
         """Commit what Faust's own commits left behind the released acks (agents/commits.py)."""
         if not app.rebalancing:
             await commits.catch_up()
+
+    if settings.malloc_trim_seconds > 0:
+
+        @app.timer(interval=settings.malloc_trim_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+        async def give_memory_back() -> None:
+            """The allocator's free memory back to the system (agents/memory.py): after a peak,
+            glibc keeps what was freed in its arenas (issue 13). In a thread: it takes a few ms."""
+            await asyncio.to_thread(trim)
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def tick() -> None:

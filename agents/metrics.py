@@ -38,6 +38,7 @@ MetricName = Literal[
     "input_gap_messages_refilled",
     "rocksdb_memory_bytes",
     "malloc_bytes",
+    "deadlines_indexed",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -62,6 +63,7 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "RocksDB memory of the tables, by kind: the shared block cache (memtables charged to it included) "
         "and its pinned part, the memtables, the table readers outside the cache",
     ),
+    "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }
 

@@ -45,6 +45,7 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
     backlog (it used to be left out, so a worker that had not received a single payment
     of a partition reported lag 0 for it)."""
     yield "windows_open", {}, float(pipeline.joiner.open_windows)
+    yield "deadlines_indexed", {}, float(sum(len(p.loop.timeline) for p in pipeline.joiner.partitions.values()))
     for kind, size in memory(pipeline.rocksdb).items():
         if kind != "databases":
             yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
