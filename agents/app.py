@@ -56,6 +56,11 @@ log = logging.getLogger("clearance.worker")
 _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
+# Per partition and fetch (Faust's default: 1 MiB). The consumer reads 4 input topics and the
+# candidates, 60 partitions at 12: with a backlog, up to ~60 MiB of fetched records (several
+# times that as Python objects) waited in the consumer, and the allocator kept that peak after
+# it was handled (issue 13). The broker still returns a larger first batch whole (KIP-74).
+_FETCH_BYTES_PER_PARTITION = 128 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
@@ -143,6 +148,7 @@ def _app(settings: Settings) -> faust.App:
         # Nothing waits on a single send (agents/acks.py), so 5 ms of linger costs no throughput.
         producer_linger=_PRODUCER_LINGER_S,
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,
+        consumer_max_fetch_size=_FETCH_BYTES_PER_PARTITION,
         # faust-streaming's repaired Cython fast paths (off by default): the stream iterator takes
         # the events already queued instead of awaiting the channel for each, and the conductor
         # decodes a message once. Our topics are raw bytes with one channel each, so the decoding

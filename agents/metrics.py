@@ -39,6 +39,7 @@ MetricName = Literal[
     "rocksdb_memory_bytes",
     "malloc_bytes",
     "deadlines_indexed",
+    "producer_queue_messages",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -64,6 +65,7 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "and its pinned part, the memtables, the table readers outside the cache",
     ),
     "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
+    "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }
 

@@ -49,6 +49,8 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
     for kind, size in memory(pipeline.rocksdb).items():
         if kind != "databases":
             yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
+    if pipeline.producer is not None:
+        yield "producer_queue_messages", {}, float(pipeline.producer.pending())
     for kind, size in (mallinfo() or {}).items():
         yield "malloc_bytes", {"kind": kind}, float(size)
     consumer = pipeline.app.consumer

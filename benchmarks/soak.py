@@ -36,6 +36,8 @@ MARKS = (20_000, 50_000, 100_000)
 # Memory figures the worker reports on /metrics (agents/stores.py, agents/memory.py), by kind.
 _MEMORY_METRICS = {"clearance_rocksdb_memory_bytes": "rocksdb", "clearance_malloc_bytes": "malloc"}
 _DEADLINES = "clearance_deadlines_indexed"
+_QUEUED = "clearance_producer_queue_messages"
+_COUNTS = {"deadlines": "deadlinesIndexed", "queued": "producerQueued"}  # counts, not bytes
 
 
 @dataclass
@@ -87,6 +89,8 @@ class MemorySampler(threading.Thread):
                 orders += int(float(line.split()[-1]))
             elif line.startswith(_DEADLINES + " "):
                 native["deadlines"] = int(float(line.split()[-1]))
+            elif line.startswith(_QUEUED + " "):
+                native["queued"] = int(float(line.split()[-1]))
             elif line.startswith(tuple(f"{name}{{" for name in _MEMORY_METRICS)):
                 prefix = _MEMORY_METRICS[line.split("{", 1)[0]]
                 kind = line.split('kind="', 1)[1].split('"', 1)[0]
@@ -121,7 +125,7 @@ def _forgotten(sampler: MemorySampler, timeout: float) -> float | None:
 
 
 def _megabytes(native: dict[str, int]) -> dict[str, float]:
-    return {k: round(v / 2**20, 1) for k, v in native.items() if k != "deadlines"}
+    return {k: round(v / 2**20, 1) for k, v in native.items() if k not in _COUNTS}
 
 
 def _mb(kb: float) -> float:
@@ -170,7 +174,10 @@ def soak_case(
         began = time.monotonic()
         replay(trace, settings)
         result["replaySeconds"] = round(time.monotonic() - began, 1)
-        result["complete"] = _wait(collector, info.expected_complete, stall=30, timeout=3600)
+        # Declarations trail the input (the quota stage waits for every partition's watermark):
+        # on a busy machine the first came 2 minutes after the replay. Flush ticks sent while
+        # documents are unread would close their windows early.
+        result["complete"] = _wait(collector, info.expected_complete, stall=120, timeout=3600, startup=600)
         result["seconds"] = round(time.monotonic() - began, 1)
         result["declarations"] = collector.count
         result["rssBeforeFlushMB"] = _mb(vm_kb(worker.pid, "VmRSS"))
@@ -200,7 +207,9 @@ def soak_case(
             "ordersRead": s.orders_read,
             "rssMB": _mb(s.rss_kb),
             "windowsOpen": s.windows_open,
-            **({"nativeMB": _megabytes(s.native), "deadlinesIndexed": s.native.get("deadlines")} if s.native else {}),
+            **(
+                {"nativeMB": _megabytes(s.native), **{_COUNTS[k]: s.native.get(k) for k in _COUNTS}} if s.native else {}
+            ),
         }
         for s in samples
     ]
