@@ -1,12 +1,15 @@
 """agents.stores: every RocksDB database of a worker uses the one shared block cache and
-memtable budget, also when reopened (issue 13)."""
+memtable budget, also when reopened; agents.memory: glibc's figures and trim (issue 13)."""
 
 from __future__ import annotations
 
 import gc
 from pathlib import Path
 
+import pytest
+
 from agents.app import build
+from agents.memory import mallinfo, trim
 from agents.stores import SHARED_CACHE_BYTES, SharedMemory, SharedRocksDBOptions, memory
 from clearance.settings import Settings
 
@@ -62,3 +65,19 @@ def test_the_worker_gives_every_table_the_shared_options(tmp_path: Path) -> None
     figures = memory(shared)
     assert figures["databases"] == 0  # nothing opened before the partitions are assigned
     assert set(figures) >= {"block_cache", "memtables", "table_readers", "write_buffers"}
+
+
+def test_the_allocator_figures_and_trim() -> None:
+    figures = mallinfo()
+    if figures is None:  # not glibc
+        assert trim() is False
+        return
+    assert set(figures) == {"in_use", "free", "mmapped"}
+    assert figures["in_use"] > 0
+    assert trim() in (True, False)
+
+
+def test_malloc_trim_seconds_is_never_negative() -> None:
+    assert Settings().malloc_trim_seconds > 0
+    with pytest.raises(ValueError, match="MALLOC_TRIM_SECONDS"):
+        Settings().with_overrides(malloc_trim_seconds=-1.0)
