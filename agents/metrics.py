@@ -40,6 +40,7 @@ MetricName = Literal[
     "malloc_bytes",
     "deadlines_indexed",
     "producer_queue_messages",
+    "merge_buffered",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -65,6 +66,7 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "and its pinned part, the memtables, the table readers outside the cache",
     ),
     "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
+    "merge_buffered": ("gauge", "documents received and not yet applied (the join's merge queues, unacked)"),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }

@@ -49,6 +49,7 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
     for kind, size in memory(pipeline.rocksdb).items():
         if kind != "databases":
             yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
+    yield "merge_buffered", {}, float(pipeline.joiner.buffered)
     if pipeline.producer is not None:
         yield "producer_queue_messages", {}, float(pipeline.producer.pending())
     for kind, size in (mallinfo() or {}).items():

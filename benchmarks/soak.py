@@ -37,7 +37,8 @@ MARKS = (20_000, 50_000, 100_000)
 _MEMORY_METRICS = {"clearance_rocksdb_memory_bytes": "rocksdb", "clearance_malloc_bytes": "malloc"}
 _DEADLINES = "clearance_deadlines_indexed"
 _QUEUED = "clearance_producer_queue_messages"
-_COUNTS = {"deadlines": "deadlinesIndexed", "queued": "producerQueued"}  # counts, not bytes
+_BUFFERED = "clearance_merge_buffered"
+_COUNTS = {"deadlines": "deadlinesIndexed", "queued": "producerQueued", "buffered": "mergeBuffered"}  # counts
 
 
 @dataclass
@@ -91,6 +92,8 @@ class MemorySampler(threading.Thread):
                 native["deadlines"] = int(float(line.split()[-1]))
             elif line.startswith(_QUEUED + " "):
                 native["queued"] = int(float(line.split()[-1]))
+            elif line.startswith(_BUFFERED + " "):
+                native["buffered"] = int(float(line.split()[-1]))
             elif line.startswith(tuple(f"{name}{{" for name in _MEMORY_METRICS)):
                 prefix = _MEMORY_METRICS[line.split("{", 1)[0]]
                 kind = line.split('kind="', 1)[1].split('"', 1)[0]
