@@ -57,9 +57,10 @@ _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
 # Per partition and fetch (Faust's default: 1 MiB). The consumer reads 4 input topics and the
-# candidates, 60 partitions at 12: with a backlog, up to ~60 MiB of fetched records (several
-# times that as Python objects) waited in the consumer, and the allocator kept that peak after
-# it was handled (issue 13). The broker still returns a larger first batch whole (KIP-74).
+# candidates, 60 partitions at 12: early in a backlog tracemalloc found ~46 MB of fetched
+# records waiting in aiokafka's fetcher (issue 13). Its effect on the soak's totals is not
+# separated from the rest (benchmarks/RESULTS.md, "The soak"): there the join's merge queues
+# dominate. The broker still returns a larger first batch whole (KIP-74).
 _FETCH_BYTES_PER_PARTITION = 128 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
