@@ -245,7 +245,8 @@ def plot(case: dict[str, Any], path: Path, title: str) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, (top, low) = plt.subplots(2, 1, figsize=(10, 8))
-    top.plot([s["ordersRead"] for s in samples], [s["rssMB"] for s in samples], label="RSS")
+    read = [s for s in samples if s.get("ordersRead", -1) >= 0]  # -1: /metrics did not answer
+    top.plot([s["ordersRead"] for s in read], [s["rssMB"] for s in read], label="RSS")
     top.axhline(case["rssAtReadyMB"], color="grey", linestyle=":", linewidth=0.8, label="at ready")
     top.axhline(case["rssAtReadyMB"] + GOAL_MB, color="red", linestyle="--", linewidth=0.8, label="ready + 50 MB")
     top.set_xlabel("orders read by the worker")
@@ -254,7 +255,8 @@ def plot(case: dict[str, Any], path: Path, title: str) -> Path | None:
     low.plot(times, [s["rssMB"] for s in samples], label="RSS")
     kinds = sorted({k for s in samples for k in s.get("nativeMB", {})})
     for kind in kinds:
-        low.plot(times, [s.get("nativeMB", {}).get(kind, 0) for s in samples], label=kind)
+        known = [s for s in samples if kind in s.get("nativeMB", {})]
+        low.plot([s["t"] for s in known], [s["nativeMB"][kind] for s in known], label=kind)
     closed = next((s["t"] for s in samples if s["declarations"] >= case.get("declarations", 0) and s["t"] > 0), None)
     if closed is not None:
         low.axvline(closed, color="grey", linestyle=":", linewidth=0.8)
