@@ -16,6 +16,9 @@ USER nobody
 # The worker's HTTP endpoints bind to 127.0.0.1 by default; in a container the probes and
 # Prometheus come from outside, and the port is published to the host's 127.0.0.1 only.
 ENV KAFKA_BOOTSTRAP=kafka:9092 CLEARANCE_DATA_DIR=/data CLEARANCE_WEB_BIND=0.0.0.0 CLEARANCE_MONITOR_BIND=0.0.0.0
+# glibc: two malloc arenas instead of 8 per core (RocksDB's and librdkafka's threads each took
+# one and kept what they freed; benchmarks/RESULTS.md, issue 13).
+ENV MALLOC_ARENA_MAX=2
 VOLUME ["/data"]
 EXPOSE 6066
 CMD ["clearance", "worker"]

@@ -36,6 +36,7 @@ from agents.faust_internals import (
     write_changelog_through,
 )
 from agents.join import JoinProcessor, kind_of_topics
+from agents.memory import trim
 from agents.metrics import Metrics
 from agents.producer import Producer
 from agents.quota import QuotaProcessor
@@ -43,6 +44,7 @@ from agents.restore import Part, restore
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
+from agents.stores import SharedMemory, share_memory
 from agents.stream import drain
 from agents.topics import candidates_topic
 from agents.trace import maybe_trace
@@ -57,18 +59,13 @@ log = logging.getLogger("clearance.worker")
 _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
+# Per partition and fetch (Faust's default: 1 MiB). The consumer reads 4 input topics and the
+# candidates, 60 partitions at 12: early in a backlog tracemalloc found ~46 MB of fetched
+# records waiting in aiokafka's fetcher (issue 13). Its effect on the soak's totals is not
+# separated from the rest (benchmarks/RESULTS.md, "The soak"): there the join's merge queues
+# dominate. The broker still returns a larger first batch whole (KIP-74).
+_FETCH_BYTES_PER_PARTITION = 128 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-_MIB = 1024 * 1024
-# RocksDB per table partition (36 databases at 12 partitions). Faust's defaults are a 2 GiB
-# block cache and 3 x 64 MiB memtables per database, so resident memory grew with every
-# state written and read until each database reached them (issue 13: ~3 KB per order that
-# stayed after every window had closed). Bounded instead: at most ~6 MiB per database.
-_ROCKSDB: dict[str, Any] = {
-    "write_buffer_size": 2 * _MIB,
-    "max_write_buffer_number": 2,
-    "target_file_size_base": 8 * _MIB,
-    "block_cache_size": 2 * _MIB,
-}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
 
@@ -85,6 +82,7 @@ class Pipeline:
     sequences: dict[str, Sequencer]  # topic -> the offset check of the agent that reads it
     commits: Commits
     producer: Producer | None  # None with exactly_once: Faust's transactional producer sends
+    rocksdb: SharedMemory  # every table's RocksDB cache and memtable budget (agents/stores.py)
 
 
 @dataclass
@@ -98,7 +96,8 @@ def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
     candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
-    tables = _tables(app, settings)
+    rocksdb = SharedMemory()
+    tables = _tables(app, settings, rocksdb)
     if settings.fast_restore:
         _fast_restore(app, settings)
     metrics = Metrics()
@@ -122,7 +121,7 @@ def build(settings: Settings) -> Pipeline:
     _on_stop(app, delivery, commits)
     _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer)
+    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb)
     add_views(pipeline)
     return pipeline
 
@@ -155,6 +154,7 @@ def _app(settings: Settings) -> faust.App:
         # Nothing waits on a single send (agents/acks.py), so 5 ms of linger costs no throughput.
         producer_linger=_PRODUCER_LINGER_S,
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,
+        consumer_max_fetch_size=_FETCH_BYTES_PER_PARTITION,
         # faust-streaming's repaired Cython fast paths (off by default): the stream iterator takes
         # the events already queued instead of awaiting the channel for each, and the conductor
         # decodes a message once. Our topics are raw bytes with one channel each, so the decoding
@@ -183,12 +183,15 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-def _tables(app: faust.App, settings: Settings) -> _Tables:
+def _tables(app: faust.App, settings: Settings, shared: SharedMemory) -> _Tables:
     def table(name: str) -> Any:
-        # A copy each: Faust's store pops its own keys out of the options it is given.
-        return app.Table(name, default=None, partitions=settings.partitions, options=dict(_ROCKSDB), **_RAW_TABLE)
+        return app.Table(name, default=None, partitions=settings.partitions, **_RAW_TABLE)
 
-    return _Tables(table("join"), table("clock"), table("quota"))
+    tables = _Tables(table("join"), table("clock"), table("quota"))
+    # RocksDB: one block cache and one memtable budget for every database of the process
+    # (agents/stores.py). Before, each of the 36 databases had its own (issue 13).
+    share_memory((tables.states, tables.clocks, tables.quotas), shared)
+    return tables
 
 
 def _fast_restore(app: faust.App, settings: Settings) -> None:
@@ -328,6 +331,14 @@ def _timers(
         """Commit what Faust's own commits left behind the released acks (agents/commits.py)."""
         if not app.rebalancing:
             await commits.catch_up()
+
+    if settings.malloc_trim_seconds > 0:
+
+        @app.timer(interval=settings.malloc_trim_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+        async def give_memory_back() -> None:
+            """The allocator's free memory back to the system (agents/memory.py): after a peak,
+            glibc keeps what was freed in its arenas (issue 13). In a thread: it takes a few ms."""
+            await asyncio.to_thread(trim)
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def tick() -> None:

@@ -36,6 +36,11 @@ MetricName = Literal[
     "consumer_lag",
     "input_redelivered_dropped",
     "input_gap_messages_refilled",
+    "rocksdb_memory_bytes",
+    "malloc_bytes",
+    "deadlines_indexed",
+    "producer_queue_messages",
+    "merge_buffered",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -55,6 +60,15 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "counter",
         "input messages the consumer skipped, read directly and handled in order, by topic",
     ),
+    "rocksdb_memory_bytes": (
+        "gauge",
+        "RocksDB memory of the tables, by kind: the shared block cache (memtables charged to it included) "
+        "and its pinned part, the memtables, the table readers outside the cache",
+    ),
+    "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
+    "merge_buffered": ("gauge", "documents received and not yet applied (the join's merge queues, unacked)"),
+    "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
+    "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }
 
 # Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).

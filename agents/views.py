@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 from faust.web import Request, Response, View
 
 from agents.faust_internals import committed_offset, is_recovered
+from agents.memory import mallinfo
 from agents.metrics import MetricName
+from agents.stores import memory
 
 if TYPE_CHECKING:
     from agents.app import Pipeline
@@ -43,6 +45,15 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
     backlog (it used to be left out, so a worker that had not received a single payment
     of a partition reported lag 0 for it)."""
     yield "windows_open", {}, float(pipeline.joiner.open_windows)
+    yield "deadlines_indexed", {}, float(sum(len(p.loop.timeline) for p in pipeline.joiner.partitions.values()))
+    for kind, size in memory(pipeline.rocksdb).items():
+        if kind != "databases":
+            yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
+    yield "merge_buffered", {}, float(pipeline.joiner.buffered)
+    if pipeline.producer is not None:
+        yield "producer_queue_messages", {}, float(pipeline.producer.pending())
+    for kind, size in (mallinfo() or {}).items():
+        yield "malloc_bytes", {"kind": kind}, float(size)
     consumer = pipeline.app.consumer
     for tp in sorted(consumer.assignment()):
         sequence = pipeline.sequences.get(tp.topic)

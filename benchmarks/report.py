@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import one_line
+from benchmarks.soak import brief as soak_brief
 
 GOAL_EVENTS = 20_000.0
 GOAL_P99_MS = 100.0
@@ -18,6 +19,7 @@ _TITLES = {
     "d": "--processes 2, pre-loaded",
     "e": "1 worker process, fixed offered rate",
     "f": "Faust floor (read, parse, ack)",
+    "s": "soak: 1 worker, memory against orders",
 }
 # The ratios the issue asks for (numerator, denominator): one process against Faust's floor and
 # the raw loop, two processes against one, and Faust's floor against the raw loop.
@@ -44,6 +46,8 @@ def brief(case: dict[str, Any]) -> str:
     parts = [case.get("status", "ok")]
     if "eventsPerSecond" in case:
         parts.append(f"{case['eventsPerSecond']:,.0f} events/s")
+    if "rssAtReadyMB" in case:
+        parts.append(soak_brief(case))
     if "latencyMs" in case and case["latencyMs"].get("count"):
         lat = case["latencyMs"]
         parts.append(f"latency p50 {lat['p50']} p99 {lat['p99']} max {lat['max']} ms")

@@ -7,6 +7,8 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
   d  `clearance worker --processes 2` (two processes, one consumer group), same pre-loaded topics
   e  one worker process at a fixed offered rate (default 3,000 orders/s): end-to-end latency
   f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
+  s  the soak (not in the default set): one worker's resident memory against the orders it
+     declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`)
 Ratios of the same run: c/f, c/a, d/c (and every case x a). The default trace (50,000 orders,
 about 150,000 messages) is long enough that start-up does not dominate.
 Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
@@ -36,6 +38,8 @@ from confluent_kafka.admin import AdminClient
 from benchmarks import machine, report
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
+from benchmarks.soak import plot as soak_plot
+from benchmarks.soak import soak_case
 from benchmarks.workers import worker_available
 from clearance.kafka import KafkaUnavailable, client_config, probe
 from clearance.settings import Settings
@@ -226,6 +230,15 @@ def cli(argv: list[str]) -> int:
                     profile=profile,
                 ),
             )
+        if "s" in args.cases:
+            soaked = _suffixed(base, run, "s-in", "s", app_id=f"bench-{run}-s")
+            used.append(soaked)
+            attempt("s", partial(soak_case, soaked, trace, info, work / "s"))
+            soak_png = soak_plot(
+                cases["s"], args.results / f"{stamp}-soak.png", f"soak {stamp}: {info.orders:,} orders"
+            )
+            if soak_png:
+                print(f"soak plot: {soak_png}", file=sys.stderr)
         _render_profiles(args.results, stamp)
     finally:
         if not args.keep:

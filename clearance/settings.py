@@ -85,6 +85,9 @@ class Settings:
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
     quota_order: str = "event-time"
     commit_seconds: float = 1.0
+    # How often the worker asks glibc to give its free memory back to the system
+    # (`malloc_trim(0)`, agents/memory.py; 0: never). See benchmarks/RESULTS.md, issue 13.
+    malloc_trim_seconds: float = 60.0
     session_timeout_seconds: float = 15.0
     # How long a worker's clean stop (SIGTERM/SIGINT) may take before the process exits anyway
     # (no clean-stop marker: the next start rebuilds its tables; what was not committed is read
@@ -144,6 +147,8 @@ class Settings:
             raise ValueError("CLEARANCE_INSPECTION_RATE must be between 0 and 1")
         if self.partitions < 1:
             raise ValueError("CLEARANCE_PARTITIONS must be at least 1")
+        if self.malloc_trim_seconds < 0:
+            raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.window_hours <= 0:
             raise ValueError("CLEARANCE_WINDOW_HOURS must be positive")
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
