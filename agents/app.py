@@ -59,12 +59,12 @@ log = logging.getLogger("clearance.worker")
 _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
-# Per partition and fetch (Faust's default: 1 MiB). The consumer reads 4 input topics and the
-# candidates, 60 partitions at 12: early in a backlog tracemalloc found ~46 MB of fetched
-# records waiting in aiokafka's fetcher (issue 13). Its effect on the soak's totals is not
-# separated from the rest (benchmarks/RESULTS.md, "The soak"): there the join's merge queues
-# dominate. The broker still returns a larger first batch whole (KIP-74).
-_FETCH_BYTES_PER_PARTITION = 128 * 1024
+# Per partition and fetch: Faust's default, 1 MiB. 128 KiB was tried against the memory of a
+# backlog (early in one, tracemalloc found ~46 MB of fetched records waiting in aiokafka's
+# fetcher), but case c of the bench fell from 1,478-1,982 to 996-1,277 events/s with it (same
+# session, benchmarks/RESULTS.md "The soak"), and the soak's memory is dominated by the join's
+# merge queues, not the fetcher.
+_FETCH_BYTES_PER_PARTITION = 1024 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
