@@ -64,7 +64,7 @@ class TraceInfo:
         return cls(messages, len(orders), last)
 
 
-def _wait(collector: Collector, expected: int, *, stall: float, timeout: float, startup: float = 0.0) -> bool:
+def wait_complete(collector: Collector, expected: int, *, stall: float, timeout: float, startup: float = 0.0) -> bool:
     """Until `expected` declarations, or no new one for `stall` s, or `timeout`; True if complete.
 
     Before the first declaration the workers may take `startup` s more (Faust's start, the
@@ -90,6 +90,16 @@ def _replay_process(settings: Settings, trace: Path, order_rate: float, times: P
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: S603
 
 
+def open_collector(settings: Settings, work: Path) -> Collector:
+    """A worker case's start: its work directory, the topics, and the reader of the declarations, ready."""
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    collector = Collector(settings)
+    collector.start()
+    collector.wait_ready()
+    return collector
+
+
 def worker_case(
     settings: Settings,
     trace: Path,
@@ -100,11 +110,7 @@ def worker_case(
     order_rate: float | None,
     profile: Path | None = None,
 ) -> dict[str, Any]:
-    work.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings)
-    collector = Collector(settings)
-    collector.start()
-    collector.wait_ready()
+    collector = open_collector(settings, work)
     own = settings.with_overrides(data_dir=str(work / "worker"), web_port=16066, processes=processes)
     started = [start_worker(own, work / "worker.log", profile=profile)]
     t0 = started[0].started_ms
@@ -129,7 +135,7 @@ def worker_case(
             proc = _replay_process(settings, trace, order_rate, times)
             out, _ = proc.communicate(timeout=3600)
             replayed = out.decode().strip().splitlines()[-1] if out else ""
-        complete = _wait(collector, info.expected_complete, stall=20, timeout=1800, startup=100)
+        complete = wait_complete(collector, info.expected_complete, stall=20, timeout=1800, startup=100)
         t1_count = collector.count
         stamps = np.asarray(collector.timestamps[:t1_count], dtype=np.int64)
         t_last = int(stamps.max()) if stamps.size else now_ms()
@@ -158,7 +164,7 @@ def worker_case(
         result["throughputSeries"] = per_second(stamps, t0)
         result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)
         result["windowsOpenBeforeFlush"] = sampler.windows_open()
-        result.update(_flush_phase(settings, info, collector, sampler, started))
+        result.update(flush_phase(settings, info, collector, sampler, started))
     finally:
         for pid in pids:
             result.setdefault("peakRssMB", {})[str(pid)] = round(
@@ -193,7 +199,7 @@ def worker_pids(worker: Worker, processes: int, timeout: float = 30.0) -> list[i
     return children
 
 
-def _flush_phase(
+def flush_phase(
     settings: Settings, info: TraceInfo, collector: Collector, sampler: Sampler, started: list[Worker]
 ) -> dict[str, Any]:
     """Ticks past every window and the retention; wait for the window-close declarations and an empty state."""
@@ -202,7 +208,7 @@ def _flush_phase(
     produce_ticks(producer, settings, info.last_app_ms + past)
     producer.flush(30)
     began = time.monotonic()
-    complete = _wait(collector, info.expected_total, stall=15, timeout=300)
+    complete = wait_complete(collector, info.expected_total, stall=15, timeout=300)
     windows = -1
     for _ in range(30):  # the gauge follows the ticks within a few seconds
         windows = sampler.windows_open()

@@ -14,7 +14,6 @@ the resident set after close within 50 MB of where it started.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
@@ -23,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.processes import free_ports
 from benchmarks.measure import Collector, Sampler, vm_kb
-from benchmarks.runs import TraceInfo, _flush_phase, _wait
+from benchmarks.runs import TraceInfo, flush_phase, open_collector, wait_complete
 from benchmarks.workers import start_worker
 from clearance.clock import wall_ms as now_ms
 from clearance.settings import Settings
-from clearance.topics import ensure_topics
 from ops.replay import replay
 
 GOAL_MB = 50.0
@@ -105,13 +104,6 @@ class MemorySampler(threading.Thread):
         self.join(10)
 
 
-def _free_port() -> int:
-    """A port nothing listens on now (another soak or case may run beside this one)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _forgotten(sampler: MemorySampler, timeout: float) -> float | None:
     """Seconds until the worker reports an empty deadline index (every retained order
     forgotten: the flush passes the retention too), None if it does not within `timeout`."""
@@ -153,12 +145,8 @@ def soak_case(
     warmup: float = 5.0,
 ) -> dict[str, Any]:
     """Run the soak; return its figures (MB) and the per-second samples."""
-    work.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings)
-    collector = Collector(settings)
-    collector.start()
-    collector.wait_ready()
-    own = settings.with_overrides(data_dir=str(work / "worker"), web_port=_free_port(), processes=1)
+    collector = open_collector(settings, work)
+    own = settings.with_overrides(data_dir=str(work / "worker"), web_port=free_ports(1)[0], processes=1)
     worker = start_worker(own, work / "worker.log")
     result: dict[str, Any] = {"processes": 1}
     sampler = MemorySampler(worker.pid, collector, f"http://127.0.0.1:{own.web_port}/metrics", settings.topic_orders)
@@ -180,11 +168,11 @@ def soak_case(
         # Declarations trail the input (the quota stage waits for every partition's watermark):
         # on a busy machine the first came 2 minutes after the replay. Flush ticks sent while
         # documents are unread would close their windows early.
-        result["complete"] = _wait(collector, info.expected_complete, stall=120, timeout=3600, startup=600)
+        result["complete"] = wait_complete(collector, info.expected_complete, stall=120, timeout=3600, startup=600)
         result["seconds"] = round(time.monotonic() - began, 1)
         result["declarations"] = collector.count
         result["rssBeforeFlushMB"] = _mb(vm_kb(worker.pid, "VmRSS"))
-        result.update(_flush_phase(settings, info, collector, group, [worker]))
+        result.update(flush_phase(settings, info, collector, group, [worker]))
         result["rssAtCloseMB"] = _mb(vm_kb(worker.pid, "VmRSS"))
         result["forgetSeconds"] = _forgotten(sampler, timeout=300)
         time.sleep(settle)
