@@ -13,8 +13,8 @@ Every value on the wire is our own JSON (orjson); no Faust models anywhere.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +40,7 @@ from agents.memory import trim
 from agents.metrics import Metrics
 from agents.producer import Producer
 from agents.quota import QuotaProcessor
-from agents.restore import Part, restore
+from agents.restore import restore
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
@@ -59,12 +59,6 @@ log = logging.getLogger("clearance.worker")
 _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
-# Per partition and fetch: Faust's default, 1 MiB. 128 KiB was tried against the memory of a
-# backlog (early in one, tracemalloc found ~46 MB of fetched records waiting in aiokafka's
-# fetcher), but case c of the bench fell from 1,478-1,982 to 996-1,277 events/s with it (same
-# session, benchmarks/RESULTS.md "The soak"), and the soak's memory is dominated by the join's
-# merge queues, not the fetcher.
-_FETCH_BYTES_PER_PARTITION = 1024 * 1024
 _RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
@@ -154,7 +148,6 @@ def _app(settings: Settings) -> faust.App:
         # Nothing waits on a single send (agents/acks.py), so 5 ms of linger costs no throughput.
         producer_linger=_PRODUCER_LINGER_S,
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,
-        consumer_max_fetch_size=_FETCH_BYTES_PER_PARTITION,
         # faust-streaming's repaired Cython fast paths (off by default): the stream iterator takes
         # the events already queued instead of awaiting the channel for each, and the conductor
         # decodes a message once. Our topics are raw bytes with one channel each, so the decoding
@@ -196,11 +189,7 @@ def _tables(app: faust.App, settings: Settings, shared: SharedMemory) -> _Tables
 
 def _fast_restore(app: faust.App, settings: Settings) -> None:
     """The changelogs read into local RocksDB before Faust's recovery reads them (agents/restore.py)."""
-
-    def read(parts: list[Part], stop: threading.Event, budget_s: float) -> dict[tuple[str, int], int]:
-        return restore(settings, parts, stop, budget_s)
-
-    before_active_recovery(app, read)
+    before_active_recovery(app, functools.partial(restore, settings))
 
 
 def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Producer | None, Delivery]:
