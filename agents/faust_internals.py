@@ -36,6 +36,12 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]
             yield key, value
 
 
+def open_databases(table: Any) -> list[Any]:
+    """The RocksDB databases a rocksdb:// table has open now, one per partition (`Store._dbs`:
+    no public accessor; agents/stores.py reads their memory figures)."""
+    return list(getattr(table.data, "_dbs", {}).values())
+
+
 def committed_offset(app: faust.App, topic: str, partition: int) -> int | None:
     """The consumer's last committed offset of a topic partition (`Consumer._committed_offset`)."""
     offsets: dict[TP, int | None] = getattr(app.consumer, "_committed_offset", {})

@@ -19,9 +19,8 @@ cache of its own (a restart or a rebalance would lose the shared cache).
 
 How the options get in: Faust's `Store.rocksdb_options` (its documented per-store RocksDB
 configuration, a `RocksDBOptions`) is replaced by `SharedRocksDBOptions` before any
-database is opened. `memory()` reads the open databases from Faust's private
-`Store._dbs` (no public accessor); that and agents/faust_internals.py are the only places
-that know Faust's private names.
+database is opened. `memory()` gets the open databases from
+`faust_internals.open_databases`, where every Faust-private name lives.
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ from typing import Any
 
 import rocksdict
 from faust.stores.rocksdb import RocksDBOptions
+
+from agents.faust_internals import open_databases
 
 _MIB = 1024 * 1024
 # Everything RocksDB keeps in memory for the worker's tables, all partitions together.
@@ -122,11 +123,11 @@ _PER_DB = {
 def memory(shared: SharedMemory) -> dict[str, int]:
     """RocksDB's own memory figures, bytes: the shared cache's usage (memtables charged to it
     included) and pinned part, the memtables and the table readers outside the cache, summed
-    over the open databases (Faust's private `Store._dbs`), and how many are open."""
+    over the open databases, and how many are open."""
     totals = dict.fromkeys(_PER_DB, 0)
     opened = 0
     for table in shared.tables:
-        for db in list(table.data._dbs.values()):
+        for db in open_databases(table):
             opened += 1
             for kind, name in _PER_DB.items():
                 try:
