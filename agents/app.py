@@ -35,6 +35,7 @@ from agents.faust_internals import (
     track_changelog,
     write_changelog_through,
 )
+from agents.flow import InputFlow
 from agents.join import JoinProcessor, kind_of_topics
 from agents.memory import trim
 from agents.metrics import Metrics
@@ -103,7 +104,9 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    joiner = _joiner(settings, tables, sender, sequences["join"], UnreadCheck(app, side, sequences["join"]))
+    joiner = _joiner(
+        settings, tables, sender, sequences["join"], UnreadCheck(app, side, sequences["join"]), InputFlow(app)
+    )
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
         settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions if ordered else None
@@ -252,7 +255,7 @@ def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[s
 
 
 def _joiner(
-    settings: Settings, tables: _Tables, sender: Sender, sequence: Sequencer, unread: UnreadCheck
+    settings: Settings, tables: _Tables, sender: Sender, sequence: Sequencer, unread: UnreadCheck, flow: InputFlow
 ) -> JoinProcessor:
     return JoinProcessor(
         settings.rules(),
@@ -268,6 +271,8 @@ def _joiner(
         sender=sender,
         wall=wall_ms,
         publish_every_ms=int(settings.watermark_seconds * 1000) if settings.quota_order != "arrival" else None,
+        flow=flow,
+        merge_buffer=settings.merge_buffer,
     )
 
 

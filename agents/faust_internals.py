@@ -90,6 +90,19 @@ def write_changelog_through(table: Any, changelog: Changelog) -> None:
     table.send_changelog = changelog.table(topic, persist)
 
 
+def delivered_offset(app: faust.App, topic: str, partition: int) -> int | None:
+    """The offset Faust's fetcher last handed to the streams of a topic partition (`Consumer._read_offset`).
+
+    Faust's `Consumer.getmany` drops the records of a partition that stops being active while
+    it walks through a fetched batch, and the consumer's position is already past them
+    (agents/flow.py seeks back to the offset after this one). After a seek (the recovery's,
+    or that one) it holds the offset to read next until a record arrives, one more than
+    was handed over: a seek from it skips one record, which the offset check then reads
+    directly (agents/sequence.py). None when nothing is known."""
+    offsets: dict[TP, int | None] = getattr(app.consumer, "_read_offset", {})
+    return offsets.get(TP(topic, partition))  # .get: the defaultdict would record the question
+
+
 def is_recovered(app: faust.App) -> bool:
     """Tables recovered and no rebalance under way (`TableManager.recovery`, `App.rebalancing`)."""
     recovery = getattr(app.tables, "recovery", None)

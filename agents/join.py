@@ -24,6 +24,7 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -43,6 +44,15 @@ log = logging.getLogger("clearance.worker.join")
 Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
 Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
+
+
+class Flow(Protocol):
+    """Pause and resume fetching an input topic partition (agents/flow.py); False: not done, ask again."""
+
+    def pause(self, topic: str, partition: int) -> bool: ...
+    async def resume(self, topic: str, partition: int) -> bool: ...
+
+
 Handle = tuple[Msg, Ack]
 Trace = Callable[[str, Msg, str, int, int], None]
 
@@ -90,7 +100,11 @@ class JoinProcessor:
         sender: Sender,
         wall: Callable[[], int],
         publish_every_ms: int | None = 1000,
+        flow: Flow | None = None,
+        merge_buffer: int = 0,
     ) -> None:
+        """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
+        holds `merge_buffer` documents is paused until the queue has drained to half of it."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -102,6 +116,8 @@ class JoinProcessor:
         self.unread = unread
         self.merge_wait_ms = merge_wait_ms
         self.publish_every_ms = publish_every_ms
+        self.flow = flow if merge_buffer > 0 else None
+        self.merge_buffer = merge_buffer
         self.topics = {RANK[kind]: topic for topic, kind in kinds.items()}
         self.sender = sender
         self.delivery = sender.delivery
@@ -115,8 +131,14 @@ class JoinProcessor:
 
         Buffered documents are dropped unacked: Faust seeks to the committed offsets
         after the rebalance (and the offset check refills what it skips), so whoever
-        owns the partition now reads them again."""
+        owns the partition now reads them again. Our pauses are forgotten too: Faust
+        paused every partition when the rebalance began, and its recovery resumes them."""
         self.partitions.clear()
+
+    @property
+    def paused(self) -> int:
+        """Input topic partitions paused because their merge queue is full."""
+        return sum(len(p.merge.paused) for p in self.partitions.values())
 
     @property
     def buffered(self) -> int:
@@ -151,6 +173,7 @@ class JoinProcessor:
         wall = self.wall()
         part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack)))
         await self._release(part, msg.partition, wall, drain=False)
+        await self._bound(part, msg.partition)
         # Also on input, not only on ticks (under a backlog the ticks queue behind the input);
         # at once after an idle watermark, so the quota stage waits for this partition again.
         await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
@@ -188,6 +211,27 @@ class JoinProcessor:
                 except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
                     await self.sender.internal_error(msg, exc, "join")
             await self.delivery.ack(ack)
+
+    async def _bound(self, part: Partition, partition: int) -> None:
+        """Pause the topic partitions whose queue is full, resume those drained (pipeline/merge.py).
+
+        Never the one the merge waits for: it waits only for an empty queue, and an empty
+        queue is never paused (a paused one resumes at half the bound)."""
+        flow = self.flow
+        if flow is None:
+            return
+        merge = part.merge
+        pause, resume = merge.flow(self.merge_buffer)
+        try:
+            for rank in pause:
+                if flow.pause(self.topics[rank], partition):
+                    merge.paused.add(rank)
+                    self.metrics.inc("input_paused", self.topics[rank])
+            for rank in resume:
+                if await flow.resume(self.topics[rank], partition):
+                    merge.paused.discard(rank)
+        except Exception:  # a bug: the queue stays unbounded until the next try; never stop the join
+            log.exception("partition %d: pausing or resuming an input failed", partition)
 
     async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
         """The merge rule's second half: the broker holds nothing unread of the empty queues."""
@@ -228,6 +272,7 @@ class JoinProcessor:
         wall = self.wall()
         # An explicit event time (a flush at the end of a replay) comes after its input: apply all of it first.
         await self._release(part, msg.partition, wall, drain=explicit is not None)
+        await self._bound(part, msg.partition)
         target = explicit
         # Idle: nothing queued, no input for CLEARANCE_IDLE_SECONDS, and the broker holds nothing
         # unread of the partition (a partition the consumer has not fetched for a while, a

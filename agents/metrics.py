@@ -41,6 +41,8 @@ MetricName = Literal[
     "deadlines_indexed",
     "producer_queue_messages",
     "merge_buffered",
+    "input_paused",
+    "input_partitions_paused",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -67,6 +69,11 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     ),
     "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
     "merge_buffered": ("gauge", "documents received and not yet applied (the join's merge queues, unacked)"),
+    "input_paused": ("counter", "times an input partition was paused because its merge queue was full, by topic"),
+    "input_partitions_paused": (
+        "gauge",
+        "input topic partitions paused now because their merge queue is full (CLEARANCE_MERGE_BUFFER)",
+    ),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
 }

@@ -50,6 +50,7 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
         if kind != "databases":
             yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
     yield "merge_buffered", {}, float(pipeline.joiner.buffered)
+    yield "input_partitions_paused", {}, float(pipeline.joiner.paused)
     if pipeline.producer is not None:
         yield "producer_queue_messages", {}, float(pipeline.producer.pending())
     for kind, size in (mallinfo() or {}).items():

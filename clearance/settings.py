@@ -81,6 +81,11 @@ class Settings:
     # empty queue over (pipeline/merge.py). 2 s: with 0.5 s the two-process test lost declarations
     # now and then on a loaded machine (producer skew between topics past 0.5 s; docs/DESIGN-worker.md).
     merge_wait_seconds: float = 2.0
+    # Documents one input topic partition may have waiting in the join's merge queue before it is
+    # paused on the consumer (resumed at half): Kafka Streams' buffered.records.per.partition. Under
+    # a backlog one topic ran far ahead of another and ~78,000 documents waited, ~5 KB each
+    # (issue 13, benchmarks/RESULTS.md "The soak"). 0: unbounded.
+    merge_buffer: int = 1000
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
     quota_order: str = "event-time"
@@ -147,6 +152,8 @@ class Settings:
             raise ValueError("CLEARANCE_INSPECTION_RATE must be between 0 and 1")
         if self.partitions < 1:
             raise ValueError("CLEARANCE_PARTITIONS must be at least 1")
+        if self.merge_buffer < 0:
+            raise ValueError("CLEARANCE_MERGE_BUFFER must be 0 (unbounded) or more")
         if self.malloc_trim_seconds < 0:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.window_hours <= 0:

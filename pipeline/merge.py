@@ -19,6 +19,15 @@ the first, the shell the second (it needs the broker):
 
 A dead-lettered message waits in its queue too (`doc` None), so that acks stay in
 offset order within a topic partition; at a head it is done at once.
+
+A queue is bounded as Kafka Streams bounds its partition queues
+(`buffered.records.per.partition`): under a backlog one topic runs far ahead of another
+(issue 13: ~78,000 payments and waybills waited for their orders, ~5 KB each), so a
+queue that reaches `bound` documents has its topic partition paused (nothing more is
+fetched of it) until it has drained to half of that (`Merge.flow`). The merge only
+ever waits for an empty queue, and an empty queue is never paused (a paused one is
+resumed before it is empty), so a pause cannot stop the merge: the queue it waits for
+keeps being fetched, and while every queue holds a document the head is applied.
 """
 
 from __future__ import annotations
@@ -54,12 +63,13 @@ def merge_key(item: Queued[T], rank: int) -> tuple[int, int, int]:
 class Merge(Generic[T]):
     """The three queues of one partition (orders, payments, waybills) and the merge rule."""
 
-    __slots__ = ("silent_ms", "queues", "last_seen_ms")
+    __slots__ = ("silent_ms", "queues", "last_seen_ms", "paused")
 
     def __init__(self, silent_ms: int, now_ms: int) -> None:
         self.silent_ms = silent_ms
         self.queues: tuple[deque[Queued[T]], ...] = (deque(), deque(), deque())
         self.last_seen_ms = [now_ms, now_ms, now_ms]  # when each topic last delivered something
+        self.paused: set[int] = set()  # ranks whose topic partition the shell has paused
 
     def push(self, rank: int, item: Queued[T]) -> None:
         """Queue a received message (in offset order within its topic)."""
@@ -96,6 +106,19 @@ class Merge(Generic[T]):
     def pop(self, rank: int) -> Queued[T]:
         """Take the head of one queue (the one `head` named)."""
         return self.queues[rank].popleft()
+
+    def flow(self, bound: int) -> tuple[list[int], list[int]]:
+        """(ranks to pause, ranks to resume) for a bound of `bound` (>= 1) documents per queue.
+
+        A queue at `bound` or more is paused; a paused one resumes once it holds `bound // 2`
+        or fewer. So an empty queue, the only kind the merge waits for, is never paused and
+        never stays paused. The shell records what it did in `paused`. Messages fetched
+        before a pause still arrive: the bound is a high mark, not a hard limit.
+        """
+        low = bound // 2
+        pause = [r for r, q in enumerate(self.queues) if r not in self.paused and len(q) >= bound]
+        resume = sorted(r for r in self.paused if len(self.queues[r]) <= low)
+        return pause, resume
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.queues)

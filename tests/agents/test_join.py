@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from agents.acks import Delivery
-from agents.join import JoinProcessor
+from agents.join import Flow, JoinProcessor
 from agents.metrics import Metrics
 from agents.sender import Headers, Msg, Sender
 from clearance.settings import Settings
@@ -33,7 +33,7 @@ WAIT_MS = 2_000
 class Harness:
     """A JoinProcessor over fakes, and what it sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, flow: Flow | None = None, merge_buffer: int = 0) -> None:
         self.wall = 1_000_000
         self.unread: set[str] = set()  # topics the "broker" holds unread messages of
         self.asked: list[str] = []
@@ -72,6 +72,8 @@ class Harness:
             merge_wait_ms=WAIT_MS,
             sender=sender,
             wall=lambda: self.wall,
+            flow=flow,
+            merge_buffer=merge_buffer,
         )
 
     async def feed(self, topic: str, doc: dict[str, Any]) -> None:

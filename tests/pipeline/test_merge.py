@@ -323,3 +323,45 @@ def test_release_order_matches_the_reference_sort(arrivals: list[Arrival]) -> No
     expected_applied, expected_dead = reference(arrivals)
     assert applied == expected_applied
     assert per_topic(dead) == per_topic(expected_dead)  # every dead letter acked, in offset order per topic
+
+
+def _queue_lengths(merge: Merge[Out], lengths: tuple[int, int, int]) -> None:
+    for rank, count in enumerate(lengths):
+        for offset in range(count):
+            merge.push(rank, queued(KINDS[rank], 1_000 + offset, offset))
+
+
+@pytest.mark.parametrize(
+    ("lengths", "paused", "pause", "resume"),
+    [
+        ((0, 0, 0), set(), [], []),
+        ((0, 9, 3), set(), [], []),  # under the bound of 10
+        ((0, 10, 3), set(), [1], []),  # at the bound: paused
+        ((0, 25, 12), set(), [1, 2], []),  # both over (messages fetched before a pause still arrive)
+        ((0, 25, 12), {1, 2}, [], []),  # paused already: nothing again
+        ((0, 6, 12), {1, 2}, [], []),  # above half the bound: stays paused
+        ((0, 5, 12), {1, 2}, [], [1]),  # at half the bound: resumed
+        ((0, 0, 0), {0, 1, 2}, [], [0, 1, 2]),  # empty queues never stay paused
+        ((30, 30, 30), set(), [0, 1, 2], []),  # every queue full: the head is applied anyway
+    ],
+)
+def test_flow_pauses_a_full_queue_and_resumes_it_at_half(
+    lengths: tuple[int, int, int], paused: set[int], pause: list[int], resume: list[int]
+) -> None:
+    merge: Merge[Out] = Merge(100, 0)
+    _queue_lengths(merge, lengths)
+    merge.paused.update(paused)
+    assert merge.flow(10) == (pause, resume)
+
+
+@pytest.mark.parametrize("bound", [1, 2, 3, 1000])
+def test_flow_never_pauses_the_queue_the_merge_waits_for(bound: int) -> None:
+    """The merge waits only for an empty queue (`passing`); an empty queue is neither paused nor left
+    paused, whatever the bound, so a pause cannot hold up the merge."""
+    merge: Merge[Out] = Merge(100, 0)
+    _queue_lengths(merge, (0, bound, bound))
+    merge.paused.add(0)  # paused when it was full, drained since
+    assert merge.passing(50) is None, "the orders topic is not silent yet: the merge waits for it"
+    pause, resume = merge.flow(bound)
+    assert 0 not in pause and 0 in resume
+    assert pause == [1, 2]
