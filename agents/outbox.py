@@ -118,20 +118,26 @@ class TableStates:
         self.committed = committed
         self.source: Msg | None = None
         self.outgoing: list[Emit] = []
-        self._outboxes: dict[str, tuple[OutboxEntry, ...]] = {}
+        # The outbox of the last order loaded, for its save. Only the last: the loop saves an
+        # order right after loading it, or not at all (a stale deadline-index entry, a
+        # redelivered document), and a dict of every load kept one decoded outbox per retained
+        # decided order (its stale window deadline is loaded, never saved), ~1 KB each until
+        # the retention ended (issue 13).
+        self._loaded: tuple[str, tuple[OutboxEntry, ...]] | None = None
 
     def load(self, order_no: str) -> JoinState | None:
         raw = self.table.get(order_no.encode())
         if raw is None:
-            self._outboxes.pop(order_no, None)
+            self._loaded = (order_no, ())
             return None
         stored = decode_stored(raw)
-        self._outboxes[order_no] = stored.outbox
+        self._loaded = (order_no, stored.outbox)
         return stored.state
 
     def save(self, order_no: str, before: JoinState | None, result: Step) -> None:
         key = order_no.encode()
-        outbox = self.in_doubt(self._outboxes.pop(order_no, ()))
+        outbox = self.in_doubt(self._outbox(order_no, key))
+        self._loaded = None
         if result.state is None:
             del self.table[key]
             return
@@ -143,6 +149,19 @@ class TableStates:
             outbox = (*outbox, OutboxEntry(source.topic, source.offset, emits))[-MAX_OUTBOX:]
             self.outgoing += emits
         self.table[key] = encode_stored(Stored(result.state, outbox))
+
+    @property
+    def held(self) -> int:
+        """Decoded outboxes held between a load and its save: at most one, whatever was loaded."""
+        return int(self._loaded is not None and bool(self._loaded[1]))
+
+    def _outbox(self, order_no: str, key: bytes) -> tuple[OutboxEntry, ...]:
+        """The stored outbox of the order being saved: the one loaded, else read again."""
+        loaded = self._loaded
+        if loaded is not None and loaded[0] == order_no:
+            return loaded[1]
+        raw = self.table.get(key)
+        return () if raw is None else decode_stored(raw).outbox
 
     def in_doubt(self, outbox: Iterable[OutboxEntry]) -> tuple[OutboxEntry, ...]:
         """Entries whose source message is not yet committed (so maybe not delivered)."""

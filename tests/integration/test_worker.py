@@ -59,6 +59,9 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env["CLEARANCE_LOG_LEVEL"] = os.environ.get("CLEARANCE_TEST_LOG_LEVEL", "WARNING")
     env["CLEARANCE_PROCESSES"] = "1"  # one Faust process per spawn, on this port and data dir (not one per core)
     env.update(extra)
+    bound = os.environ.get("CLEARANCE_TEST_MERGE_BUFFER")  # a small bound pauses and resumes inputs all the time
+    if bound:
+        env["CLEARANCE_MERGE_BUFFER"] = bound
     trace = os.environ.get("CLEARANCE_TEST_TRACE_FILE")  # debugging: each worker's applied documents
     if trace:
         env["CLEARANCE_TRACE_FILE"] = f"{trace}.{env.get('CLEARANCE_WEB_PORT', 'worker')}"
