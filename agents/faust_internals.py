@@ -103,6 +103,22 @@ def delivered_offset(app: faust.App, topic: str, partition: int) -> int | None:
     return offsets.get(TP(topic, partition))  # .get: the defaultdict would record the question
 
 
+def resume_input(app: faust.App, topic: str, partition: int) -> None:
+    """Resume fetching a stream partition that agents/flow.py paused, unless Faust's own flow
+    control holds it back (`Consumer._buffered_partitions`: the stream buffer was under
+    pressure when its last record arrived; Faust's `on_buffer_drop` makes it active again).
+
+    Faust's public `resume_partitions` would make it active at once, past that flow
+    control; so then only the pause is dropped from Faust's books (`_paused_partitions`,
+    which an assignment subtracts from the active partitions)."""
+    consumer: Any = app.consumer
+    tp = TP(topic, partition)
+    if tp in getattr(consumer, "_buffered_partitions", ()):
+        getattr(consumer, "_paused_partitions", set()).discard(tp)
+        return
+    consumer.resume_partitions({tp})
+
+
 def is_recovered(app: faust.App) -> bool:
     """Tables recovered and no rebalance under way (`TableManager.recovery`, `App.rebalancing`)."""
     recovery = getattr(app.tables, "recovery", None)

@@ -9,7 +9,10 @@ Faust pauses partitions itself: every assigned partition when a rebalance starts
 changelogs during recovery; the end of its recovery resumes every stream partition. So
 nothing is paused or resumed here unless the tables are recovered and no rebalance is
 under way (a resume then could undo Faust's own pause), and the join forgets its pauses
-at every rebalance (Faust's recovery resumes them).
+at every rebalance (Faust's recovery resumes them). Faust's flow control of its stream
+buffer takes a partition out of the fetch as well (`on_buffer_full`) and puts it back
+(`on_buffer_drop`), ours included: the join pauses a partition again whenever its queue
+is still full, and a resume leaves a partition that flow control holds to it.
 
 Faust's `getmany` drops the rest of a fetched batch for a partition paused while it walks
 through it, and the consumer's position has moved past those records. The offset check
@@ -25,7 +28,7 @@ import logging
 import faust
 from faust.types import TP
 
-from agents.faust_internals import delivered_offset, is_recovered
+from agents.faust_internals import delivered_offset, is_recovered, resume_input
 
 log = logging.getLogger("clearance.worker.flow")
 
@@ -60,5 +63,5 @@ class InputFlow:
                 log.warning("%s[%d]: no seek back before the resume (%s)", topic, partition, type(exc).__name__)
         if not is_recovered(self._app):
             return False  # a rebalance began meanwhile: Faust paused everything, its recovery resumes it
-        consumer.resume_partitions({tp})
+        resume_input(self._app, topic, partition)
         return True

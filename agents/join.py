@@ -224,7 +224,7 @@ class JoinProcessor:
         pause, resume = merge.flow(self.merge_buffer)
         try:
             for rank in pause:
-                if flow.pause(self.topics[rank], partition):
+                if flow.pause(self.topics[rank], partition) and rank not in merge.paused:
                     merge.paused.add(rank)
                     self.metrics.inc("input_paused", self.topics[rank])
             for rank in resume:

@@ -37,7 +37,13 @@ _MEMORY_METRICS = {"clearance_rocksdb_memory_bytes": "rocksdb", "clearance_mallo
 _DEADLINES = "clearance_deadlines_indexed"
 _QUEUED = "clearance_producer_queue_messages"
 _BUFFERED = "clearance_merge_buffered"
-_COUNTS = {"deadlines": "deadlinesIndexed", "queued": "producerQueued", "buffered": "mergeBuffered"}  # counts
+_PAUSED = "clearance_input_partitions_paused"
+_COUNTS = {  # counts, not bytes
+    "deadlines": "deadlinesIndexed",
+    "queued": "producerQueued",
+    "buffered": "mergeBuffered",
+    "paused": "inputsPaused",
+}
 
 
 @dataclass
@@ -93,6 +99,8 @@ class MemorySampler(threading.Thread):
                 native["queued"] = int(float(line.split()[-1]))
             elif line.startswith(_BUFFERED + " "):
                 native["buffered"] = int(float(line.split()[-1]))
+            elif line.startswith(_PAUSED + " "):
+                native["paused"] = int(float(line.split()[-1]))
             elif line.startswith(tuple(f"{name}{{" for name in _MEMORY_METRICS)):
                 prefix = _MEMORY_METRICS[line.split("{", 1)[0]]
                 kind = line.split('kind="', 1)[1].split('"', 1)[0]

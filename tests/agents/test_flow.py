@@ -30,8 +30,8 @@ class Recorder:
     def pause(self, topic: str, partition: int) -> bool:
         if self.refuse:
             return False
-        assert topic not in self.paused, "paused twice"
-        self.calls.append(("pause", topic))
+        if topic not in self.paused:  # a pause of a paused partition is asked again, and changes nothing
+            self.calls.append(("pause", topic))
         self.paused.add(topic)
         return True
 
@@ -146,6 +146,8 @@ class Consumer:
     def __init__(self) -> None:
         self._read_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
         self._paused_partitions: set[TP] = set()
+        self._buffered_partitions: set[TP] = set()  # taken out of the fetch by Faust's stream-buffer flow control
+        self.resumed: list[TP] = []
         self.positions: dict[TP, int] = {}
         self.seeks: list[dict[TP, int]] = []
 
@@ -153,6 +155,7 @@ class Consumer:
         self._paused_partitions.update(tps)
 
     def resume_partitions(self, tps: Any) -> None:
+        self.resumed += tps
         self._paused_partitions.difference_update(tps)
 
     async def position(self, tp: TP) -> int | None:
@@ -194,6 +197,7 @@ def test_input_flow_pauses_and_resumes_on_the_consumer() -> None:
         assert app.consumer._paused_partitions == {TP_PAY}
         assert await flow.resume("payments", 3)
         assert app.consumer._paused_partitions == set() and app.consumer.seeks == []
+        assert app.consumer.resumed == [TP_PAY]
 
     asyncio.run(main())
 
@@ -233,5 +237,22 @@ def test_input_flow_leaves_faust_s_own_pauses_alone() -> None:
         assert not await flow.resume("payments", 3)
         assert TP_PAY in app.consumer._paused_partitions
         assert "orders" not in {tp.topic for seek in app.consumer.seeks for tp in seek}
+
+    asyncio.run(main())
+
+
+def test_input_flow_leaves_a_partition_to_faust_s_stream_buffer_flow_control() -> None:
+    """A partition Faust's conductor took out of the fetch (its stream buffer under pressure,
+    `on_buffer_full`) is not made active by our resume: only our pause is dropped, and
+    Faust's `on_buffer_drop` puts it back."""
+
+    async def main() -> None:
+        app = App()
+        flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
+        app.consumer._buffered_partitions.add(TP_PAY)
+        assert flow.pause("payments", 3)
+        assert await flow.resume("payments", 3)
+        assert app.consumer.resumed == [] and TP_PAY not in app.consumer._paused_partitions
+        assert app.consumer._buffered_partitions == {TP_PAY}
 
     asyncio.run(main())
