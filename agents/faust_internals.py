@@ -90,33 +90,29 @@ def write_changelog_through(table: Any, changelog: Changelog) -> None:
     table.send_changelog = changelog.table(topic, persist)
 
 
-def delivered_offset(app: faust.App, topic: str, partition: int) -> int | None:
-    """The offset Faust's fetcher last handed to the streams of a topic partition (`Consumer._read_offset`).
+def hold_fetch(app: faust.App, topic: str, partition: int) -> None:
+    """Fetch nothing more of a stream partition; what the consumer fetched already still
+    reaches the streams (agents/flow.py).
 
-    Faust's `Consumer.getmany` drops the records of a partition that stops being active while
-    it walks through a fetched batch, and the consumer's position is already past them
-    (agents/flow.py seeks back to the offset after this one). After a seek (the recovery's,
-    or that one) it holds the offset to read next until a record arrives, one more than
-    was handed over: a seek from it skips one record, which the offset check then reads
-    directly (agents/sequence.py). None when nothing is known."""
-    offsets: dict[TP, int | None] = getattr(app.consumer, "_read_offset", {})
-    return offsets.get(TP(topic, partition))  # .get: the defaultdict would record the question
+    Faust's own stream-buffer flow control, `Consumer.on_buffer_full`: the partition leaves
+    the active set that `getmany` fetches, and joins `_buffered_partitions`, whose records
+    `getmany` still delivers. The public `pause_partitions` only leaves the active set:
+    `getmany` then drops the rest of a batch it is walking through, past the consumer's
+    position (measured in the soak: 500 to 2,000 records a pause, read again directly by
+    the offset check). Faust does nothing here during a recovery."""
+    app.consumer.on_buffer_full(TP(topic, partition))
 
 
-def resume_input(app: faust.App, topic: str, partition: int) -> None:
-    """Resume fetching a stream partition that agents/flow.py paused, unless Faust's own flow
-    control holds it back (`Consumer._buffered_partitions`: the stream buffer was under
-    pressure when its last record arrived; Faust's `on_buffer_drop` makes it active again).
-
-    Faust's public `resume_partitions` would make it active at once, past that flow
-    control; so then only the pause is dropped from Faust's books (`_paused_partitions`,
-    which an assignment subtracts from the active partitions)."""
+def release_fetch(app: faust.App, topic: str, partition: int) -> None:
+    """Fetch a partition held by `hold_fetch` again (`Consumer.on_buffer_drop`), unless Faust
+    paused it itself (`Consumer._paused_partitions`: a rebalance, the recovery): then it
+    only leaves `_buffered_partitions`, and Faust's own resume makes it active."""
     consumer: Any = app.consumer
     tp = TP(topic, partition)
-    if tp in getattr(consumer, "_buffered_partitions", ()):
-        getattr(consumer, "_paused_partitions", set()).discard(tp)
+    if tp in getattr(consumer, "_paused_partitions", ()):
+        getattr(consumer, "_buffered_partitions", set()).discard(tp)
         return
-    consumer.resume_partitions({tp})
+    consumer.on_buffer_drop(tp)
 
 
 def is_recovered(app: faust.App) -> bool:

@@ -1,13 +1,12 @@
 """The merge queues' bound (issue 13): the join pauses an input topic partition whose merge
 queue is full and resumes it once drained (agents/join.py `_bound`, pipeline/merge.py
 `Merge.flow`), on a recording stand-in for the consumer; and agents/flow.py's InputFlow on
-a stand-in Faust consumer: nothing during a rebalance, a seek back over the records
-Faust's fetcher dropped when the partition was paused in the middle of a batch."""
+a stand-in Faust consumer: a held partition is not fetched but what was fetched still
+arrives, and nothing is held or released against Faust's own pauses."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from typing import Any
 
 from faust.types import TP
@@ -140,30 +139,33 @@ def test_without_a_bound_nothing_is_paused() -> None:
 
 
 class Consumer:
-    """What InputFlow uses of Faust's consumer: the public pause/resume/position/seek_wait and
-    the fetcher's `_read_offset` (the last offset handed to the streams)."""
+    """Faust's consumer in what InputFlow touches, with Faust's own code for the flow control
+    (faust/transport/consumer.py): the active set `getmany` fetches, `_buffered_partitions`
+    (delivered, not fetched) and `_paused_partitions` (Faust's own pauses)."""
 
-    def __init__(self) -> None:
-        self._read_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._active_partitions: set[TP] = {TP_PAY, TP_ORD}
+        self._buffered_partitions: set[TP] = set()
         self._paused_partitions: set[TP] = set()
-        self._buffered_partitions: set[TP] = set()  # taken out of the fetch by Faust's stream-buffer flow control
-        self.resumed: list[TP] = []
-        self.positions: dict[TP, int] = {}
-        self.seeks: list[dict[TP, int]] = []
 
-    def pause_partitions(self, tps: Any) -> None:
+    def on_buffer_full(self, tp: TP) -> None:
+        if not self.app.in_recovery:
+            self._active_partitions.discard(tp)
+            self._buffered_partitions.add(tp)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        if tp in self._buffered_partitions:
+            self._active_partitions.add(tp)
+            self._buffered_partitions.discard(tp)
+
+    def pause_partitions(self, tps: Any) -> None:  # Faust's, at a rebalance
+        self._active_partitions.difference_update(tps)
         self._paused_partitions.update(tps)
 
-    def resume_partitions(self, tps: Any) -> None:
-        self.resumed += tps
-        self._paused_partitions.difference_update(tps)
-
-    async def position(self, tp: TP) -> int | None:
-        return self.positions.get(tp)
-
-    async def seek_wait(self, partitions: dict[TP, int]) -> None:
-        self.seeks.append(dict(partitions))
-        self.positions.update(partitions)
+    def delivered(self, tp: TP) -> bool:
+        """Whether `getmany` hands a record of `tp` from a batch already fetched to the streams."""
+        return tp in self._active_partitions or tp in self._buffered_partitions
 
 
 class Recovery:
@@ -179,80 +181,53 @@ class Tables:
 
 class App:
     def __init__(self) -> None:
-        self.consumer = Consumer()
-        self.tables = Tables()
+        self.in_recovery = False
         self.rebalancing = False
+        self.tables = Tables()
+        self.consumer = Consumer(self)
 
 
 TP_PAY = TP("payments", 3)
+TP_ORD = TP("orders", 3)
 
 
-def test_input_flow_pauses_and_resumes_on_the_consumer() -> None:
-    async def main() -> None:
-        app = App()
-        flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
-        app.consumer._read_offset[TP_PAY] = 41
-        app.consumer.positions[TP_PAY] = 42  # nothing dropped: the position is right after it
-        assert flow.pause("payments", 3)
-        assert app.consumer._paused_partitions == {TP_PAY}
-        assert await flow.resume("payments", 3)
-        assert app.consumer._paused_partitions == set() and app.consumer.seeks == []
-        assert app.consumer.resumed == [TP_PAY]
-
-    asyncio.run(main())
-
-
-def test_input_flow_seeks_back_over_what_faust_dropped_of_a_paused_batch() -> None:
-    """Faust's getmany skips the rest of a batch of a partition paused while it walks through
-    it, and the consumer's position is past those records: the resume reads them again."""
+def test_input_flow_holds_the_fetch_and_still_delivers_what_was_fetched() -> None:
+    """Faust's getmany drops the rest of a batch of a partition that `pause_partitions` took out
+    of the active set (the soak: 500 to 2,000 records a pause, read again directly); a held
+    partition is not fetched, and what was fetched before still arrives."""
 
     async def main() -> None:
         app = App()
         flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
         assert flow.pause("payments", 3)
-        app.consumer._read_offset[TP_PAY] = 41
-        app.consumer.positions[TP_PAY] = 97  # 42..96 fetched, never handed over
+        assert TP_PAY not in app.consumer._active_partitions, "not fetched"
+        assert app.consumer.delivered(TP_PAY), "what was fetched still reaches the stream"
         assert await flow.resume("payments", 3)
-        assert app.consumer.seeks == [{TP_PAY: 42}]
-        assert TP_PAY not in app.consumer._paused_partitions
+        assert TP_PAY in app.consumer._active_partitions and not app.consumer._buffered_partitions
 
     asyncio.run(main())
 
 
 def test_input_flow_leaves_faust_s_own_pauses_alone() -> None:
-    """During a rebalance or a recovery Faust has paused every partition itself: no pause and,
-    above all, no resume of ours; the join keeps asking until it may (or forgets at the rebalance)."""
+    """During a rebalance or a recovery Faust has paused every partition itself: no hold and,
+    above all, no release of ours; a partition Faust paused stays paused after our release."""
 
     async def main() -> None:
         app = App()
         flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
         assert flow.pause("payments", 3)
         app.rebalancing = True
-        app.consumer._paused_partitions.add(TP("orders", 3))  # Faust's own
-        assert not flow.pause("waybills", 3)
+        app.consumer.pause_partitions({TP_PAY, TP_ORD})  # the rebalance begins
+        assert not flow.pause("orders", 3)
         assert not await flow.resume("payments", 3)
-        assert app.consumer._paused_partitions == {TP_PAY, TP("orders", 3)}
+        assert not app.consumer._active_partitions
         app.rebalancing = False
         app.tables.recovery.completed.clear()  # assigned, recovery running
         assert not await flow.resume("payments", 3)
-        assert TP_PAY in app.consumer._paused_partitions
-        assert "orders" not in {tp.topic for seek in app.consumer.seeks for tp in seek}
-
-    asyncio.run(main())
-
-
-def test_input_flow_leaves_a_partition_to_faust_s_stream_buffer_flow_control() -> None:
-    """A partition Faust's conductor took out of the fetch (its stream buffer under pressure,
-    `on_buffer_full`) is not made active by our resume: only our pause is dropped, and
-    Faust's `on_buffer_drop` puts it back."""
-
-    async def main() -> None:
-        app = App()
-        flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
-        app.consumer._buffered_partitions.add(TP_PAY)
-        assert flow.pause("payments", 3)
+        assert not app.consumer._active_partitions
+        app.tables.recovery.completed.set()  # a hold from before the rebalance, released late
         assert await flow.resume("payments", 3)
-        assert app.consumer.resumed == [] and TP_PAY not in app.consumer._paused_partitions
-        assert app.consumer._buffered_partitions == {TP_PAY}
+        assert not app.consumer._active_partitions, "Faust's pause stays: its recovery resumes it"
+        assert not app.consumer._buffered_partitions
 
     asyncio.run(main())
