@@ -115,6 +115,13 @@ def release_fetch(app: faust.App, topic: str, partition: int) -> None:
     consumer.on_buffer_drop(tp)
 
 
+def acked_offsets(app: faust.App) -> int:
+    """Acked offsets Faust's consumer keeps until its next commit trims them (`Consumer._acked`,
+    one list per partition; no public count). A memory figure of the soak (issue 13)."""
+    acked: dict[Any, list[int]] = getattr(app.consumer, "_acked", {})
+    return sum(len(offsets) for offsets in list(acked.values()))
+
+
 def is_recovered(app: faust.App) -> bool:
     """Tables recovered and no rebalance under way (`TableManager.recovery`, `App.rebalancing`)."""
     recovery = getattr(app.tables, "recovery", None)

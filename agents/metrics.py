@@ -43,6 +43,8 @@ MetricName = Literal[
     "merge_buffered",
     "input_paused",
     "input_partitions_paused",
+    "candidates_held",
+    "consumer_acked_offsets",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -73,6 +75,11 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "input_partitions_paused": (
         "gauge",
         "input topic partitions paused now because their merge queue is full (CLEARANCE_MERGE_BUFFER)",
+    ),
+    "candidates_held": ("gauge", "candidates the quota stage holds until every join partition's watermark passes them"),
+    "consumer_acked_offsets": (
+        "gauge",
+        "acked offsets Faust's consumer keeps until its next commit (Consumer._acked), all partitions",
     ),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from faust.web import Request, Response, View
 
-from agents.faust_internals import committed_offset, is_recovered
+from agents.faust_internals import acked_offsets, committed_offset, is_recovered
 from agents.memory import mallinfo
 from agents.metrics import MetricName
 from agents.stores import memory
@@ -51,6 +51,8 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
             yield "rocksdb_memory_bytes", {"kind": kind}, float(size)
     yield "merge_buffered", {}, float(pipeline.joiner.buffered)
     yield "input_partitions_paused", {}, float(pipeline.joiner.paused)
+    yield "candidates_held", {}, float(pipeline.quota.held)
+    yield "consumer_acked_offsets", {}, float(acked_offsets(pipeline.app))
     if pipeline.producer is not None:
         yield "producer_queue_messages", {}, float(pipeline.producer.pending())
     for kind, size in (mallinfo() or {}).items():

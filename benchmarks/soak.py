@@ -38,11 +38,23 @@ _DEADLINES = "clearance_deadlines_indexed"
 _QUEUED = "clearance_producer_queue_messages"
 _BUFFERED = "clearance_merge_buffered"
 _PAUSED = "clearance_input_partitions_paused"
+_HELD = "clearance_candidates_held"
+_ACKED = "clearance_consumer_acked_offsets"
 _COUNTS = {  # counts, not bytes
     "deadlines": "deadlinesIndexed",
     "queued": "producerQueued",
     "buffered": "mergeBuffered",
     "paused": "inputsPaused",
+    "held": "candidatesHeld",
+    "acked": "ackedOffsets",
+}
+_COUNTED = {
+    _DEADLINES: "deadlines",
+    _QUEUED: "queued",
+    _BUFFERED: "buffered",
+    _PAUSED: "paused",
+    _HELD: "held",
+    _ACKED: "acked",
 }
 
 
@@ -93,14 +105,8 @@ class MemorySampler(threading.Thread):
                 windows = int(float(line.split()[-1]))
             elif line.startswith("clearance_documents_in_total{") and f'topic="{self.orders_topic}"' in line:
                 orders += int(float(line.split()[-1]))
-            elif line.startswith(_DEADLINES + " "):
-                native["deadlines"] = int(float(line.split()[-1]))
-            elif line.startswith(_QUEUED + " "):
-                native["queued"] = int(float(line.split()[-1]))
-            elif line.startswith(_BUFFERED + " "):
-                native["buffered"] = int(float(line.split()[-1]))
-            elif line.startswith(_PAUSED + " "):
-                native["paused"] = int(float(line.split()[-1]))
+            elif line.split(" ", 1)[0] in _COUNTED:
+                native[_COUNTED[line.split(" ", 1)[0]]] = int(float(line.split()[-1]))
             elif line.startswith(tuple(f"{name}{{" for name in _MEMORY_METRICS)):
                 prefix = _MEMORY_METRICS[line.split("{", 1)[0]]
                 kind = line.split('kind="', 1)[1].split('"', 1)[0]
