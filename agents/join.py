@@ -47,10 +47,9 @@ Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked 
 
 
 class Flow(Protocol):
-    """Pause and resume fetching an input topic partition (agents/flow.py); False: not done, ask again."""
+    """Fetch an input topic partition no more (`held`) or again (agents/flow.py); False: not done."""
 
-    def pause(self, topic: str, partition: int) -> bool: ...
-    async def resume(self, topic: str, partition: int) -> bool: ...
+    def hold(self, topic: str, partition: int, held: bool) -> bool: ...
 
 
 Handle = tuple[Msg, Ack]
@@ -131,13 +130,13 @@ class JoinProcessor:
 
         Buffered documents are dropped unacked: Faust seeks to the committed offsets
         after the rebalance (and the offset check refills what it skips), so whoever
-        owns the partition now reads them again. Our pauses are forgotten too: Faust
-        paused every partition when the rebalance began, and its recovery resumes them."""
+        owns the partition now reads them again. The holds of full queues are forgotten
+        too: a rebalance starts every partition unpaused in aiokafka (agents/flow.py)."""
         self.partitions.clear()
 
     @property
     def paused(self) -> int:
-        """Input topic partitions paused because their merge queue is full."""
+        """Input topic partitions held (not fetched) because their merge queue is full."""
         return sum(len(p.merge.paused) for p in self.partitions.values())
 
     @property
@@ -173,7 +172,7 @@ class JoinProcessor:
         wall = self.wall()
         part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack)))
         await self._release(part, msg.partition, wall, drain=False)
-        await self._bound(part, msg.partition)
+        self._bound(part, msg.partition)
         # Also on input, not only on ticks (under a backlog the ticks queue behind the input);
         # at once after an idle watermark, so the quota stage waits for this partition again.
         await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
@@ -212,26 +211,31 @@ class JoinProcessor:
                     await self.sender.internal_error(msg, exc, "join")
             await self.delivery.ack(ack)
 
-    async def _bound(self, part: Partition, partition: int) -> None:
-        """Pause the topic partitions whose queue is full, resume those drained (pipeline/merge.py).
+    def _bound(self, part: Partition, partition: int, *, again: bool = False) -> None:
+        """Hold the topic partitions whose queue is full, release those drained (pipeline/merge.py);
+        `again` (a tick): tell the consumer every topic partition's state again.
 
         Never the one the merge waits for: it waits only for an empty queue, and an empty
-        queue is never paused (a paused one resumes at half the bound)."""
+        queue is never held (a held one is released at half the bound). Told again every
+        tick, a hold or release that crossed a rebalance is put right."""
         flow = self.flow
         if flow is None:
             return
         merge = part.merge
-        pause, resume = merge.flow(self.merge_buffer)
+        hold, release = merge.flow(self.merge_buffer)
         try:
-            for rank in pause:
-                if flow.pause(self.topics[rank], partition) and rank not in merge.paused:
+            for rank in hold:
+                if flow.hold(self.topics[rank], partition, True):
                     merge.paused.add(rank)
                     self.metrics.inc("input_paused", self.topics[rank])
-            for rank in resume:
-                if await flow.resume(self.topics[rank], partition):
+            for rank in release:
+                if flow.hold(self.topics[rank], partition, False):
                     merge.paused.discard(rank)
+            if again:
+                for rank, topic in self.topics.items():
+                    flow.hold(topic, partition, rank in merge.paused)
         except Exception:  # a bug: the queue stays unbounded until the next try; never stop the join
-            log.exception("partition %d: pausing or resuming an input failed", partition)
+            log.exception("partition %d: holding or releasing an input failed", partition)
 
     async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
         """The merge rule's second half: the broker holds nothing unread of the empty queues."""
@@ -272,7 +276,7 @@ class JoinProcessor:
         wall = self.wall()
         # An explicit event time (a flush at the end of a replay) comes after its input: apply all of it first.
         await self._release(part, msg.partition, wall, drain=explicit is not None)
-        await self._bound(part, msg.partition)
+        self._bound(part, msg.partition, again=True)
         target = explicit
         # Idle: nothing queued, no input for CLEARANCE_IDLE_SECONDS, and the broker holds nothing
         # unread of the partition (a partition the consumer has not fetched for a while, a

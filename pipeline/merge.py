@@ -110,15 +110,13 @@ class Merge(Generic[T]):
     def flow(self, bound: int) -> tuple[list[int], list[int]]:
         """(ranks to pause, ranks to resume) for a bound of `bound` (>= 1) documents per queue.
 
-        A queue at `bound` or more is paused, again when paused already (the consumer's
-        own flow control may have let its partition fetch again); a paused one resumes once
-        it holds `bound // 2` or fewer. So an empty queue, the only kind the merge waits
-        for, is never paused and never stays paused. The shell records what it did in
-        `paused`. Messages fetched before a pause still arrive: the bound is a high mark,
-        not a hard limit.
+        A queue at `bound` or more is paused; a paused one resumes once it holds `bound // 2`
+        or fewer. So an empty queue, the only kind the merge waits for, is never paused and
+        never stays paused. The shell records what it did in `paused`. Messages fetched
+        before a pause still arrive: the bound is a high mark, not a hard limit.
         """
         low = bound // 2
-        pause = [r for r, q in enumerate(self.queues) if len(q) >= bound]
+        pause = [r for r, q in enumerate(self.queues) if r not in self.paused and len(q) >= bound]
         resume = sorted(r for r in self.paused if len(self.queues[r]) <= low)
         return pause, resume
 

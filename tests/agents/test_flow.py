@@ -1,45 +1,38 @@
 """The merge queues' bound (issue 13): the join pauses an input topic partition whose merge
 queue is full and resumes it once drained (agents/join.py `_bound`, pipeline/merge.py
 `Merge.flow`), on a recording stand-in for the consumer; and agents/flow.py's InputFlow on
-a stand-in Faust consumer: a held partition is not fetched but what was fetched still
-arrives, and nothing is held or released against Faust's own pauses."""
+stand-ins for Faust's consumer thread and aiokafka: a hold is aiokafka's pause, applied in
+the consumer's thread, only to a partition assigned then."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from faust.types import TP
+from aiokafka.structs import TopicPartition as AIOTopicPartition
 
 from agents.flow import InputFlow
-from tests.agents.test_join import WAIT_MS, Harness
+from tests.agents.test_join import PARTITION, WAIT_MS, Harness
 from tests.fixtures.docs import order, payment, waybill
 
 BOUND = 4
 
 
 class Recorder:
-    """The join's Flow: records every pause and resume; `refuse` answers False (a rebalance)."""
+    """The join's Flow: records every change of hold; `refuse` answers False (consumer not running)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.paused: set[str] = set()
         self.refuse = False
 
-    def pause(self, topic: str, partition: int) -> bool:
+    def hold(self, topic: str, partition: int, held: bool) -> bool:
+        assert partition == PARTITION
         if self.refuse:
             return False
-        if topic not in self.paused:  # a pause of a paused partition is asked again, and changes nothing
-            self.calls.append(("pause", topic))
-        self.paused.add(topic)
-        return True
-
-    async def resume(self, topic: str, partition: int) -> bool:
-        if self.refuse:
-            return False
-        assert topic in self.paused, "resumed without a pause"
-        self.calls.append(("resume", topic))
-        self.paused.discard(topic)
+        if held != (topic in self.paused):
+            self.calls.append(("pause" if held else "resume", topic))
+        (self.paused.add if held else self.paused.discard)(topic)
         return True
 
 
@@ -84,7 +77,7 @@ def test_a_topic_read_ahead_is_paused_while_the_merge_waits_for_the_orders() -> 
     run(body, flow)
 
 
-def test_a_pause_refused_during_a_rebalance_is_asked_again_and_so_is_a_resume() -> None:
+def test_a_hold_or_release_not_done_is_asked_again() -> None:
     flow = Recorder()
 
     async def body(h: Harness) -> None:
@@ -102,7 +95,7 @@ def test_a_pause_refused_during_a_rebalance_is_asked_again_and_so_is_a_resume() 
         h.wall += WAIT_MS
         await h.tick()
         assert h.join.buffered == 0, "all applied once the orders topic was silent with nothing unread"
-        assert h.join.paused == 1, "not resumed while the consumer is rebalancing"
+        assert h.join.paused == 1, "not released while the consumer cannot take it"
         flow.refuse = False
         await h.tick()
         assert flow.calls[-1] == ("resume", "payments") and h.join.paused == 0
@@ -138,96 +131,98 @@ def test_without_a_bound_nothing_is_paused() -> None:
     asyncio.run(main())
 
 
-class Consumer:
-    """Faust's consumer in what InputFlow touches, with Faust's own code for the flow control
-    (faust/transport/consumer.py): the active set `getmany` fetches, `_buffered_partitions`
-    (delivered, not fetched) and `_paused_partitions` (Faust's own pauses)."""
+class AIOKafkaConsumer:
+    """aiokafka's consumer in what `hold_fetch` uses: assignment, paused, pause, resume."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self._active_partitions: set[TP] = {TP_PAY, TP_ORD}
-        self._buffered_partitions: set[TP] = set()
-        self._paused_partitions: set[TP] = set()
+    def __init__(self, assigned: set[AIOTopicPartition]) -> None:
+        self.assigned = assigned
+        self._paused: set[AIOTopicPartition] = set()
+        self.calls: list[tuple[str, AIOTopicPartition]] = []
 
-    def on_buffer_full(self, tp: TP) -> None:
-        if not self.app.in_recovery:
-            self._active_partitions.discard(tp)
-            self._buffered_partitions.add(tp)
+    def assignment(self) -> set[AIOTopicPartition]:
+        return set(self.assigned)
 
-    def on_buffer_drop(self, tp: TP) -> None:
-        if tp in self._buffered_partitions:
-            self._active_partitions.add(tp)
-            self._buffered_partitions.discard(tp)
+    def paused(self) -> set[AIOTopicPartition]:
+        return set(self._paused)
 
-    def pause_partitions(self, tps: Any) -> None:  # Faust's, at a rebalance
-        self._active_partitions.difference_update(tps)
-        self._paused_partitions.update(tps)
+    def pause(self, *tps: AIOTopicPartition) -> None:
+        assert all(isinstance(tp, AIOTopicPartition) for tp in tps), "aiokafka takes its own TopicPartition"
+        self.calls += [("pause", tp) for tp in tps]
+        self._paused.update(tps)
 
-    def delivered(self, tp: TP) -> bool:
-        """Whether `getmany` hands a record of `tp` from a batch already fetched to the streams."""
-        return tp in self._active_partitions or tp in self._buffered_partitions
+    def resume(self, *tps: AIOTopicPartition) -> None:
+        self.calls += [("resume", tp) for tp in tps]
+        self._paused.difference_update(tps)
 
 
-class Recovery:
+class ThreadLoop:
+    """The consumer thread's event loop: runs what it is handed, in order, when told to."""
+
     def __init__(self) -> None:
-        self.completed = asyncio.Event()
-        self.completed.set()
+        self.handed: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
+        self.handed.append((fn, args))
+
+    def is_closed(self) -> bool:
+        return False
+
+    def run(self) -> None:
+        handed, self.handed = self.handed, []
+        for fn, args in handed:
+            fn(*args)
 
 
-class Tables:
-    def __init__(self) -> None:
-        self.recovery = Recovery()
+class ConsumerThread:
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+        self.thread_loop = ThreadLoop()
+
+
+class FaustConsumer:
+    def __init__(self, thread: ConsumerThread | None) -> None:
+        self._thread = thread
 
 
 class App:
-    def __init__(self) -> None:
-        self.in_recovery = False
-        self.rebalancing = False
-        self.tables = Tables()
-        self.consumer = Consumer(self)
+    def __init__(self, thread: ConsumerThread | None) -> None:
+        self.consumer = FaustConsumer(thread)
 
 
-TP_PAY = TP("payments", 3)
-TP_ORD = TP("orders", 3)
+PAY = AIOTopicPartition("payments", 3)
+ORD = AIOTopicPartition("orders", 3)
 
 
-def test_input_flow_holds_the_fetch_and_still_delivers_what_was_fetched() -> None:
-    """Faust's getmany drops the rest of a batch of a partition that `pause_partitions` took out
-    of the active set (the soak: 500 to 2,000 records a pause, read again directly); a held
-    partition is not fetched, and what was fetched before still arrives."""
-
-    async def main() -> None:
-        app = App()
-        flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
-        assert flow.pause("payments", 3)
-        assert TP_PAY not in app.consumer._active_partitions, "not fetched"
-        assert app.consumer.delivered(TP_PAY), "what was fetched still reaches the stream"
-        assert await flow.resume("payments", 3)
-        assert TP_PAY in app.consumer._active_partitions and not app.consumer._buffered_partitions
-
-    asyncio.run(main())
+def _app() -> tuple[InputFlow, AIOKafkaConsumer, ThreadLoop]:
+    kafka = AIOKafkaConsumer({PAY, ORD})
+    thread = ConsumerThread(kafka)
+    return InputFlow(App(thread)), kafka, thread.thread_loop  # type: ignore[arg-type]  # a stand-in App
 
 
-def test_input_flow_leaves_faust_s_own_pauses_alone() -> None:
-    """During a rebalance or a recovery Faust has paused every partition itself: no hold and,
-    above all, no release of ours; a partition Faust paused stays paused after our release."""
+def test_a_hold_is_aiokafka_s_pause_in_the_consumer_thread() -> None:
+    flow, kafka, loop = _app()
+    assert flow.hold("payments", 3, True)
+    assert kafka.calls == [], "applied in the consumer's thread, not here"
+    loop.run()
+    assert kafka.paused() == {PAY}
+    assert flow.hold("payments", 3, True) and flow.hold("orders", 3, False)
+    loop.run()
+    assert kafka.calls == [("pause", PAY)], "told again (every tick), changed only when it differs"
+    assert flow.hold("payments", 3, False)
+    loop.run()
+    assert kafka.paused() == set() and kafka.calls[-1] == ("resume", PAY)
 
-    async def main() -> None:
-        app = App()
-        flow = InputFlow(app)  # type: ignore[arg-type]  # a stand-in App
-        assert flow.pause("payments", 3)
-        app.rebalancing = True
-        app.consumer.pause_partitions({TP_PAY, TP_ORD})  # the rebalance begins
-        assert not flow.pause("orders", 3)
-        assert not await flow.resume("payments", 3)
-        assert not app.consumer._active_partitions
-        app.rebalancing = False
-        app.tables.recovery.completed.clear()  # assigned, recovery running
-        assert not await flow.resume("payments", 3)
-        assert not app.consumer._active_partitions
-        app.tables.recovery.completed.set()  # a hold from before the rebalance, released late
-        assert await flow.resume("payments", 3)
-        assert not app.consumer._active_partitions, "Faust's pause stays: its recovery resumes it"
-        assert not app.consumer._buffered_partitions
 
-    asyncio.run(main())
+def test_a_hold_that_crosses_a_rebalance_changes_nothing_assigned_since() -> None:
+    """Handed over before a rebalance, applied after it: the partition is not assigned then
+    (or is, with a fresh unpaused state, and the join's next tick tells it again)."""
+    flow, kafka, loop = _app()
+    assert flow.hold("payments", 3, True)
+    kafka.assigned = {ORD}
+    loop.run()
+    assert kafka.calls == [] and kafka.paused() == set()
+
+
+def test_no_hold_without_a_running_consumer() -> None:
+    flow = InputFlow(App(None))  # type: ignore[arg-type]  # a stand-in App
+    assert not flow.hold("payments", 3, True)
