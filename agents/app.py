@@ -143,6 +143,8 @@ def _app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         consumer_auto_offset_reset="earliest",
+        # At most this many records per fetch loop (clearance/settings.py, issue 13's soak).
+        broker_max_poll_records=settings.max_poll_records or None,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         producer_acks=-1,
         # Batch the produce requests: with Faust's default (linger 0, 16 KiB batches) every send

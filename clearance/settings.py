@@ -86,6 +86,12 @@ class Settings:
     # a backlog one topic ran far ahead of another and ~78,000 documents waited, ~5 KB each
     # (issue 13, benchmarks/RESULTS.md "The soak"). 0: unbounded.
     merge_buffer: int = 1000
+    # Records Faust's consumer takes from aiokafka per fetch loop (`broker_max_poll_records`).
+    # Faust's default takes everything aiokafka holds, up to 1 MiB per partition of ~50: tens
+    # of thousands of records at once under a backlog, each held as a Python object until the
+    # batch has been handed on, and a partition held by the merge bound still received the
+    # rest of its batch (benchmarks/RESULTS.md "The soak"). 0: Faust's default.
+    max_poll_records: int = 500
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
     quota_order: str = "event-time"
@@ -152,8 +158,8 @@ class Settings:
             raise ValueError("CLEARANCE_INSPECTION_RATE must be between 0 and 1")
         if self.partitions < 1:
             raise ValueError("CLEARANCE_PARTITIONS must be at least 1")
-        if self.merge_buffer < 0:
-            raise ValueError("CLEARANCE_MERGE_BUFFER must be 0 (unbounded) or more")
+        if self.merge_buffer < 0 or self.max_poll_records < 0:
+            raise ValueError("CLEARANCE_MERGE_BUFFER and CLEARANCE_MAX_POLL_RECORDS must be 0 (unbounded) or more")
         if self.malloc_trim_seconds < 0:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.window_hours <= 0:
