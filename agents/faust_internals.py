@@ -101,8 +101,8 @@ def hold_fetch(app: faust.App, topic: str, partition: int, held: bool) -> bool:
     (`call_soon_threadsafe`) and applied there, if the partition is assigned then, with
     aiokafka's public `pause` / `resume`. Why not Faust's public `pause_partitions`: Faust's
     `getmany` drops the rest of a fetched batch of a partition paused while it walks
-    through it, past the consumer's position (the soak: 22,465 records in 115 pauses, read
-    again directly by the offset check); and Faust's stream-buffer flow control
+    through it, past the consumer's position (the soak: 22,465 records in the first 115 pauses,
+    read again directly by the offset check); and Faust's stream-buffer flow control
     (`on_buffer_full` / `on_buffer_drop`) makes partitions active again on its own (the
     soak: 68,000 documents arrived in 20 s with every held partition "held"). aiokafka's
     pause keeps its position and drops only what it had fetched and not yet returned (it

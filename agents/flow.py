@@ -10,7 +10,7 @@ Faust's consumer thread. Faust pauses and resumes partitions itself (a rebalance
 recovery, its stream buffer) in its own books, one level up, and never in aiokafka: the
 two do not meet. A rebalance gives every partition a fresh, unpaused state in aiokafka,
 and the join forgets its holds with its queues; a hold or release that crosses a
-rebalance is put right at the partition's next tick (`sync`).
+rebalance is put right at the partition's next tick (the join tells every state again).
 
 What Faust had fetched already still arrives, and aiokafka keeps its position: the bound
 is a high mark, and nothing is skipped.
