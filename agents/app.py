@@ -31,12 +31,13 @@ from agents.faust_internals import (
     before_active_recovery,
     commit_offsets,
     committed_offset,
+    is_recovered,
     partition_items,
     track_changelog,
     write_changelog_through,
 )
 from agents.join import JoinProcessor, kind_of_topics
-from agents.memory import trim
+from agents.memory import CyclicGC, trim
 from agents.metrics import Metrics
 from agents.producer import Producer
 from agents.quota import QuotaProcessor
@@ -77,6 +78,7 @@ class Pipeline:
     commits: Commits
     producer: Producer | None  # None with exactly_once: Faust's transactional producer sends
     rocksdb: SharedMemory  # every table's RocksDB cache and memtable budget (agents/stores.py)
+    collector: CyclicGC  # Python's cyclic GC: installed by the worker, frozen once ready (agents/memory.py)
 
 
 @dataclass
@@ -111,11 +113,14 @@ def build(settings: Settings) -> Pipeline:
     maybe_trace(joiner)
     commits = _commits(app, settings)
     _agents(app, settings, candidates, (joiner, quota), sequences, (delivery, commits))
-    _timers(app, settings, delivery, commits, producer)
+    collector = CyclicGC(settings.gc_young_threshold)
+    _timers(app, settings, (delivery, commits), producer, collector)
     _on_stop(app, delivery, commits)
     _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values())
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb)
+    pipeline = Pipeline(
+        app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb, collector
+    )
     add_views(pipeline)
     return pipeline
 
@@ -306,9 +311,20 @@ def _agents(
 
 
 def _timers(
-    app: faust.App, settings: Settings, delivery: Delivery, commits: Commits, producer: Producer | None
+    app: faust.App,
+    settings: Settings,
+    acks: tuple[Delivery, Commits],
+    producer: Producer | None,
+    collector: CyclicGC,
 ) -> None:
+    delivery, commits = acks
     ticks = app.topic(settings.topic_ticks, **_RAW)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def settle_heap() -> None:
+        """Once recovered: what start-up built leaves the cyclic GC's walks (agents/memory.py)."""
+        if not collector.frozen and is_recovered(app) and not app.rebalancing:
+            collector.freeze()
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def release_acks() -> None:

@@ -41,6 +41,8 @@ MetricName = Literal[
     "deadlines_indexed",
     "producer_queue_messages",
     "merge_buffered",
+    "gc_collections",
+    "gc_seconds",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -69,6 +71,8 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "merge_buffered": ("gauge", "documents received and not yet applied (the join's merge queues, unacked)"),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
+    "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),
+    "gc_seconds": ("counter", "seconds spent in Python's cyclic GC, by generation"),
 }
 
 # Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).
