@@ -27,6 +27,7 @@ from agents.acks import Delivery
 from agents.changelog import Changelog
 from agents.commits import Commits
 from agents.faust_internals import (
+    DirectTable,
     ack_refilled,
     before_active_recovery,
     commit_offsets,
@@ -98,6 +99,13 @@ def build(settings: Settings) -> Pipeline:
         _fast_restore(app, settings)
     metrics = Metrics()
     producer, delivery = _producer(app, settings, tables)
+    # What the processors read and write: straight to RocksDB when librdkafka carries the
+    # changelogs (agents/faust_internals.DirectTable); Faust's tables with exactly_once.
+    access = (
+        tables
+        if producer is None
+        else _Tables(*(DirectTable(t) for t in (tables.states, tables.clocks, tables.quotas)))
+    )
     sender = _sender(app, settings, candidates, metrics, delivery, producer)
     side = SideReader(settings)
     join_topics = {*settings.input_topics, settings.topic_ticks}
@@ -105,10 +113,10 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    joiner = _joiner(settings, tables, sender, sequences["join"], UnreadCheck(app, side, sequences["join"]))
+    joiner = _joiner(settings, tables, access, sender, (sequences["join"], UnreadCheck(app, side, sequences["join"])))
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
-        settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions if ordered else None
+        settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
     )
     maybe_trace(joiner)
     commits = _commits(app, settings)
@@ -257,15 +265,16 @@ def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[s
 
 
 def _joiner(
-    settings: Settings, tables: _Tables, sender: Sender, sequence: Sequencer, unread: UnreadCheck
+    settings: Settings, tables: _Tables, access: _Tables, sender: Sender, reads: tuple[Sequencer, UnreadCheck]
 ) -> JoinProcessor:
+    sequence, unread = reads
     return JoinProcessor(
         settings.rules(),
         kinds=kind_of_topics(settings.kind_topics),
         tick_topic=settings.topic_ticks,
         idle_ms=int(settings.idle_seconds * 1000),
-        states=tables.states,
-        clocks=tables.clocks,
+        states=access.states,
+        clocks=access.clocks,
         scan=lambda partition: partition_items(tables.states, partition),
         committed=sequence.committed,
         unread=unread,
