@@ -54,9 +54,20 @@ async def commit_offsets(app: faust.App, offsets: dict[tuple[str, int], int]) ->
     Faust's public `Consumer.commit` commits only what its own acked list allows (see
     agents/commits.py for when that stalls); `_commit_offsets` is the step after that list:
     it skips partitions no longer assigned, flushes the producer, commits, and records the
-    committed offsets so Faust's later commits start from them."""
+    committed offsets so Faust's later commits start from them. It records them even when the
+    commit failed (aiokafka's "already rebalanced" is answered False, silently): its books
+    then say committed what the broker does not have, and `Commits` (which reads them) would
+    see nothing left to commit until the next ack. So a failed commit puts the books back."""
     consumer: Any = app.consumer
-    return bool(await consumer._commit_offsets({TP(t, p): offset for (t, p), offset in offsets.items()}))
+    wanted = {TP(t, p): offset for (t, p), offset in offsets.items()}
+    books = consumer._committed_offset
+    before = {tp: books.get(tp) for tp in wanted}
+    done = bool(await consumer._commit_offsets(wanted))
+    if not done:
+        for tp, offset in before.items():
+            if books.get(tp) == wanted[tp]:  # what the failed commit wrote, not a later commit's
+                books[tp] = offset
+    return done
 
 
 def track_changelog(table: Any, track: Callable[[Any], None]) -> None:

@@ -121,3 +121,34 @@ async def _direct_table_against_fausts(tmp_path: Any) -> None:
     }
     del kept
     table.data._dbs.clear()  # type: ignore[attr-defined]  # Faust's store keeps them open until its stop; this app never starts
+
+
+class _Committing:
+    """Faust's consumer as commit_offsets sees it: `_commit_offsets` records the offsets in
+    its books whether or not the broker took them (faust-streaming 0.15.3)."""
+
+    def __init__(self, succeed: bool) -> None:
+        self.succeed = succeed
+        self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> bool:
+        self._committed_offset.update(offsets)
+        return self.succeed
+
+
+def test_a_failed_commit_leaves_fausts_books_as_they_were() -> None:
+    import asyncio
+
+    from agents.faust_internals import commit_offsets
+
+    for succeed in (True, False):
+        app = App()
+        app.consumer = _Committing(succeed)  # type: ignore[assignment]  # a stand-in consumer
+        app.consumer._committed_offset[TP("orders", 1)] = 40  # type: ignore[attr-defined]
+        done = asyncio.run(commit_offsets(app, {("orders", 1): 57, ("orders", 2): 9}))  # type: ignore[arg-type]
+        books = app.consumer._committed_offset  # type: ignore[attr-defined]
+        assert done is succeed
+        if succeed:
+            assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (57, 9)
+        else:  # the broker has 40 and nothing: so must the books, or the catch-up never retries
+            assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (40, None)
