@@ -43,6 +43,7 @@ MetricName = Literal[
     "merge_buffered",
     "gc_collections",
     "gc_seconds",
+    "candidates_handed_over",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -70,6 +71,10 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "deadlines_indexed": ("gauge", "entries of the in-memory deadline index (open and retained orders, stale ones)"),
     "merge_buffered": ("gauge", "documents received and not yet applied (the join's merge queues, unacked)"),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
+    "candidates_handed_over": (
+        "counter",
+        "candidates not decided again after a graceful hand-over (decided and delivered by the previous owner)",
+    ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
     "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),
     "gc_seconds": ("counter", "seconds spent in Python's cyclic GC, by generation"),
