@@ -506,8 +506,8 @@ def wait_caught_up(settings: Settings, timeout: float) -> None:
     """Until the group's commits reach the broker's end of every input partition: every input
     message received, applied and its sends delivered (an ack waits for all of that). Not the
     workers' consumer_lag: it counts from the consumer's high watermark of its last fetch,
-    seconds old for a paused partition (agents/unread.py), and a flush sent on it closed
-    windows before the last documents were read (446 declarations lost in one run). Not the
+    seconds old for a paused partition (agents/unread.py); a flush sent on it most likely
+    closed windows before the last documents were read (446 declarations missing in one run). Not the
     leaving worker's count before its SIGTERM either: it goes on until its flow stops and
     commits all it handled (a run waited for 29 documents the leaving worker had handled)."""
     deadline = time.monotonic() + timeout
