@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,20 +27,22 @@ from agents.acks import Delivery
 from agents.changelog import Changelog
 from agents.commits import Commits
 from agents.faust_internals import (
+    DirectTable,
     ack_refilled,
     before_active_recovery,
     commit_offsets,
     committed_offset,
+    is_recovered,
     partition_items,
     track_changelog,
     write_changelog_through,
 )
 from agents.flow import InputFlow
 from agents.join import JoinProcessor, kind_of_topics
-from agents.memory import trim
+from agents.memory import CyclicGC, trim
 from agents.metrics import Metrics
 from agents.producer import Producer
-from agents.quota import QuotaProcessor
+from agents.quota import QuotaProcessor, write_handover
 from agents.restore import restore
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
@@ -78,6 +80,7 @@ class Pipeline:
     commits: Commits
     producer: Producer | None  # None with exactly_once: Faust's transactional producer sends
     rocksdb: SharedMemory  # every table's RocksDB cache and memtable budget (agents/stores.py)
+    collector: CyclicGC  # Python's cyclic GC: installed by the worker, frozen once ready (agents/memory.py)
 
 
 @dataclass
@@ -97,6 +100,13 @@ def build(settings: Settings) -> Pipeline:
         _fast_restore(app, settings)
     metrics = Metrics()
     producer, delivery = _producer(app, settings, tables)
+    # What the processors read and write: straight to RocksDB when librdkafka carries the
+    # changelogs (agents/faust_internals.DirectTable); Faust's tables with exactly_once.
+    access = (
+        tables
+        if producer is None
+        else _Tables(*(DirectTable(t) for t in (tables.states, tables.clocks, tables.quotas)))
+    )
     sender = _sender(app, settings, candidates, metrics, delivery, producer)
     side = SideReader(settings)
     join_topics = {*settings.input_topics, settings.topic_ticks}
@@ -105,20 +115,24 @@ def build(settings: Settings) -> Pipeline:
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
     joiner = _joiner(
-        settings, tables, sender, sequences["join"], UnreadCheck(app, side, sequences["join"]), InputFlow(app)
+        settings, tables, access, sender, (sequences["join"], UnreadCheck(app, side, sequences["join"])), InputFlow(app)
     )
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
-        settings.rules(), quotas=tables.quotas, sender=sender, sources=settings.partitions if ordered else None
+        settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
     )
     maybe_trace(joiner)
     commits = _commits(app, settings)
     _agents(app, settings, candidates, (joiner, quota), sequences, (delivery, commits))
-    _timers(app, settings, delivery, commits, producer)
-    _on_stop(app, delivery, commits)
-    _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values())
+    collector = CyclicGC(settings.gc_young_threshold)
+    _timers(app, settings, (delivery, commits), producer, collector)
+    hand_over = _hand_over(quota, tables, delivery, producer)
+    _on_stop(app, hand_over, commits)
+    _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values(), hand_over)
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
-    pipeline = Pipeline(app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb)
+    pipeline = Pipeline(
+        app, settings, joiner, quota, metrics, delivery, by_topic, commits, producer, rocksdb, collector
+    )
     add_views(pipeline)
     return pipeline
 
@@ -257,15 +271,21 @@ def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[s
 
 
 def _joiner(
-    settings: Settings, tables: _Tables, sender: Sender, sequence: Sequencer, unread: UnreadCheck, flow: InputFlow
+    settings: Settings,
+    tables: _Tables,
+    access: _Tables,
+    sender: Sender,
+    reads: tuple[Sequencer, UnreadCheck],
+    flow: InputFlow,
 ) -> JoinProcessor:
+    sequence, unread = reads
     return JoinProcessor(
         settings.rules(),
         kinds=kind_of_topics(settings.kind_topics),
         tick_topic=settings.topic_ticks,
         idle_ms=int(settings.idle_seconds * 1000),
-        states=tables.states,
-        clocks=tables.clocks,
+        states=access.states,
+        clocks=access.clocks,
         scan=lambda partition: partition_items(tables.states, partition),
         committed=sequence.committed,
         unread=unread,
@@ -313,9 +333,20 @@ def _agents(
 
 
 def _timers(
-    app: faust.App, settings: Settings, delivery: Delivery, commits: Commits, producer: Producer | None
+    app: faust.App,
+    settings: Settings,
+    acks: tuple[Delivery, Commits],
+    producer: Producer | None,
+    collector: CyclicGC,
 ) -> None:
+    delivery, commits = acks
     ticks = app.topic(settings.topic_ticks, **_RAW)
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer is untyped
+    async def settle_heap() -> None:
+        """Once recovered: what start-up built leaves the cyclic GC's walks (agents/memory.py)."""
+        if not collector.frozen and is_recovered(app) and not app.rebalancing:
+            collector.freeze()
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def release_acks() -> None:
@@ -347,27 +378,59 @@ def _timers(
                 await ticks.send(key=None, value=value, partition=partition, force=True)
 
 
-def _on_stop(app: faust.App, delivery: Delivery, commits: Commits) -> None:
+HandOverFn = Callable[[str], Awaitable[None]]
+
+
+def _hand_over(quota: QuotaProcessor, tables: _Tables, delivery: Delivery, producer: Producer | None) -> HandOverFn:
+    """Before partitions go (a revocation, a clean stop): every pending ack released, and what
+    the quota stage decided above its last committable offset recorded for the next owner.
+
+    The record (agents/quota.py, "Hand-over") is taken before the flush, so every candidate
+    in it had its declaration sent and its state written before the flush, which delivers
+    them; it is written only when the flush delivered everything. It goes straight to the
+    quota table's changelog through the producer, without recording its offset as persisted
+    locally: so a worker that keeps or gets back the partition reads it in its recovery too.
+    With exactly_once (Faust's producer, no librdkafka one) nothing is recorded."""
+    changelog = tables.quotas.changelog_topic.get_topic_name()
+
+    async def hand_over(why: str) -> None:
+        records = quota.handover()
+        try:
+            await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
+        except TimeoutError:
+            log.warning("%s: sends not delivered in %.0f s; their input is read again", why, _STOP_FLUSH_S)
+            return
+        if producer is None or delivery.broken:
+            return
+        await write_handover(records, lambda t, k, v, p: producer.send(t, k, v, partition=p), changelog)
+
+    return hand_over
+
+
+def _on_stop(app: faust.App, hand_over: HandOverFn, commits: Commits) -> None:
     """A clean stop commits what it has handled before it leaves the group.
 
     Faust's app stops its consumer's flow, sends `on_before_shutdown`, flushes the producer
     and only then stops the consumer, whose last act is a commit. Releasing every pending
     ack here (they wait for their sends: at most a batch age, 0.2 s, plus delivery) puts
     them into that commit; before, up to a batch per partition was re-read by the next
-    owner (a graceful hand-over repeated as much as a kill -9)."""
+    owner (a graceful hand-over repeated as much as a kill -9). What the quota stage decided
+    above its last commit is recorded for the next owner (`_hand_over`). Faust sends no
+    revocation at a stop (`App._on_partitions_revoked` returns when the app is stopping)."""
 
     async def release_acks_before_the_last_commit(sender: Any, /, *args: Any, **kwargs: Any) -> None:
-        try:
-            await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
-        except TimeoutError:
-            log.warning("stopping: sends not delivered in %.0f s; their input is read again", _STOP_FLUSH_S)
+        await hand_over("stopping")
         await commits.commit_all("stopping")
 
     app.on_before_shutdown.connect(release_acks_before_the_last_commit)
 
 
 def _on_rebalance(
-    app: faust.App, processors: tuple[JoinProcessor, QuotaProcessor], acks: tuple[Delivery, Commits], sequences: Any
+    app: faust.App,
+    processors: tuple[JoinProcessor, QuotaProcessor],
+    acks: tuple[Delivery, Commits],
+    sequences: Any,
+    hand_over: HandOverFn,
 ) -> None:
     """A rebalance: released acks committed, then indexes rebuilt, held candidates and
     unreleased acks dropped, offsets checked anew."""
@@ -387,11 +450,9 @@ def _on_rebalance(
         """Before the partitions go: the held changelog records are produced and the acks
         waiting for delivery released (so the next owner recovers this worker's last states
         from the changelog, and no record of ours can land after one of its own), then what
-        was released is committed (the next owner starts after it instead of reading it again)."""
-        try:
-            await asyncio.wait_for(delivery.flush(), timeout=_STOP_FLUSH_S)
-        except TimeoutError:
-            log.warning("partitions revoked: sends not delivered in %.0f s; their input is read again", _STOP_FLUSH_S)
+        was released is committed (the next owner starts after it instead of reading it again),
+        and what the quota stage decided above that is recorded for the next owner (`_hand_over`)."""
+        await hand_over("partitions revoked")
         await commits.commit_all("partitions revoked")
         rebalanced(sender, *args, signal=signal, **kwargs)
 

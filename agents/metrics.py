@@ -45,6 +45,9 @@ MetricName = Literal[
     "input_partitions_paused",
     "candidates_held",
     "consumer_acked_offsets",
+    "gc_collections",
+    "gc_seconds",
+    "candidates_handed_over",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -82,7 +85,13 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "acked offsets Faust's consumer keeps until its next commit (Consumer._acked), all partitions",
     ),
     "producer_queue_messages": ("gauge", "records in librdkafka's queue or in flight (native memory)"),
+    "candidates_handed_over": (
+        "counter",
+        "candidates not decided again after a graceful hand-over (decided and delivered by the previous owner)",
+    ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
+    "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),
+    "gc_seconds": ("counter", "seconds spent in Python's cyclic GC, by generation"),
 }
 
 # Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).

@@ -23,13 +23,34 @@ crash, a rebalance or a scale-out re-reads them from the committed offset, and t
 buyer's state (changelogged) keeps every verdict already given. Watermarks are not
 stored: after an assignment every join partition publishes its own again within a
 tick, and until then the stage holds (a pause, never a different verdict).
+
+Hand-over (issue 13): deciding in event-time order and acking in offset order means
+candidates decided and delivered above a held one cannot be committed, and the next
+owner of the partition would decide and publish them again (the same declaration: a
+repeat). At a graceful hand-over (a revocation, a clean stop) the worker takes
+`handover()` before its last delivery flush and, once everything is delivered, writes
+one record per partition into this table's changelog (`write_handover`): the offset the
+commit stops at (`base`, the first candidate not decided) and the offsets above it that
+were decided and delivered, each with a CRC-32 of the message. The next owner reads it
+with the first message of the partition, deletes it, and keeps it only when that first
+message is at `base` (the group committed exactly there; a failed commit, a kill -9 after
+an older record or a recreated topic start elsewhere and drop it). A candidate at a
+recorded offset with the same bytes is acked as handled: no decision, no publish. The
+buyer's state is as if it was decided once, because it was: its state was changelogged
+before the record was written. Without a record (kill -9, a failed flush, exactly_once)
+nothing changes: the candidates are decided again, from the verdicts in the state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import zlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+import orjson
 
 from agents.acks import Ack
 from agents.outbox import emit_of
@@ -43,23 +64,90 @@ from pipeline.quota import QuotaOrder, apply_quota
 log = logging.getLogger("clearance.worker.quota")
 
 _ALL = 2**63  # a watermark past every eventTime
+_HANDOVER_KEY = b"\x00handover/%d"  # a buyer key is a normalised id number: never a NUL
+_HANDOVER_WAIT_S = 10.0
+
+SendTo = Callable[[str, bytes, bytes, int], Awaitable[object]]  # (topic, key, value, partition) -> its delivery
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """What a graceful hand-over leaves for the next owner of one candidates partition:
+    `base`, where the group's commit stops (the first candidate not decided), and the
+    offsets above it whose candidates were decided and delivered -> CRC-32 of their bytes."""
+
+    topic: str
+    partition: int
+    base: int
+    done: dict[int, int]
+
+
+def handover_key(partition: int) -> bytes:
+    """The quota-table key of a partition's hand-over record (in that partition's store)."""
+    return _HANDOVER_KEY % partition
+
+
+def encode_handover(record: HandOver) -> bytes:
+    return orjson.dumps(
+        {"topic": record.topic, "partition": record.partition, "base": record.base, "done": sorted(record.done.items())}
+    )
+
+
+def decode_handover(raw: bytes) -> HandOver:
+    """bytes -> HandOver; StateCodecError when the bytes are not one."""
+    try:
+        obj = orjson.loads(raw)
+        done = {int(offset): int(crc) for offset, crc in obj["done"]}
+        return HandOver(str(obj["topic"]), int(obj["partition"]), int(obj["base"]), done)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise StateCodecError(f"corrupt hand-over record: {type(exc).__name__}") from exc
+
+
+async def write_handover(records: list[HandOver], send_to: SendTo, topic: str) -> bool:
+    """Write `records` to the quota table's changelog `topic` (each in its partition) and wait
+    until they are delivered; False (logged) when one is not: the next owner then decides
+    those candidates again, as after a kill -9."""
+    if not records:
+        return True
+    try:
+        sends = [send_to(topic, handover_key(r.partition), encode_handover(r), r.partition) for r in records]
+        await asyncio.wait_for(asyncio.gather(*sends), timeout=_HANDOVER_WAIT_S)
+    except Exception as exc:  # noqa: BLE001 - only repeats follow: never fatal
+        log.warning("hand-over records not delivered (%s): the next owner decides again", type(exc).__name__)
+        return False
+    log.info(
+        "hand-over: %d decided candidate(s) above the last commit recorded for the next owner: %s",
+        sum(len(r.done) for r in records),
+        ", ".join(f"{r.topic}[{r.partition}]@{r.base}+{len(r.done)}" for r in records),
+    )
+    return True
 
 
 @dataclass(slots=True)
 class _Pending:
-    """A received message whose ack waits for its turn (offset order) and its decision."""
+    """A received message whose ack waits for its turn (offset order) and its decision;
+    `msg` is the candidate's message (None for a watermark), for the hand-over record.
+    `done` is set once everything it caused was sent (so a hand-over taken while a decision
+    is under way leaves that candidate out)."""
 
     ack: Ack
+    offset: int
+    msg: Msg | None
     done: bool = False
 
 
 @dataclass(slots=True)
 class _Partition:
-    """One candidates partition: the sources' watermarks, the held candidates, the acks in order."""
+    """One candidates partition: the sources' watermarks, the held candidates, the acks in
+    order, the offsets the previous owner decided (from its hand-over record) and the next
+    offset to receive."""
 
+    topic: str
+    next: int
     watermarks: dict[int, tuple[int, bool]] = field(default_factory=dict)  # source -> (event ms, idle)
     held: QuotaOrder[tuple[Msg, _Pending]] = field(default_factory=QuotaOrder)
     acks: deque[_Pending] = field(default_factory=deque)
+    handed_over: dict[int, int] = field(default_factory=dict)  # offset -> CRC-32 of the candidate
 
 
 class QuotaProcessor:
@@ -78,24 +166,45 @@ class QuotaProcessor:
         """A rebalance: held candidates are dropped unacked; whoever owns them now re-reads them."""
         self.partitions.clear()
 
+    def handover(self) -> list[HandOver]:
+        """Per partition, the candidates decided above the first one that is not (their acks
+        wait behind it), and the recorded ones not reached yet. Take it before the delivery
+        flush of a graceful hand-over; write it (`write_handover`) only if the flush delivered
+        everything."""
+        records = []
+        for partition, part in self.partitions.items():
+            done = {offset: crc for offset, crc in part.handed_over.items() if offset >= part.next}  # not read yet
+            for pending in part.acks:
+                if pending.done and pending.msg is not None:
+                    done[pending.offset] = zlib.crc32(pending.msg.value)
+            if done:
+                base = part.acks[0].offset if part.acks else part.next
+                records.append(HandOver(part.topic, partition, base, done))
+        return records
+
     @property
     def held(self) -> int:
         return sum(len(p.held) for p in self.partitions.values())
 
     async def handle(self, msg: Msg, ack: Ack) -> None:
         """Process one candidate or watermark; ack it in offset order once decided. Never raises."""
-        part = self.partitions.setdefault(msg.partition, _Partition())
-        pending = _Pending(ack)
+        part = self.partitions.get(msg.partition)
+        if part is None:
+            part = self.partitions[msg.partition] = _Partition(msg.topic, msg.offset)
+            self._take_handover(part, msg)
+        part.next = msg.offset + 1
+        is_mark = msg.value.startswith(WATERMARK_PREFIX)
+        pending = _Pending(ack, msg.offset, None if is_mark else msg)
         part.acks.append(pending)
         try:
-            if msg.value.startswith(WATERMARK_PREFIX):
+            if is_mark:
                 pending.done = True
                 await self._watermark(part, msg)
             else:
                 await self._receive(part, msg, pending)
         except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
-            pending.done = True
             await self.sender.internal_error(msg, exc, "quota")
+            pending.done = True
         await self._release(part)
 
     def watermark(self, part: _Partition) -> int:
@@ -118,27 +227,64 @@ class QuotaProcessor:
             before = part.watermarks.get(source, (-1, False))[0]
             part.watermarks[source] = (max(before, event_ms), idle)
 
+    def _take_handover(self, part: _Partition, first: Msg) -> None:
+        """The previous owner's hand-over record of this partition, read (and deleted) with the
+        first message since the assignment; kept only if that message is at its base."""
+        key = handover_key(first.partition)
+        try:
+            raw = self.quotas.get(key)
+            if raw is None:
+                return
+            del self.quotas[key]
+            record = decode_handover(raw)
+        except Exception as exc:  # noqa: BLE001 - without the record the candidates are decided again
+            log.warning(
+                "%s[%d]: hand-over record unreadable (%s): dropped", first.topic, first.partition, type(exc).__name__
+            )
+            return
+        if (record.topic, record.partition, record.base) != (first.topic, first.partition, first.offset):
+            log.info(
+                "%s[%d]: hand-over record for @%d dropped: reading starts at @%d",
+                first.topic,
+                first.partition,
+                record.base,
+                first.offset,
+            )
+            return
+        part.handed_over = {offset: crc for offset, crc in record.done.items() if offset >= first.offset}
+        log.info(
+            "%s[%d]: %d candidate(s) above @%d were decided and delivered by the previous owner: not decided again",
+            first.topic,
+            first.partition,
+            len(part.handed_over),
+            first.offset,
+        )
+
     async def _receive(self, part: _Partition, msg: Msg, pending: _Pending) -> None:
+        if part.handed_over and part.handed_over.pop(msg.offset, None) == zlib.crc32(msg.value):
+            pending.done = True  # decided, published, its state changelogged, before the hand-over
+            self.sender.metrics.inc("candidates_handed_over")
+            return
         try:
             candidate = decode_candidate(msg.value)
         except StateCodecError as err:
-            pending.done = True
             await self.sender.dead_letter(msg, str(err), None, True)
+            pending.done = True
             return
-        if candidate.declaration.event_time_ms < self.watermark(part):
-            pending.done = True  # nothing earlier can still come: decide now
+        if candidate.declaration.event_time_ms < self.watermark(part):  # nothing earlier can still come
             await self._decide(candidate, msg)
+            pending.done = True
         else:
             part.held.hold(candidate, (msg, pending))
 
     async def _release(self, part: _Partition) -> None:
         """Decide what the watermark has passed, in order; then ack the decided prefix."""
         for candidate, (msg, pending) in part.held.release(self.watermark(part)):
-            pending.done = True
             try:
                 await self._decide(candidate, msg)
             except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
                 await self.sender.internal_error(msg, exc, "quota")
+            pending.done = True
         acks = part.acks
         while acks and acks[0].done:
             await self.sender.delivery.ack(acks.popleft().ack)

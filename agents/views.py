@@ -57,6 +57,10 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
         yield "producer_queue_messages", {}, float(pipeline.producer.pending())
     for kind, size in (mallinfo() or {}).items():
         yield "malloc_bytes", {"kind": kind}, float(size)
+    collector = pipeline.collector
+    for generation, (count, seconds) in enumerate(zip(collector.collections, collector.seconds, strict=True)):
+        yield "gc_collections", {"generation": str(generation)}, float(count)
+        yield "gc_seconds", {"generation": str(generation)}, seconds
     consumer = pipeline.app.consumer
     for tp in sorted(consumer.assignment()):
         sequence = pipeline.sequences.get(tp.topic)

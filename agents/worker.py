@@ -92,11 +92,14 @@ def cli(argv: list[str]) -> int:
     # the level is WARNING or above: then every debug call of Faust and aiokafka builds a record, about
     # 5% of the worker's time in the profile. A worker runs without a terminal; no spinner.
     worker.spinner = None
+    pipeline.collector.install()
     code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 0
+    finally:
+        pipeline.collector.uninstall()
     if code == 0 and pipeline.delivery.settled() and tables.is_dir():
         # Whole or absent (the deadline's exit may come at any moment): written aside, then renamed.
         aside = tables / f"{CLEAN_STOP}.tmp"

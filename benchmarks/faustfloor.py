@@ -48,13 +48,14 @@ def floor_app(settings: Settings, expected: int, out: Path) -> faust.App:
         broker_credentials=broker_credentials(settings),
     )
     topic = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
-    seen: dict[str, Any] = {"count": 0, "invalid": 0, "bytes": 0, "first": None, "firstWallMs": None}
+    seen: dict[str, Any] = {"count": 0, "invalid": 0, "bytes": 0, "first": None, "firstWallMs": None, "firstCpu": 0.0}
 
     @app.agent(topic)
     async def floor(stream: Any) -> None:
         async for value in stream:
             if seen["first"] is None:
                 seen["first"], seen["firstWallMs"] = time.perf_counter(), wall_ms()
+                seen["firstCpu"] = time.process_time()
             seen["count"] += 1
             seen["bytes"] += len(value or b"")
             try:
@@ -63,6 +64,7 @@ def floor_app(settings: Settings, expected: int, out: Path) -> faust.App:
                 seen["invalid"] += 1
             if seen["count"] == expected:
                 seconds = time.perf_counter() - seen["first"]
+                cpu = time.process_time() - seen["firstCpu"]
                 figures = {
                     "messages": seen["count"],
                     "expected": expected,
@@ -70,6 +72,8 @@ def floor_app(settings: Settings, expected: int, out: Path) -> faust.App:
                     "bytes": seen["bytes"],
                     "seconds": round(seconds, 3),
                     "eventsPerSecond": round(seen["count"] / seconds, 1) if seconds > 0 else 0.0,
+                    "cpuSeconds": round(cpu, 2),
+                    "eventsPerCpuSecond": round(seen["count"] / cpu, 1) if cpu > 0 else 0.0,
                     "firstWallMs": seen["firstWallMs"],
                 }
                 out.write_bytes(orjson.dumps(figures))

@@ -30,6 +30,7 @@ def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300
     consumer.assign([TopicPartition(t, p, 0) for t in settings.input_topics for p in range(settings.partitions)])
     count = invalid = size = 0
     first: float | None = None
+    cpu_first = 0.0
     deadline = time.monotonic() + timeout
     try:
         while count < expected and time.monotonic() < deadline:
@@ -37,7 +38,7 @@ def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300
                 if msg.error() is not None:
                     continue
                 if first is None:
-                    first = time.perf_counter()
+                    first, cpu_first = time.perf_counter(), time.process_time()
                 value = msg.value() or b""
                 size += len(value)
                 count += 1
@@ -46,6 +47,7 @@ def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300
                 except orjson.JSONDecodeError:
                     invalid += 1
         seconds = time.perf_counter() - (first or time.perf_counter())
+        cpu = time.process_time() - cpu_first if first is not None else 0.0  # librdkafka's threads included
     finally:
         consumer.close()
     return {
@@ -55,4 +57,6 @@ def consume_and_parse(settings: Settings, expected: int, *, timeout: float = 300
         "bytes": size,
         "seconds": round(seconds, 3),
         "eventsPerSecond": round(count / seconds, 1) if seconds > 0 else 0.0,
+        "cpuSeconds": round(cpu, 2),
+        "eventsPerCpuSecond": round(count / cpu, 1) if cpu > 0 else 0.0,
     }

@@ -84,10 +84,14 @@ def _suffixed(base: Settings, run: str, inputs: str, outputs: str, **over: Any) 
 
 
 def _case_b(trace: Path, settings: Settings, work: Path) -> dict[str, Any]:
+    cpu = time.process_time()
     summary = run_trace(trace, work / "embedded-out", settings.rules(), state_dir=work / "embedded-state")
+    cpu = time.process_time() - cpu
     out = summary.as_dict()
     return {
         "eventsPerSecond": out["eventsPerSecond"],
+        "cpuSeconds": round(cpu, 2),
+        "eventsPerCpuSecond": round(out["messages"] / cpu, 1) if cpu > 0 else 0.0,
         "messages": out["messages"],
         "seconds": out["seconds"],
         "declarations": out["declarations"],

@@ -99,6 +99,10 @@ class Settings:
     # How often the worker asks glibc to give its free memory back to the system
     # (`malloc_trim(0)`, agents/memory.py; 0: never). See benchmarks/RESULTS.md, issue 13.
     malloc_trim_seconds: float = 60.0
+    # Allocations between two young collections of Python's cyclic GC (CPython's default is
+    # 700; 0 keeps it). The middle and full collections keep CPython's ratios above it, and
+    # what start-up built is frozen out of them once the worker is ready (agents/memory.py).
+    gc_young_threshold: int = 50_000
     session_timeout_seconds: float = 15.0
     # How long a worker's clean stop (SIGTERM/SIGINT) may take before the process exits anyway
     # (no clean-stop marker: the next start rebuilds its tables; what was not committed is read
@@ -162,6 +166,8 @@ class Settings:
             raise ValueError("CLEARANCE_MERGE_BUFFER and CLEARANCE_MAX_POLL_RECORDS must be 0 (unbounded) or more")
         if self.malloc_trim_seconds < 0:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
+        if self.gc_young_threshold < 0:
+            raise ValueError("CLEARANCE_GC_YOUNG_THRESHOLD must be 0 (CPython's default) or more")
         if self.window_hours <= 0:
             raise ValueError("CLEARANCE_WINDOW_HOURS must be positive")
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):

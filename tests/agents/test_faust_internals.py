@@ -47,3 +47,108 @@ def test_an_offset_faust_holds_as_a_gap_is_not_acked_twice() -> None:
     assert [offset for _, offset in app.consumer.acked] == [170, 175]
     ack_refilled(app, "orders", 3, 172)  # type: ignore[arg-type]  # another partition: no gap there
     assert app.consumer.acked[-1] == (TP("orders", 3), 172)
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.topic = "orders"
+        self.partition = partition
+
+
+class _Event:
+    """What Faust's store and DirectTable read of the current event."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+def _in_event(partition: int) -> _Event:
+    import weakref
+
+    from faust.streams import _current_event
+
+    event = _Event(partition)
+    _current_event.set(weakref.ref(event))  # type: ignore[arg-type]  # a stand-in event
+    return event
+
+
+def test_direct_table_reads_and_writes_what_fausts_table_does(tmp_path: Any) -> None:
+    import asyncio
+
+    asyncio.run(_direct_table_against_fausts(tmp_path))  # the loop Faust binds to is closed after
+
+
+async def _direct_table_against_fausts(tmp_path: Any) -> None:
+    """DirectTable (the worker's table path with librdkafka) against Faust's own table on the
+    same RocksDB: each reads what the other wrote, in the current event's partition only, and
+    every write and delete hands its changelog record to the table's send_changelog first."""
+    import faust
+    import pytest
+
+    from agents.changelog import Changelog
+    from agents.faust_internals import DirectTable, partition_items, write_changelog_through
+
+    app = faust.App("direct-table-test", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("states", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    changelog = Changelog(producer=None)  # type: ignore[arg-type]  # never drained here: nothing is produced
+    write_changelog_through(table, changelog)  # as the worker does with librdkafka
+    topic = table.changelog_topic.get_topic_name()
+    direct = DirectTable(table)
+
+    with pytest.raises(TypeError, match="outside an event"):
+        direct.get(b"k")
+    kept = _in_event(2)
+    direct[b"order-1"] = b"state-1"
+    assert direct.get(b"order-1") == b"state-1"
+    assert table.get(b"order-1") == b"state-1"  # Faust's own read of the same partition
+    table.data[b"order-2"] = b"state-2"  # Faust's store (its table's write would also reach for the consumer)
+    assert direct.get(b"order-2") == b"state-2"
+    assert direct.get(b"absent") is None
+    kept = _in_event(3)
+    assert direct.get(b"order-1") is None  # another partition's database
+    direct[b"order-1"] = b"elsewhere"
+    kept = _in_event(2)
+    del direct[b"order-2"]
+    assert direct.get(b"order-2") is None
+    assert table.get(b"order-2") is None
+    assert dict(partition_items(table, 2)) == {b"order-1": b"state-1"}
+    assert dict(partition_items(table, 3)) == {b"order-1": b"elsewhere"}
+    assert changelog.written == 3  # DirectTable's writes, in the changelog's pending records
+    assert changelog._pending == {
+        (topic, 2, b"order-1"): b"state-1",
+        (topic, 2, b"order-2"): None,  # the last value of a key in a batch: the delete
+        (topic, 3, b"order-1"): b"elsewhere",
+    }
+    del kept
+    table.data._dbs.clear()  # type: ignore[attr-defined]  # Faust's store keeps them open until its stop; this app never starts
+
+
+class _Committing:
+    """Faust's consumer as commit_offsets sees it: `_commit_offsets` records the offsets in
+    its books whether or not the broker took them (faust-streaming 0.15.3)."""
+
+    def __init__(self, succeed: bool) -> None:
+        self.succeed = succeed
+        self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> bool:
+        self._committed_offset.update(offsets)
+        return self.succeed
+
+
+def test_a_failed_commit_leaves_fausts_books_as_they_were() -> None:
+    import asyncio
+
+    from agents.faust_internals import commit_offsets
+
+    for succeed in (True, False):
+        app = App()
+        app.consumer = _Committing(succeed)  # type: ignore[assignment]  # a stand-in consumer
+        app.consumer._committed_offset[TP("orders", 1)] = 40  # type: ignore[attr-defined]
+        done = asyncio.run(commit_offsets(app, {("orders", 1): 57, ("orders", 2): 9}))  # type: ignore[arg-type]
+        books = app.consumer._committed_offset  # type: ignore[attr-defined]
+        assert done is succeed
+        if succeed:
+            assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (57, 9)
+        else:  # the broker has 40 and nothing: so must the books, or the catch-up never retries
+            assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (40, None)

@@ -438,12 +438,16 @@ def test_graceful_scale_in_mid_run(
 ) -> None:
     """(c') Two workers, SIGTERM one mid-replay: the survivor takes its partitions over (with
     and without a standby replica of the tables); every declaration equals `clearance run`'s,
-    the input lag reaches 0 and the group's commits the end. Repeats are counted: both
-    workers commit what they released before their partitions go (the join's outbox re-sent
-    nothing in the runs so far), but the quota stage decides candidates in event-time order,
-    not offset order, and a candidate decided ahead of an undecided one with a lower offset
-    cannot be committed; the next owner decides it again (same declaration, same decidedAt).
-    That is 1 to 5% of the declarations in this replay: bounded at 10% here."""
+    the input lag reaches 0 and the group's commits the end. Repeats are counted and near
+    zero: both workers commit what they released before their partitions go (the join's
+    outbox re-sent nothing in the runs so far). The quota stage decides candidates in
+    event-time order but acks in offset order, so candidates decided above an undecided one
+    cannot be committed; before their partitions go the workers record them for the next
+    owner, who does not decide them again (agents/quota.py, "Hand-over"; counted as
+    clearance_candidates_handed_over_total). Without those records 0 to 162 of the 3,028
+    declarations were repeated (benchmarks/RESULTS.md); with them 0 in every run so far. A
+    decision whose send is under way at the hand-over is left out of the record and
+    repeated, so a few are allowed."""
     import threading
 
     settings = kafka_settings
@@ -469,23 +473,50 @@ def test_graceful_scale_in_mid_run(
         f"SIGTERM must stop the worker cleanly:\n{leaving.log.read_text()[-3000:]}"
     )
     producing.join()
-    wait_consumed([survivor], total - handled, timeout=300)
-    deadline = time.monotonic() + 120
-    while (lag := input_lag([survivor], settings)) > 0:
-        assert time.monotonic() < deadline, f"input lag still {lag} 120 s after the input was handled"
-        time.sleep(0.5)
+    wait_caught_up(settings, timeout=300)
     flush(settings, trace_max_ms(expected))
     got = consume(settings, total_records(expected))
-    stats = compare(expected, got, repeats_allowed=True)
+    try:
+        stats = compare(expected, got, repeats_allowed=True)
+    except AssertionError:
+        busy = {k: v for k, v in survivor.metrics().items() if v and k.startswith(_WHERE_STUCK)}
+        print(f"\nscale-in (standby replicas {standbys}) failed; the survivor's lags and buffers: {busy}")
+        raise
     committed = wait_committed(settings)
-    resent = survivor.metrics().get("clearance_outbox_resent_total", 0)
+    survivor_metrics = survivor.metrics()
+    resent = survivor_metrics.get("clearance_outbox_resent_total", 0)
+    skipped = survivor_metrics.get("clearance_candidates_handed_over_total", 0)
     print(
         f"\nscale-in (standby replicas {standbys}): the leaving worker handled {handled} of {total}, the survivor "
-        f"{survivor.documents_in()}; {dict(stats)}; outbox re-sent {resent:.0f}; committed to the end: {committed} "
-        "after the flush"
+        f"{survivor.documents_in()}; {dict(stats)}; outbox re-sent {resent:.0f}; candidates not decided again "
+        f"(hand-over records) {skipped:.0f}; committed to the end: {committed} after the flush"
     )
     declarations = len(expected["matched"]) + len(expected["flagged"])
-    assert stats["repeats"] <= declarations // 10, f"{stats['repeats']} of {declarations} declarations repeated"
+    assert stats["repeats"] <= _HANDOVER_REPEATS, f"{stats['repeats']} of {declarations} declarations repeated"
+
+
+_WHERE_STUCK = (
+    "clearance_consumer_lag",
+    "clearance_windows_open",
+    "clearance_merge_buffered",
+    "clearance_candidates_handed_over",
+    "clearance_internal_errors",
+)
+_HANDOVER_REPEATS = 3  # decisions whose send was under way at the hand-over (0 in every run so far)
+
+
+def wait_caught_up(settings: Settings, timeout: float) -> None:
+    """Until the group's commits reach the broker's end of every input partition: every input
+    message received, applied and its sends delivered (an ack waits for all of that). Not the
+    workers' consumer_lag: it counts from the consumer's high watermark of its last fetch,
+    seconds old for a paused partition (agents/unread.py); a flush sent on it most likely
+    closed windows before the last documents were read (446 declarations missing in one run). Not the
+    leaving worker's count before its SIGTERM either: it goes on until its flow stops and
+    commits all it handled (a run waited for 29 documents the leaving worker had handled)."""
+    deadline = time.monotonic() + timeout
+    while left := uncommitted(settings):
+        assert time.monotonic() < deadline, f"input not handled and committed in {timeout:.0f} s: {left}"
+        time.sleep(0.5)
 
 
 def _recreate_topics(settings: Settings) -> None:
