@@ -52,7 +52,15 @@ class Flow(Protocol):
     def hold(self, topic: str, partition: int, held: bool) -> bool: ...
 
 
-Handle = tuple[Msg, Ack]
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why an input message is dead-lettered: sent when its queue entry is acked, not on receipt."""
+
+    reason: str
+    field: str | None
+
+
+Handle = tuple[Msg, Ack, Rejected | None]
 Trace = Callable[[str, Msg, str, int, int], None]
 
 KEY_MISMATCH = "Kafka key is not the orderNo"
@@ -164,38 +172,49 @@ class JoinProcessor:
             await self.sender.internal_error(msg, exc, "join")
             await self.delivery.ack(ack)
             return
+        rejected: Rejected | None = None
         try:
-            doc = await self._receive(msg)
+            doc, rejected = self._receive(msg)
         except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
             await self.sender.internal_error(msg, exc, "join")
             doc = None
         wall = self.wall()
-        part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack)))
+        part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack, rejected)))
         await self._release(part, msg.partition, wall, drain=False)
         self._bound(part, msg.partition)
         # Also on input, not only on ticks (under a backlog the ticks queue behind the input);
         # at once after an idle watermark, so the quota stage waits for this partition again.
         await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
 
-    async def _receive(self, msg: Msg) -> Document | None:
-        """Parse a document, or dead-letter it (None)."""
+    def _receive(self, msg: Msg) -> tuple[Document | None, Rejected | None]:
+        """Parse a document, or say why it is dead-lettered.
+
+        The dead letter is sent when the message's queue entry is acked (`_done`), in its
+        turn: sent on receipt, it was repeated by the next owner when a graceful hand-over
+        came while the entry still waited behind earlier documents of its queue (the ack,
+        hence the commit, had not passed it)."""
         self.metrics.inc("documents_in", msg.topic)
         try:
             doc = PARSERS[self.kinds[msg.topic]](msg.value)
         except InvalidRecord as err:
-            await self.sender.dead_letter(msg, err.reason, err.field, False)
-            return None
+            return None, Rejected(err.reason, err.field)
         if msg.key != doc.order_no.encode():
-            await self.sender.dead_letter(msg, KEY_MISMATCH, "orderNo", False)
-            return None
-        return doc
+            return None, Rejected(KEY_MISMATCH, "orderNo")
+        return doc, None
+
+    async def _done(self, handle: Handle) -> None:
+        """A queue entry leaves: its dead letter, if it is one, then its ack (which waits for it)."""
+        msg, ack, rejected = handle
+        if rejected is not None:
+            await self.sender.dead_letter(msg, rejected.reason, rejected.field, False)
+        await self.delivery.ack(ack)
 
     async def _release(self, part: Partition, partition: int, wall: int, *, drain: bool) -> None:
         """Apply queued documents in merge order while no queue can still receive an earlier one."""
         merge = part.merge
         while True:
             for done in merge.done():
-                await self.delivery.ack(done.handle[1])
+                await self._done(done.handle)
             head = merge.head()
             if head is None:
                 return
@@ -203,13 +222,13 @@ class JoinProcessor:
             if not drain and not await self._may_pass(merge, partition, wall, item):
                 return
             merge.pop(rank)
-            msg, ack = item.handle
             if item.doc is not None:
+                msg = item.handle[0]
                 try:
                     await self._apply(part, item.doc, msg, wall)
                 except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
                     await self.sender.internal_error(msg, exc, "join")
-            await self.delivery.ack(ack)
+            await self._done(item.handle)
 
     def _bound(self, part: Partition, partition: int, *, again: bool = False) -> None:
         """Hold the topic partitions whose queue is full, release those drained (pipeline/merge.py);

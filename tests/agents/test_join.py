@@ -199,3 +199,40 @@ def test_a_partition_with_unread_input_is_late_not_idle() -> None:
         assert h.declarations() == [("PK1", ["MISSING_PAYMENT", "MISSING_WAYBILL"])]
 
     run(body)
+
+
+def test_a_dead_letter_is_sent_in_its_turn_and_not_before() -> None:
+    """An invalid payment behind a payment that waits for the merge: dead-lettered when its
+    queue entry leaves, with its ack. Sent on receipt, it went out again from the next owner
+    when a graceful hand-over came first (its ack, hence the commit, had not passed it)."""
+
+    async def body(h: Harness) -> None:
+        h.unread = {"waybills"}  # the merge holds the payments queue's head
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        bad = payment("PK2", "20261111000200")
+        bad["amountPaid"] = "not money"
+        await h.feed("payments", bad)
+        await h.settle()
+        assert [t for t, _ in h.sent if t == "deadletter"] == [], "waits behind the held payment"
+        assert h.acked == []
+        h.join.forget_partitions()  # a hand-over now: the next owner reads both payments again
+        assert [t for t, _ in h.sent if t == "deadletter"] == [], "nothing of it left this owner"
+
+    run(body)
+
+    async def turn(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        bad = payment("PK2", "20261111000200")
+        bad["amountPaid"] = "not money"
+        await h.feed("payments", bad)
+        await h.feed("waybills", waybill("PK1", "20261111000300"))
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
+        letters = [d for t, d in h.sent if t == "deadletter"]
+        assert len(letters) == 1 and letters[0]["error"] == "INVALID_RECORD", letters
+        assert ("payments", 1) in h.acked and h.acked.index(("payments", 0)) < h.acked.index(("payments", 1))
+
+    run(turn)
