@@ -128,14 +128,14 @@ def worker_case(
     result: dict[str, Any] = {"processes": processes}
     try:
         replayed = None
-        if order_rate is not None:
-            if not all(w.ready() for w in started):
-                raise RuntimeError(f"worker not ready; see {started[0].log}")
-            t0 = now_ms()
+        ready = all(w.ready() for w in started)
         # CPU from /readyz on (start-up and recovery left out); with a pre-loaded backlog the
         # worker may have begun before the poll saw it ready, so this undercounts by < 0.25 s.
-        cpu_ready = sum(cpu_seconds(pid) for pid in pids) if started[0].ready() else 0.0
+        cpu_ready = sum(cpu_seconds(pid) for pid in pids) if ready else 0.0
         if order_rate is not None:
+            if not ready:
+                raise RuntimeError(f"worker not ready; see {started[0].log}")
+            t0 = now_ms()
             times = work / "times.csv"
             proc = _replay_process(settings, trace, order_rate, times)
             out, _ = proc.communicate(timeout=3600)

@@ -96,6 +96,14 @@ def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), timeout=10))
 
 
+async def handed_over(table: dict[bytes, bytes]) -> Owner:
+    """A first owner that read offsets 0-5 (3 held, 4 and 5 decided) and handed over gracefully."""
+    first = Owner(table, 0)
+    await first.read(LOG, until=6)
+    await first.hand_over()
+    return first
+
+
 async def once(log: list[bytes] = LOG) -> Owner:
     """The whole log read by one owner: the declarations and the state a hand-over must match."""
     single = Owner({}, 0)
@@ -150,9 +158,7 @@ def test_after_a_kill_the_next_owner_decides_them_again_with_the_same_bytes() ->
 def test_a_record_is_dropped_when_reading_does_not_start_at_its_base(start: int) -> None:
     async def body() -> None:
         table: dict[bytes, bytes] = {}
-        first = Owner(table, 0)
-        await first.read(LOG, until=6)
-        await first.hand_over()
+        first = await handed_over(table)
 
         second = Owner(table, start)
         await second.read(LOG)
@@ -168,9 +174,7 @@ def test_a_recorded_offset_that_holds_other_bytes_is_decided() -> None:
 
     async def body() -> None:
         table: dict[bytes, bytes] = {}
-        first = Owner(table, 0)
-        await first.read(LOG, until=6)
-        await first.hand_over()
+        await handed_over(table)
 
         other = encode_candidate(timed("OTHER", 600, HALF))
         replayed = [*LOG[:4], other, *LOG[5:]]
@@ -186,9 +190,7 @@ def test_a_second_hand_over_carries_the_recorded_offsets_not_reached_yet() -> No
     async def body() -> None:
         single = await once()
         table: dict[bytes, bytes] = {}
-        first = Owner(table, 0)
-        await first.read(LOG, until=6)
-        await first.hand_over()
+        first = await handed_over(table)
 
         second = Owner(table, BASE)
         await second.read(LOG, until=5)  # offset 3 held, offset 4 skipped, 5 not read yet
