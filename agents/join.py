@@ -20,7 +20,6 @@ data), dead-lettered as INTERNAL_ERROR, and processing goes on.
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from pipeline.join import JoinState
 from pipeline.merge import KINDS, RANK, Merge, Queued
 from pipeline.records import DocKind, Document
 from pipeline.timeline import Timeline
+from pipeline.timeline import entry as deadline_entry
 
 log = logging.getLogger("clearance.worker.join")
 
@@ -382,7 +382,7 @@ class JoinProcessor:
         raw_clock = self.clocks.get(_clock_key(number))
         if raw_clock is not None:
             event_ms = persisted_ms = int(orjson.loads(raw_clock)[0])
-        entries: list[tuple[int, str]] = []
+        entries: list[bytes] = []
         open_windows = 0
         resend: list[OutboxEntry] = []
         states = TableStates(self.states, lambda topic: self.committed(topic, number))
@@ -393,11 +393,10 @@ class JoinProcessor:
                 log.error("unreadable state for key %r in partition %d: %s", key[:64], number, exc)
                 continue
             state = stored.state
-            entries.append((state.deadline_ms, state.order_no))
+            entries.append(deadline_entry(state.deadline_ms, state.order_no))
             open_windows += int(state.is_open)
             event_ms = max(event_ms, _event_lower_bound(state, self.config.retention_ms))
             resend += states.in_doubt(stored.outbox)
-        heapq.heapify(entries)
         wall = self.wall()
         loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries), open_windows)
         part = Partition(loop, states, Merge(self.merge_wait_ms, wall), persisted_ms, event_ms, wall)

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import time
 
 log = logging.getLogger("clearance.worker")
@@ -39,6 +40,8 @@ def _libc() -> ctypes.CDLL | None:
         libc.mallinfo2.restype = _MallInfo2
         libc.malloc_trim.argtypes = [ctypes.c_size_t]
         libc.malloc_trim.restype = ctypes.c_int
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
     except (OSError, AttributeError, TypeError):
         return None
     return libc
@@ -60,6 +63,21 @@ def trim() -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.malloc_trim(0))
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
+ARENAS = 2  # as the Dockerfile's MALLOC_ARENA_MAX
+
+
+def limit_arenas(arenas: int = ARENAS) -> bool:
+    """At most `arenas` glibc malloc arenas from now on, unless MALLOC_ARENA_MAX is set.
+
+    glibc gives each thread that allocates under contention an arena of its own, up to 8
+    per core, and each keeps its own free memory and peak: RocksDB's background threads,
+    librdkafka's and aiokafka's. Call it before those threads start. True if applied."""
+    if _LIBC is None or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    return bool(_LIBC.mallopt(_M_ARENA_MAX, arenas))
 
 
 class CyclicGC:

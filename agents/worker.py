@@ -22,6 +22,7 @@ import orjson
 from agents.app import build
 from agents.deadline import StopDeadline
 from agents.faust_internals import DeadlineWorker
+from agents.memory import limit_arenas
 from agents.topics import TABLES, changelog_topic, ensure_internal_topics
 from clearance.kafka import KafkaUnavailable, admin_config, probe
 from clearance.settings import Settings
@@ -59,6 +60,7 @@ def cli(argv: list[str]) -> int:
         from agents.processes import supervise
 
         return supervise(settings)
+    limit_arenas()  # before RocksDB's and librdkafka's threads (agents/memory.py)
     try:
         pipeline = build(settings)
     except (ValueError, OSError) as exc:

@@ -4,7 +4,10 @@ One `clearance worker` process (fresh data directory) is started on empty input 
 and left to settle; its resident set then is "at ready". The trace is produced at full
 speed (the worker consumes it as fast as it can), then the flush ticks move event time
 past every window and the retention of decided orders, and the worker is watched for
-`settle` seconds more with every window closed: "after close". Once a second: RSS
+`settle` seconds more with every window closed: "after close". With `rate` (`clearance
+bench --soak-rate`, messages/s) the trace is offered at that pace instead, as at a park
+through a long peak (issue 13 measured 1,000 messages/s): the worker keeps up, so what it
+holds is what is open, not a backlog read ahead. Once a second: RSS
 (/proc), the order messages the worker has read (its `documents_in` counter; declarations
 trail them: the quota stage holds candidates for event-time order), declarations so far,
 open windows and, when the worker reports them, RocksDB's own memory figures and glibc's
@@ -28,7 +31,7 @@ from benchmarks.runs import TraceInfo, flush_phase, open_collector, wait_complet
 from benchmarks.workers import start_worker
 from clearance.clock import wall_ms as now_ms
 from clearance.settings import Settings
-from ops.replay import replay
+from ops.replay import Pacing, replay
 
 GOAL_MB = 50.0
 MARKS = (20_000, 50_000, 100_000)
@@ -157,12 +160,13 @@ def soak_case(
     *,
     settle: float = 30.0,
     warmup: float = 5.0,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """Run the soak; return its figures (MB) and the per-second samples."""
     collector = open_collector(settings, work)
     own = settings.with_overrides(data_dir=str(work / "worker"), web_port=free_ports(1)[0], processes=1)
     worker = start_worker(own, work / "worker.log")
-    result: dict[str, Any] = {"processes": 1}
+    result: dict[str, Any] = {"processes": 1, "offeredMessagesPerSecond": rate}
     sampler = MemorySampler(worker.pid, collector, f"http://127.0.0.1:{own.web_port}/metrics", settings.topic_orders)
     group = Sampler(settings, settings.app_id, None)  # only for its windows gauge reader in the flush
     group.metric_urls = [sampler.metrics_url]
@@ -177,7 +181,7 @@ def soak_case(
         result["rssAtReadyMB"] = _mb(sum(s.rss_kb for s in ready) / len(ready))
         sampler.start()
         began = time.monotonic()
-        replay(trace, settings)
+        replay(trace, settings, Pacing("rate", rate) if rate else None)
         result["replaySeconds"] = round(time.monotonic() - began, 1)
         # Declarations trail the input (the quota stage waits for every partition's watermark):
         # on a busy machine the first came 2 minutes after the replay. Flush ticks sent while

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--partitions", type=int, default=12, help="partitions of every topic (default 12)")
     parser.add_argument("--order-rate", type=float, default=3000.0, help="case e's offered orders/s")
+    parser.add_argument(
+        "--soak-rate", type=float, help="case s: offer the trace at this many messages/s (default: a backlog, full speed)"
+    )
     parser.add_argument("--cases", default=CASES, help=f"which cases to run (default {CASES})")
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
@@ -237,7 +240,7 @@ def cli(argv: list[str]) -> int:
         if "s" in args.cases:
             soaked = _suffixed(base, run, "s-in", "s", app_id=f"bench-{run}-s")
             used.append(soaked)
-            attempt("s", partial(soak_case, soaked, trace, info, work / "s"))
+            attempt("s", partial(soak_case, soaked, trace, info, work / "s", rate=args.soak_rate))
             soak_png = soak_plot(
                 cases["s"], args.results / f"{stamp}-soak.png", f"soak {stamp}: {info.orders:,} orders"
             )

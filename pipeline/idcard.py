@@ -25,7 +25,7 @@ def check_character(first17: str) -> str:
     return CHECK_CHARACTERS[sum(map(mul, map(int, first17), CHECK_WEIGHTS)) % 11]  # as before for anything else
 
 
-@lru_cache(maxsize=1 << 16)  # buyers repeat; the check is pure
+@lru_cache(maxsize=1 << 12)  # buyers repeat; the check is pure. Small: it keeps ID numbers in memory
 def is_valid_resident_id(id_number: str, on_or_before: str) -> bool:
     """True for a valid 18-character resident ID born on or before `on_or_before`.
 

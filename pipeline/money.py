@@ -52,7 +52,7 @@ def _float_fen(value: float, field: str) -> int:
 # 1 == 1.0 == -0.0 + 1 as keys is fine: equal numbers are equal amounts (msgspec never
 # passes a bool here). Bounded: cleared when full.
 KNOWN_FEN: dict[int | float | str, int] = {}
-_KNOWN_LIMIT = 1 << 17
+_KNOWN_LIMIT = 1 << 14  # ~2 MB when full; at 1 << 17 it was ~18 MB of a worker's heap (the soak)
 
 
 def remember_fen(value: int | float | str) -> int:

@@ -23,7 +23,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     return era * 146097 + doe - 719468
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 12)  # behind parsing's own map of known times
 def app_time_ms(text: str) -> int:
     """Epoch milliseconds of a valid `YYYYMMDDhhmmss` CST string."""
     days = _days_from_civil(int(text[0:4]), int(text[4:6]), int(text[6:8]))
@@ -31,7 +31,7 @@ def app_time_ms(text: str) -> int:
     return (seconds - _CST_OFFSET_S) * 1000
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 12)
 def iso_cst(ms: int) -> str:
     """ISO-8601 with the +08:00 offset, to the second: 2026-11-11T00:00:05+08:00."""
     return datetime.fromtimestamp(ms // 1000, CST).isoformat()
@@ -47,7 +47,7 @@ def _utc_second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-@lru_cache(maxsize=1 << 14)
+@lru_cache(maxsize=1 << 12)
 def cst_year(ms: int) -> int:
     """The calendar year (CST) of an instant."""
     return datetime.fromtimestamp(ms // 1000, CST).year

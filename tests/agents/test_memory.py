@@ -1,13 +1,16 @@
-"""The worker's cyclic GC settings (agents/memory.py): thresholds, timing, the freeze at ready."""
+"""The worker's cyclic GC settings (agents/memory.py): thresholds, timing, the freeze at ready; glibc's arenas."""
 
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from agents.memory import CyclicGC
+from agents.memory import CyclicGC, mallinfo
 from clearance.settings import Settings
 
 
@@ -76,3 +79,17 @@ def test_the_young_threshold_is_a_setting() -> None:
     assert Settings().with_overrides(gc_young_threshold=0).gc_young_threshold == 0
     with pytest.raises(ValueError, match="GC_YOUNG_THRESHOLD"):
         Settings().with_overrides(gc_young_threshold=-1)
+
+
+@pytest.mark.parametrize(("env", "applied"), [({}, True), ({"MALLOC_ARENA_MAX": "4"}, False)])
+def test_limit_arenas_applies_unless_the_environment_sets_it(env: dict[str, str], applied: bool) -> None:
+    """In a fresh interpreter (mallopt changes the process for good): glibc accepts the limit,
+    and an operator's MALLOC_ARENA_MAX wins over it."""
+    if mallinfo() is None:
+        pytest.skip("not glibc")
+    clean = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    code = "from agents.memory import limit_arenas; print(limit_arenas())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == str(applied)

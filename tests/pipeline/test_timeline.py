@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
-
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.timeline import Timeline
+from pipeline.timeline import Timeline, entry
 
 Entry = tuple[int, str]
 
@@ -119,13 +119,42 @@ def test_schedule_after_a_pop_is_still_ordered() -> None:
         (1, [(4, "d"), (3, "c"), (2, "b"), (1, "a")], 3, [(1, "a"), (2, "b")]),
     ],
 )
-def test_from_entries_over_a_heapified_list(
-    event_ms: int, entries: list[Entry], due_at: int, popped: list[Entry]
-) -> None:
-    heap = list(entries)
-    heapq.heapify(heap)
-    timeline = Timeline.from_entries(event_ms, heap)
+def test_from_entries_in_any_order(event_ms: int, entries: list[Entry], due_at: int, popped: list[Entry]) -> None:
+    timeline = Timeline.from_entries(event_ms, [entry(d, o) for d, o in entries])
     assert timeline.event_ms == event_ms
     assert len(timeline) == len(entries)
     assert timeline.due(due_at) == popped
     assert timeline.drain() == sorted(set(entries) - set(popped))
+
+
+_DEADLINES = st.integers(min_value=-(2**62), max_value=2**62)
+_ORDER_NOS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@given(
+    scheduled=st.lists(st.tuples(_DEADLINES, _ORDER_NOS), max_size=40),
+    steps=st.lists(_DEADLINES, max_size=6),
+)
+def test_packed_entries_pop_in_the_order_of_the_pairs(scheduled: list[Entry], steps: list[int]) -> None:
+    """Entries are bytes (deadline, then UTF-8 order number): they must pop exactly as the
+    (deadline, order_no) tuples would, non-ASCII order numbers and negative deadlines included."""
+    timeline = Timeline()
+    for deadline, order_no in scheduled:
+        timeline.schedule(deadline, order_no)
+    reference = sorted(scheduled)
+    popped: list[Entry] = []
+    for event_ms in sorted(steps):
+        due = timeline.due(event_ms)
+        assert due == [pair for pair in reference[len(popped) :] if pair[0] < event_ms]
+        popped += due
+    assert popped + timeline.drain() == reference
+    rebuilt = Timeline.from_entries(0, [entry(d, o) for d, o in scheduled])
+    assert rebuilt.drain() == reference
+
+
+def test_due_past_every_deadline_pops_everything() -> None:
+    timeline = Timeline()
+    timeline.schedule(2**63 - 1, "last")
+    timeline.schedule(-(2**63), "first")
+    assert timeline.due(2**63) == [(-(2**63), "first"), (2**63 - 1, "last")]
+    assert len(timeline) == 0
