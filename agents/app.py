@@ -94,7 +94,7 @@ def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
     candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
-    rocksdb = SharedMemory()
+    rocksdb = SharedMemory.of_megabytes(settings.rocksdb_cache_mb)
     tables = _tables(app, settings, rocksdb)
     if settings.fast_restore:
         _fast_restore(app, settings)

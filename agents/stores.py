@@ -58,6 +58,11 @@ class SharedMemory:
     write_buffers: rocksdict.WriteBufferManager = field(init=False)
     tables: list[Any] = field(default_factory=list)  # the tables given the options (for `memory`)
 
+    @classmethod
+    def of_megabytes(cls, megabytes: int) -> SharedMemory:
+        """A cache of `megabytes` MiB (CLEARANCE_ROCKSDB_CACHE_MB), the memtables' share in the same proportion."""
+        return cls(megabytes * _MIB, megabytes * _MIB * WRITE_BUFFERS_BYTES // SHARED_CACHE_BYTES)
+
     def __post_init__(self) -> None:
         self.cache = rocksdict.Cache(self.cache_bytes)
         self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(

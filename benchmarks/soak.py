@@ -4,7 +4,8 @@ One `clearance worker` process (fresh data directory) is started on empty input 
 and left to settle; its resident set then is "at ready". The trace is produced at full
 speed (the worker consumes it as fast as it can), then the flush ticks move event time
 past every window and the retention of decided orders, and the worker is watched for
-`settle` seconds more with every window closed: "after close". With `rate` (`clearance
+`settle` seconds more with every window closed (by default past the worker's next
+`malloc_trim`, CLEARANCE_MALLOC_TRIM_SECONDS + 15 s): "after close". With `rate` (`clearance
 bench --soak-rate`, messages/s) the trace is offered at that pace instead, as at a park
 through a long peak (issue 13 measured 1,000 messages/s): the worker keeps up, so what it
 holds is what is open, not a backlog read ahead. Once a second: RSS
@@ -158,7 +159,7 @@ def soak_case(
     info: TraceInfo,
     work: Path,
     *,
-    settle: float = 30.0,
+    settle: float | None = None,
     warmup: float = 5.0,
     rate: float | None = None,
 ) -> dict[str, Any]:
@@ -193,6 +194,8 @@ def soak_case(
         result.update(flush_phase(settings, info, collector, group, [worker]))
         result["rssAtCloseMB"] = _mb(vm_kb(worker.pid, "VmRSS"))
         result["forgetSeconds"] = _forgotten(sampler, timeout=300)
+        if settle is None:  # past the worker's next malloc_trim: its free memory is given back by then
+            settle = max(30.0, settings.malloc_trim_seconds + 15.0)
         time.sleep(settle)
         last = sampler.samples[-5:]
         result["rssAfterCloseMB"] = _mb(sum(s.rss_kb for s in last) / max(len(last), 1))

@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partitions", type=int, default=12, help="partitions of every topic (default 12)")
     parser.add_argument("--order-rate", type=float, default=3000.0, help="case e's offered orders/s")
     parser.add_argument(
-        "--soak-rate", type=float, help="case s: offer the trace at this many messages/s (default: a backlog, full speed)"
+        "--soak-rate",
+        type=float,
+        help="case s: offer the trace at this many messages/s (default: full speed, a backlog)",
     )
     parser.add_argument("--cases", default=CASES, help=f"which cases to run (default {CASES})")
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")

@@ -99,6 +99,10 @@ class Settings:
     # How often the worker asks glibc to give its free memory back to the system
     # (`malloc_trim(0)`, agents/memory.py; 0: never). See benchmarks/RESULTS.md, issue 13.
     malloc_trim_seconds: float = 60.0
+    # RocksDB's memory for all of the worker's tables together: one block cache shared by every
+    # partition's database, the memtables charged to it (agents/stores.py). It fills to this
+    # bound and stays there; the memtables' share is 3/8 of it.
+    rocksdb_cache_mb: int = 32
     # Allocations between two young collections of Python's cyclic GC (CPython's default is
     # 700; 0 keeps it). The middle and full collections keep CPython's ratios above it, and
     # what start-up built is frozen out of them once the worker is ready (agents/memory.py).
@@ -164,6 +168,8 @@ class Settings:
             raise ValueError("CLEARANCE_PARTITIONS must be at least 1")
         if self.merge_buffer < 0 or self.max_poll_records < 0:
             raise ValueError("CLEARANCE_MERGE_BUFFER and CLEARANCE_MAX_POLL_RECORDS must be 0 (unbounded) or more")
+        if self.rocksdb_cache_mb < 4:
+            raise ValueError("CLEARANCE_ROCKSDB_CACHE_MB must be at least 4")
         if self.malloc_trim_seconds < 0:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.gc_young_threshold < 0:

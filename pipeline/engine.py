@@ -73,6 +73,9 @@ class Outcome:
     after_decision: int = 0  # documents after the decision (a REVIEW record each)
 
 
+_EXPIRE_BATCH = 1024
+
+
 class PartitionLoop:
     """Event time, the deadline index and the state machine of one partition.
 
@@ -97,8 +100,12 @@ class PartitionLoop:
     def advance(self, event_ms: int, wall_ms: int, out: Outcome) -> None:
         """Move event time (a document, an idle tick, a flush) and close every window it passes."""
         now = self.timeline.advance(event_ms)
-        for deadline, order_no in self.timeline.due(now):
-            self._expire(deadline, order_no, wall_ms, out)
+        due = self.timeline.due
+        # In batches: a flush that passes the retention forgets every retained order at once,
+        # and one list of them all was ~18 MB of the heap's peak at 100,000 (the soak).
+        while batch := due(now, _EXPIRE_BATCH):
+            for deadline, order_no in batch:
+                self._expire(deadline, order_no, wall_ms, out)
 
     def apply(self, doc: Document, wall_ms: int, out: Outcome, received_ms: int | None = None) -> None:
         """Advance to the document's appTime, then step it.

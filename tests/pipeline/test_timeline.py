@@ -158,3 +158,40 @@ def test_due_past_every_deadline_pops_everything() -> None:
     timeline.schedule(-(2**63), "first")
     assert timeline.due(2**63) == [(-(2**63), "first"), (2**63 - 1, "last")]
     assert len(timeline) == 0
+
+
+def test_many_entries_in_order_and_out_of_order_pop_as_the_pairs() -> None:
+    """Retention deadlines come in order (the packed run, over several 64 KiB chunks), window
+    deadlines between them (the heap): popped in steps, they come out as the sorted pairs."""
+    timeline = Timeline()
+    scheduled: list[Entry] = []
+    for i in range(12_000):
+        scheduled.append((1_000_000 + i * 10, f"R{i:019d}"))  # in order
+        scheduled.append((i * 83 % 9_973, f"W{i:019d}"))  # windows: any order
+        timeline.schedule(*scheduled[-2])
+        timeline.schedule(*scheduled[-1])
+    assert len(timeline) == len(scheduled)
+    reference = sorted(scheduled)
+    popped: list[Entry] = []
+    for event_ms in (-5, 0, 4_000, 9_973, 1_000_000, 1_050_007, 1_050_007, 1_100_000):
+        assert timeline.has_due() == (bool(reference[len(popped) :]) and reference[len(popped)][0] < timeline.event_ms)
+        popped += timeline.due(event_ms)
+        assert popped == [pair for pair in reference if pair[0] < event_ms]
+        timeline.advance(event_ms)
+    timeline.schedule(5, "late")  # below the run's last entry: the heap
+    assert timeline.has_due()
+    assert timeline.due(6) == [(5, "late")]
+    assert popped + timeline.drain() == reference
+    assert len(timeline) == 0 and not timeline.has_due()
+
+
+def test_due_with_a_limit_pops_the_earliest_first_in_batches() -> None:
+    timeline = Timeline()
+    for deadline in (9, 3, 7, 1, 5, 11):
+        timeline.schedule(deadline, f"o{deadline}")
+    assert timeline.due(10, 2) == [(1, "o1"), (3, "o3")]
+    assert timeline.due(10, 2) == [(5, "o5"), (7, "o7")]
+    assert timeline.due(10, 2) == [(9, "o9")]
+    assert timeline.due(10, 2) == []
+    assert timeline.due(2**63, 5) == [(11, "o11")]
+    assert len(timeline) == 0
