@@ -205,6 +205,12 @@ def _run(
     finally:
         sink.close()
         if gc_was_enabled:
+            # Everything allocated during the run is still in the young generation: the first
+            # allocation after enable() would walk all of it (0.39 s, 5% of the CPU of a
+            # 300,000-line trace) to free nothing. freeze() then unfreeze() moves it to the
+            # oldest generation unscanned; full collections still see it later.
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
     summary.redeliveries = engine.redeliveries
     summary.seconds = time.perf_counter() - started
