@@ -72,6 +72,16 @@ class Delivery:
                 await asyncio.wait((self._settling[0],))
                 self._prune()
 
+    async def checkpoint(self) -> None:
+        """Seal what is tracked so far into a batch, as a full batch of acks would, and wait
+        while too many are unsettled. For one input that causes many sends (a flush that
+        forgets every retained order): its records then wait in bounded batches, not all
+        at once with a future each."""
+        self._seal()
+        while len(self._settling) > self.max_batches:
+            await asyncio.wait((self._settling[0],))
+            self._prune()
+
     def fail(self, reason: str) -> None:
         """Stop all acks (nothing more is committed; /healthz fails so the worker is restarted)."""
         if not self.broken:

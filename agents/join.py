@@ -315,9 +315,13 @@ class JoinProcessor:
             if self.trace is not None:
                 self.trace("advance", msg, "", target, part.loop.event_ms)
             part.states.source = msg
-            outcome = Outcome()
-            part.loop.advance(target, wall, outcome)
-            await self._emit(part, msg.partition, outcome)
+            while True:  # a flush past the retention forgets thousands: their records go in bounded batches
+                outcome = Outcome()
+                more = part.loop.advance(target, wall, outcome, _TICK_EXPIRIES)
+                await self._emit(part, msg.partition, outcome)
+                if not more:
+                    break
+                await self.sender.delivery.checkpoint()
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
             part.persisted_ms = part.loop.event_ms
@@ -413,6 +417,9 @@ class JoinProcessor:
             len(resend),
         )
         return part
+
+
+_TICK_EXPIRIES = 2000  # deadlines a tick closes between two checkpoints of the sends
 
 
 def kind_of_topics(topics: dict[DocKind, str]) -> dict[str, DocKind]:

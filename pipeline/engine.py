@@ -97,15 +97,24 @@ class PartitionLoop:
         """The partition's event time: the largest appTime applied (or moved to)."""
         return self.timeline.event_ms
 
-    def advance(self, event_ms: int, wall_ms: int, out: Outcome) -> None:
-        """Move event time (a document, an idle tick, a flush) and close every window it passes."""
+    def advance(self, event_ms: int, wall_ms: int, out: Outcome, limit: int | None = None) -> bool:
+        """Move event time (a document, an idle tick, a flush) and close every window it passes.
+
+        With `limit`, at most that many deadlines: True when some are still due, for another call.
+        """
         now = self.timeline.advance(event_ms)
         due = self.timeline.due
         # In batches: a flush that passes the retention forgets every retained order at once,
         # and one list of them all was ~18 MB of the heap's peak at 100,000 (the soak).
-        while batch := due(now, _EXPIRE_BATCH):
+        while (size := _EXPIRE_BATCH if limit is None else min(limit, _EXPIRE_BATCH)) > 0:
+            batch = due(now, size)
+            if not batch:
+                break
             for deadline, order_no in batch:
                 self._expire(deadline, order_no, wall_ms, out)
+            if limit is not None:
+                limit -= len(batch)
+        return self.timeline.has_due()
 
     def apply(self, doc: Document, wall_ms: int, out: Outcome, received_ms: int | None = None) -> None:
         """Advance to the document's appTime, then step it.

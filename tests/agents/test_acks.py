@@ -172,6 +172,35 @@ def test_ack_waits_while_max_batches_are_unsettled_until_the_oldest_settles(max_
     run(body)
 
 
+def test_checkpoint_seals_the_sends_so_far_and_waits_while_too_many_batches_are_unsettled() -> None:
+    """One input causing many sends (a flush): each checkpoint seals what is tracked into a
+    batch, so the sends do not pile up in one; a checkpoint past max_batches waits for the
+    oldest; the input's own ack still comes after every send it caused."""
+
+    async def body() -> None:
+        acks, delivery = Acks(), Delivery(max_acks=100, max_age_s=NEVER, max_batches=1)
+        sends = futures(3)
+        delivery.track(sends[0])
+        await asyncio.wait_for(delivery.checkpoint(), timeout=1)  # one batch unsettled: no wait
+        delivery.track(sends[1])
+        blocked = asyncio.ensure_future(delivery.checkpoint())
+        await spin()
+        assert not blocked.done(), "two batches unsettled: the checkpoint waits"
+        sends[0].set_result(None)
+        await spin()
+        assert blocked.done()
+        delivery.track(sends[2])
+        await delivery.ack(acks(0))
+        sends[1].set_result(None)
+        await spin()
+        assert acks.released == [], "the ack waits for the sends tracked before it, checkpointed or not"
+        sends[2].set_result(None)
+        await delivery.flush()
+        assert acks.released == [0]
+
+    run(body)
+
+
 @pytest.mark.parametrize("fails", [False, True], ids=["send-delivered", "send-failed"])
 @pytest.mark.parametrize("sealed", [False, True], ids=["acks-unsealed", "acks-sealed"])
 def test_revoke_drops_the_acks_not_released_but_keeps_the_sends_tracked(sealed: bool, fails: bool) -> None:

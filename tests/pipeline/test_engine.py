@@ -545,3 +545,21 @@ def test_the_traces_are_not_trivial(seed: int, reasons: set[str]) -> None:
     seen, _ = feed_all(trace(seed), 0)
     assert reasons <= {r for d in seen if not isinstance(d, dict) for r in d.reasons}
     assert any(not isinstance(d, dict) and d.status == "RELEASED" for d in seen)
+
+
+@pytest.mark.parametrize("limit", [1, 3, 1024, 5000])
+def test_advance_with_a_limit_closes_the_same_windows_over_several_calls(limit: int) -> None:
+    """A flush that passes thousands of deadlines (the Kafka shell's tick) may take them a
+    `limit` at a time: the same saves and emits, in the same order, as one call."""
+    actions: list[Action] = [("doc", "payment", f"P{i:05d}", i) for i in range(2500)]
+    actions += [("doc", "order", f"O{i:05d}", i) for i in range(0, 2500, 7)]
+    whole = drive([*actions, ("advance", 10 * RETENTION)])
+    stepped = drive(actions)
+    calls = 0
+    while stepped.loop.advance(10 * RETENTION, 7, stepped.out, limit):
+        calls += 1
+    assert calls >= 2500 // limit - 1  # every window closes (the decided ones are retained past it)
+    assert [label(e) for e in stepped.out.emits] == [label(e) for e in whole.out.emits]
+    assert stepped.states.saves == whole.states.saves
+    assert counters(stepped.out) == counters(whole.out)
+    assert len(stepped.loop.timeline) == 0 and not stepped.loop.advance(10 * RETENTION, 7, stepped.out, limit)
