@@ -128,7 +128,7 @@ def test_from_entries_in_any_order(event_ms: int, entries: list[Entry], due_at: 
 
 
 _DEADLINES = st.integers(min_value=-(2**62), max_value=2**62)
-_ORDER_NOS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_ORDER_NOS = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
 
 
 @given(
