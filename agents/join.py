@@ -322,6 +322,8 @@ class JoinProcessor:
                 if not more:
                     break
                 await self.sender.delivery.checkpoint()
+                if self.partitions.get(msg.partition) is not part:  # revoked meanwhile: the next owner goes on
+                    return
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])
             part.persisted_ms = part.loop.event_ms
