@@ -44,21 +44,13 @@ _BUFFERED = "clearance_merge_buffered"
 _PAUSED = "clearance_input_partitions_paused"
 _HELD = "clearance_candidates_held"
 _ACKED = "clearance_consumer_acked_offsets"
-_COUNTS = {  # counts, not bytes
-    "deadlines": "deadlinesIndexed",
-    "queued": "producerQueued",
-    "buffered": "mergeBuffered",
-    "paused": "inputsPaused",
-    "held": "candidatesHeld",
-    "acked": "ackedOffsets",
-}
-_COUNTED = {
-    _DEADLINES: "deadlines",
-    _QUEUED: "queued",
-    _BUFFERED: "buffered",
-    _PAUSED: "paused",
-    _HELD: "held",
-    _ACKED: "acked",
+_COUNTS = {  # counts, not bytes: metric -> its name in the samples
+    _DEADLINES: "deadlinesIndexed",
+    _QUEUED: "producerQueued",
+    _BUFFERED: "mergeBuffered",
+    _PAUSED: "inputsPaused",
+    _HELD: "candidatesHeld",
+    _ACKED: "ackedOffsets",
 }
 
 
@@ -109,8 +101,8 @@ class MemorySampler(threading.Thread):
                 windows = int(float(line.split()[-1]))
             elif line.startswith("clearance_documents_in_total{") and f'topic="{self.orders_topic}"' in line:
                 orders += int(float(line.split()[-1]))
-            elif line.split(" ", 1)[0] in _COUNTED:
-                native[_COUNTED[line.split(" ", 1)[0]]] = int(float(line.split()[-1]))
+            elif (name := line.split(" ", 1)[0]) in _COUNTS:
+                native[_COUNTS[name]] = int(float(line.split()[-1]))
             elif line.startswith(tuple(f"{name}{{" for name in _MEMORY_METRICS)):
                 prefix = _MEMORY_METRICS[line.split("{", 1)[0]]
                 kind = line.split('kind="', 1)[1].split('"', 1)[0]
@@ -129,16 +121,16 @@ def _forgotten(sampler: MemorySampler, timeout: float) -> float | None:
     while time.monotonic() - began < timeout:
         last = sampler.samples[-1] if sampler.samples else None
         if last is not None and last.windows_open == 0:
-            if "deadlines" not in last.native:
+            if "deadlinesIndexed" not in last.native:
                 return None  # a worker that does not report its deadline index
-            if last.native["deadlines"] == 0:
+            if last.native["deadlinesIndexed"] == 0:
                 return round(time.monotonic() - began, 1)
         time.sleep(1)
     return None
 
 
 def _megabytes(native: dict[str, int]) -> dict[str, float]:
-    return {k: round(v / 2**20, 1) for k, v in native.items() if k not in _COUNTS}
+    return {k: round(v / 2**20, 1) for k, v in native.items() if k not in _COUNTS.values()}
 
 
 def _mb(kb: float) -> float:
@@ -200,7 +192,7 @@ def soak_case(
         last = sampler.samples[-5:]
         result["rssAfterCloseMB"] = _mb(sum(s.rss_kb for s in last) / max(len(last), 1))
         result["nativeAfterCloseMB"] = _megabytes(last[-1].native) if last else {}
-        result["deadlinesIndexedAfterClose"] = last[-1].native.get("deadlines") if last else None
+        result["deadlinesIndexedAfterClose"] = last[-1].native.get("deadlinesIndexed") if last else None
         result["settleSeconds"] = settle
     finally:
         result["peakRssMB"] = {str(worker.pid): _mb(vm_kb(worker.pid, "VmHWM"))}
@@ -220,7 +212,7 @@ def soak_case(
             "rssMB": _mb(s.rss_kb),
             "windowsOpen": s.windows_open,
             **(
-                {"nativeMB": _megabytes(s.native), **{_COUNTS[k]: s.native.get(k) for k in _COUNTS}} if s.native else {}
+                {"nativeMB": _megabytes(s.native), **{k: s.native.get(k) for k in _COUNTS.values()}} if s.native else {}
             ),
         }
         for s in samples

@@ -115,9 +115,12 @@ class Merge(Generic[T]):
         never stays paused. The shell records what it did in `paused`. Messages fetched
         before a pause still arrive: the bound is a high mark, not a hard limit.
         """
+        paused, queues = self.paused, self.queues
+        if not paused and len(queues[0]) < bound and len(queues[1]) < bound and len(queues[2]) < bound:
+            return [], []  # the common case, on every input message: nothing to change
         low = bound // 2
-        pause = [r for r, q in enumerate(self.queues) if r not in self.paused and len(q) >= bound]
-        resume = sorted(r for r in self.paused if len(self.queues[r]) <= low)
+        pause = [r for r, q in enumerate(queues) if r not in paused and len(q) >= bound]
+        resume = sorted(r for r in paused if len(queues[r]) <= low)
         return pause, resume
 
     def __len__(self) -> int:
