@@ -56,6 +56,7 @@ from agents.views import add_views
 from clearance.clock import wall_ms
 from clearance.kafka import MAX_MESSAGE_BYTES, producer_config, ssl_context
 from clearance.settings import Settings
+from pipeline.memo import forget as forget_memos
 
 log = logging.getLogger("clearance.worker")
 
@@ -365,6 +366,7 @@ def _timers(
         async def give_memory_back() -> None:
             """The allocator's free memory back to the system (agents/memory.py): after a peak,
             glibc keeps what was freed in its arenas (issue 13). In a thread: it takes a few ms."""
+            forget_memos()  # first: what they pin in CPython's arenas goes back with them
             await asyncio.to_thread(trim)
 
     @app.timer(interval=settings.tick_seconds)  # type: ignore[untyped-decorator]  # faust's timer is untyped

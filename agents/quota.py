@@ -271,17 +271,18 @@ class QuotaProcessor:
             await self.sender.dead_letter(msg, str(err), None, True)
             pending.done = True
             return
-        if candidate.declaration.event_time_ms < self.watermark(part):  # nothing earlier can still come
+        declaration = candidate.declaration
+        if declaration.event_time_ms < self.watermark(part):  # nothing earlier can still come
             await self._decide(candidate, msg)
             pending.done = True
-        else:
-            part.held.hold(candidate, (msg, pending))
+        else:  # held as its message (decoded again on release): ~0.4 KB, not ~1.6 KB, in a backlog
+            part.held.hold(declaration.event_time_ms, declaration.order_no, (msg, pending))
 
     async def _release(self, part: _Partition) -> None:
         """Decide what the watermark has passed, in order; then ack the decided prefix."""
-        for candidate, (msg, pending) in part.held.release(self.watermark(part)):
+        for msg, pending in part.held.release(self.watermark(part)):
             try:
-                await self._decide(candidate, msg)
+                await self._decide(decode_candidate(msg.value), msg)  # it decoded on receipt
             except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
                 await self.sender.internal_error(msg, exc, "quota")
             pending.done = True

@@ -243,7 +243,7 @@ class Engine:
         self.loop = PartitionLoop(config, self.states, timeline or Timeline())
         self.redeliveries = 0
         self._quotas: dict[bytes, BuyerQuota] = {}
-        self._held: QuotaOrder[None] = QuotaOrder()
+        self._held: QuotaOrder[Candidate] = QuotaOrder()
         self._cache_size = cache_size
         self._outcome = Outcome()  # reused by `apply`: emptied after each call
 
@@ -310,14 +310,15 @@ class Engine:
 
         A candidate waits until event time has passed its eventTime (pipeline/quota.py).
         """
-        for candidate, _ in self._held.release(self.loop.event_ms):  # decided before this call
+        for candidate in self._held.release(self.loop.event_ms):  # decided before this call
             out.declarations.append(self._quota(candidate))
         for item in outcome.emits:
             if isinstance(item, Candidate):
-                self._held.hold(item, None)
+                declaration = item.declaration
+                self._held.hold(declaration.event_time_ms, declaration.order_no, item)
             else:
                 out.declarations.append(item)
-        for candidate, _ in self._held.drain() if final else self._held.release(self.loop.event_ms):
+        for candidate in self._held.drain() if final else self._held.release(self.loop.event_ms):
             out.declarations.append(self._quota(candidate))
 
     def _quota(self, candidate: Candidate) -> Declaration:

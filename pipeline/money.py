@@ -100,6 +100,9 @@ def _ratio(factor: Decimal) -> tuple[int, int]:
     return factor.as_integer_ratio()
 
 
+ratio_cache_clear = _ratio.cache_clear
+
+
 def json_type(value: object) -> str:
     """The JSON type name of a decoded value, for error messages."""
     if value is None:

@@ -199,6 +199,11 @@ _KNOWN_TIMES: dict[str, int] = {}
 _KNOWN_LIMIT = 1 << 13  # distinct seconds: over 2 hours of trace
 
 
+def forget_times() -> None:
+    """Empty the map of known times (pipeline/memo.py)."""
+    _KNOWN_TIMES.clear()
+
+
 def _time_ms(text: str, field: str) -> int:
     ms = _KNOWN_TIMES.get(text)
     if ms is not None:

@@ -56,3 +56,9 @@ def cst_year(ms: int) -> int:
 def cst_date(ms: int) -> str:
     """YYYYMMDD (CST) of an instant."""
     return datetime.fromtimestamp(ms // 1000, CST).strftime("%Y%m%d")
+
+
+def cache_clear() -> None:
+    """Empty this module's memo caches (pipeline/memo.py)."""
+    for memoised in (app_time_ms, iso_cst, _utc_second, cst_year):
+        memoised.cache_clear()

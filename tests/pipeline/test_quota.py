@@ -123,16 +123,13 @@ def test_embedded_counts_in_event_time_then_order_number_order(
 
 
 def test_quota_order_releases_strictly_below_the_watermark_in_key_order() -> None:
-    def timed(order_no: str, event_ms: int) -> Candidate:
-        made = cand(0, 100)
-        return made._replace(declaration=made.declaration._replace(order_no=OrderId(order_no), event_time_ms=event_ms))
-
-    held: QuotaOrder[int] = QuotaOrder()
+    held: QuotaOrder[tuple[str, int]] = QuotaOrder()
     for tag, (order_no, event_ms) in enumerate([("B", 20), ("A", 20), ("C", 10), ("D", 30)]):
-        held.hold(timed(order_no, event_ms), tag)
-    assert [(c.declaration.order_no, t) for c, t in held.release(20)] == [("C", 2)]
-    assert [c.declaration.order_no for c, _ in held.release(21)] == ["A", "B"]
-    assert len(held) == 1 and [c.declaration.order_no for c, _ in held.drain()] == ["D"]
+        held.hold(event_ms, order_no, (order_no, tag))
+    assert not held.due(10) and held.due(11)
+    assert held.release(20) == [("C", 2)]
+    assert held.release(21) == [("A", 1), ("B", 0)]
+    assert len(held) == 1 and held.drain() == [("D", 3)]
 
 
 @pytest.mark.parametrize("dutiable", [0, 1, CFG.annual_limit_fen, CFG.annual_limit_fen + 1])
