@@ -7,7 +7,8 @@ CPython's small-object allocator that the backlog filled, and an arena goes back
 system only once nothing in it is alive. A long-running shell forgets them now and then
 (the worker, before it gives memory back: agents/app.py); the next documents fill them
 again. Measured after a 100,000-order backlog: ~4 MB of blocks and 6 of 223 arenas back
-(benchmarks/RESULTS.md, "After a backlog"); what else pins those arenas is not found yet.
+(benchmarks/RESULTS.md, "After a backlog"); the rest are pinned, it seems, by the latest
+values of offsets, counters and timestamps (Faust's, aiokafka's, the worker's).
 """
 
 from __future__ import annotations
