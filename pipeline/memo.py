@@ -18,8 +18,7 @@ from pipeline import idcard, money, parsing, timeconv
 
 def forget() -> None:
     """Empty every memo cache of the core (results are unchanged: the functions are pure)."""
-    money.KNOWN_FEN.clear()
-    money.ratio_cache_clear()
-    parsing.forget_times()
+    money.forget()
+    parsing.forget()
+    timeconv.forget()
     idcard.is_valid_resident_id.cache_clear()
-    timeconv.cache_clear()

@@ -100,7 +100,10 @@ def _ratio(factor: Decimal) -> tuple[int, int]:
     return factor.as_integer_ratio()
 
 
-ratio_cache_clear = _ratio.cache_clear
+def forget() -> None:
+    """Empty this module's memo caches: the money map and the ratios (pipeline/memo.py)."""
+    KNOWN_FEN.clear()
+    _ratio.cache_clear()
 
 
 def json_type(value: object) -> str:

@@ -199,8 +199,8 @@ _KNOWN_TIMES: dict[str, int] = {}
 _KNOWN_LIMIT = 1 << 13  # distinct seconds: over 2 hours of trace
 
 
-def forget_times() -> None:
-    """Empty the map of known times (pipeline/memo.py)."""
+def forget() -> None:
+    """Empty this module's memo cache, the map of known times (pipeline/memo.py)."""
     _KNOWN_TIMES.clear()
 
 

@@ -58,7 +58,7 @@ def cst_date(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, CST).strftime("%Y%m%d")
 
 
-def cache_clear() -> None:
+def forget() -> None:
     """Empty this module's memo caches (pipeline/memo.py)."""
     for memoised in (app_time_ms, iso_cst, _utc_second, cst_year):
         memoised.cache_clear()
