@@ -36,9 +36,12 @@ from faust.stores.rocksdb import RocksDBOptions
 from agents.faust_internals import open_databases
 
 _MIB = 1024 * 1024
-# Everything RocksDB keeps in memory for the worker's tables, all partitions together.
-SHARED_CACHE_BYTES = 32 * _MIB
-# The memtables' share of it: past this sum the largest memtable is flushed.
+# Everything RocksDB keeps in memory for the worker's tables, all partitions together
+# (CLEARANCE_ROCKSDB_CACHE_MB; benchmarks/rocksdb_cache.py measures 16 against 32 MiB).
+SHARED_CACHE_BYTES = 16 * _MIB
+# The memtables' share of it: past this sum the largest memtable is flushed. 3/4: with 3/8
+# (6 MiB) memtables are flushed at half the total, and the worker spent 7 to 11% more CPU per
+# event under a backlog (case c, benchmarks/RESULTS.md); blocks get what memtables leave.
 WRITE_BUFFERS_BYTES = 12 * _MIB
 # Per database: a memtable is flushed at 1 MiB (at 12 partitions x 3 tables the manager's
 # bound, not this one, decides when the busy ones are flushed).

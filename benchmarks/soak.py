@@ -1,14 +1,14 @@
 """Case s, the soak: one worker's resident memory against the orders it has read.
 
 One `clearance worker` process (fresh data directory) is started on empty input topics
-and left to settle; its resident set then is "at ready". The trace is produced at full
-speed (the worker consumes it as fast as it can), then the flush ticks move event time
-past every window and the retention of decided orders, and the worker is watched for
-`settle` seconds more with every window closed (by default past the worker's next
-`malloc_trim`, CLEARANCE_MALLOC_TRIM_SECONDS + 15 s): "after close". With `rate` (`clearance
-bench --soak-rate`, messages/s) the trace is offered at that pace instead, as at a park
-through a long peak (issue 13 measured 1,000 messages/s): the worker keeps up, so what it
-holds is what is open, not a backlog read ahead. Once a second: RSS
+and left to settle; its resident set then is "at ready". The trace is offered at `rate`
+messages/s (`clearance bench --soak-rate`, 1,000 by default: a park through a long peak, the
+pace issue 13 measured; the worker keeps up, so what it holds is what is open), or, with no
+rate, produced at full speed: a backlog the worker reads ahead into as far as its buffers
+let it. Then the flush ticks move event time past every window and the retention of decided
+orders, and the worker is watched for `settle` seconds more with every window closed (by
+default past the worker's next `malloc_trim`, CLEARANCE_MALLOC_TRIM_SECONDS + 15 s):
+"after close". Once a second: RSS
 (/proc), the order messages the worker has read (its `documents_in` counter; declarations
 trail them: the quota stage holds candidates for event-time order), declarations so far,
 open windows and, when the worker reports them, RocksDB's own memory figures and glibc's
@@ -159,7 +159,7 @@ def soak_case(
     collector = open_collector(settings, work)
     own = settings.with_overrides(data_dir=str(work / "worker"), web_port=free_ports(1)[0], processes=1)
     worker = start_worker(own, work / "worker.log")
-    result: dict[str, Any] = {"processes": 1, "offeredMessagesPerSecond": rate}
+    result: dict[str, Any] = {"processes": 1, "offeredMessagesPerSecond": rate or None}
     sampler = MemorySampler(worker.pid, collector, f"http://127.0.0.1:{own.web_port}/metrics", settings.topic_orders)
     group = Sampler(settings, settings.app_id, None)  # only for its windows gauge reader in the flush
     group.metric_urls = [sampler.metrics_url]
@@ -228,8 +228,10 @@ def brief(case: dict[str, Any]) -> str:
     peak = max(case.get("peakRssMB", {"": 0}).values())
     goal = case.get("goal", {})
     verdict = "met" if goal.get("met") else "NOT met"
+    rate = case.get("offeredMessagesPerSecond")
+    pace = f"offered at {rate:,.0f} messages/s" if rate else "offered all at once (a backlog)"
     return (
-        f"RSS MB at ready {case['rssAtReadyMB']}, at orders {{{marks}}}, peak {peak}, "
+        f"{pace}: RSS MB at ready {case['rssAtReadyMB']}, at orders {{{marks}}}, peak {peak}, "
         f"after close {case.get('rssAfterCloseMB')} (+{goal.get('afterCloseMinusReadyMB')}; goal <= {GOAL_MB:.0f}: "
         f"{verdict})"
     )

@@ -8,7 +8,8 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
   e  one worker process at a fixed offered rate (default 3,000 orders/s): end-to-end latency
   f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
   s  the soak (not in the default set): one worker's resident memory against the orders it
-     declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`)
+     declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`,
+     the trace offered at 1,000 messages/s; `--soak-rate 0` offers it all at once)
 Ratios of the same run: c/f, c/a, d/c (and every case x a). The default trace (50,000 orders,
 about 150,000 messages) is long enough that start-up does not dominate.
 Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
@@ -52,6 +53,8 @@ from ops.replay import replay
 HERE = Path(__file__).resolve().parent
 CASES = "abcdef"
 DEFAULT_ORDERS = 50_000
+# Case s offers the trace at a park's pace, the pace issue 13 measured memory at (messages/s).
+SOAK_RATE = 1000.0
 
 
 def _ensure_broker(settings: Settings) -> None:
@@ -139,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--soak-rate",
         type=float,
-        help="case s: offer the trace at this many messages/s (default: full speed, a backlog)",
+        default=SOAK_RATE,
+        help=f"case s: offer the trace at this many messages/s (default {SOAK_RATE:,.0f}, a park's pace, "
+        "as issue 13 measured; 0: all at once, a backlog)",
     )
     parser.add_argument("--cases", default=CASES, help=f"which cases to run (default {CASES})")
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")

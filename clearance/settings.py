@@ -101,8 +101,10 @@ class Settings:
     malloc_trim_seconds: float = 60.0
     # RocksDB's memory for all of the worker's tables together: one block cache shared by every
     # partition's database, the memtables charged to it (agents/stores.py). It fills to this
-    # bound and stays there; the memtables' share is 3/8 of it.
-    rocksdb_cache_mb: int = 32
+    # bound and stays there; the memtables' share is 3/4 of it. 16 costs the worker no more
+    # CPU per event than 32 (case c), and holds a park's week of retained orders
+    # (`python -m benchmarks.rocksdb_cache`, benchmarks/RESULTS.md).
+    rocksdb_cache_mb: int = 16
     # Allocations between two young collections of Python's cyclic GC (CPython's default is
     # 700; 0 keeps it). The middle and full collections keep CPython's ratios above it, and
     # what start-up built is frozen out of them once the worker is ready (agents/memory.py).

@@ -91,10 +91,10 @@ def test_malloc_trim_seconds_is_never_negative() -> None:
 
 
 def test_the_cache_size_is_a_setting() -> None:
-    settings = Settings.from_env({"CLEARANCE_ROCKSDB_CACHE_MB": "16"})
+    settings = Settings.from_env({"CLEARANCE_ROCKSDB_CACHE_MB": "32"})
     shared = SharedMemory.of_megabytes(settings.rocksdb_cache_mb)
-    assert shared.cache_bytes == 16 * 1024 * 1024
-    assert shared.write_buffers_bytes == 6 * 1024 * 1024  # 3/8, as 12 of the default 32
+    assert shared.cache_bytes == 32 * 1024 * 1024
+    assert shared.write_buffers_bytes == 24 * 1024 * 1024  # 3/4, as 12 of the default 16
     assert SharedMemory.of_megabytes(Settings().rocksdb_cache_mb).cache_bytes == SHARED_CACHE_BYTES
     with pytest.raises(ValueError, match="CLEARANCE_ROCKSDB_CACHE_MB"):
         Settings.from_env({"CLEARANCE_ROCKSDB_CACHE_MB": "1"})
