@@ -17,6 +17,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -47,6 +48,7 @@ from agents.restore import restore
 from agents.sender import Dest, Headers, Msg, Sender
 from agents.sequence import Sequencer
 from agents.side_reader import SideReader
+from agents.spill import SPILL_DIR, Spills
 from agents.stores import SharedMemory, share_memory
 from agents.stream import drain
 from agents.topics import candidates_topic
@@ -115,9 +117,9 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    joiner = _joiner(
-        settings, tables, access, sender, (sequences["join"], UnreadCheck(app, side, sequences["join"])), InputFlow(app)
-    )
+    reads = (sequences["join"], UnreadCheck(app, side, sequences["join"]))
+    spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
+    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills)
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
         settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
@@ -278,6 +280,7 @@ def _joiner(
     sender: Sender,
     reads: tuple[Sequencer, UnreadCheck],
     flow: InputFlow,
+    spills: Spills,
 ) -> JoinProcessor:
     sequence, unread = reads
     return JoinProcessor(
@@ -296,6 +299,7 @@ def _joiner(
         publish_every_ms=int(settings.watermark_seconds * 1000) if settings.quota_order != "arrival" else None,
         flow=flow,
         merge_buffer=settings.merge_buffer,
+        spills=spills.open,
     )
 
 

@@ -36,7 +36,7 @@ from pipeline.errors import InvalidRecord, StateCodecError
 from pipeline.join import JoinState
 from pipeline.merge import KINDS, RANK, Merge, Queued
 from pipeline.records import DocKind, Document
-from pipeline.timeline import Timeline
+from pipeline.timeline import Spill, Timeline
 from pipeline.timeline import entry as deadline_entry
 
 log = logging.getLogger("clearance.worker.join")
@@ -71,6 +71,12 @@ _SPLIT_WARN_MIN = 50
 _SPLIT_WARN_SHARE = 0.8
 
 
+class PartitionSpill(Spill, Protocol):
+    """Where a partition's deadline index puts its full chunks (agents/spill.py)."""
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Partition:
     """What the join keeps of one partition besides the table."""
@@ -86,6 +92,7 @@ class Partition:
     completed: int = 0  # windows decided complete since the assignment
     incomplete: int = 0  # windows closed with a document missing since the assignment
     warn_at: int = field(default=_SPLIT_WARN_MIN)
+    spill: PartitionSpill | None = None  # the deadline index's chunks on disk, closed with the partition
 
 
 class JoinProcessor:
@@ -109,9 +116,11 @@ class JoinProcessor:
         publish_every_ms: int | None = 1000,
         flow: Flow | None = None,
         merge_buffer: int = 0,
+        spills: Callable[[int], PartitionSpill] | None = None,
     ) -> None:
         """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
-        holds `merge_buffer` documents is paused until the queue has drained to half of it."""
+        holds `merge_buffer` documents is paused until the queue has drained to half of it.
+        `spills` opens a partition's spill for its deadline index (none: kept in memory)."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -131,6 +140,8 @@ class JoinProcessor:
         self.metrics = sender.metrics
         self.wall = wall
         self.partitions: dict[int, Partition] = {}
+        self.spills = spills
+        self._retired: list[PartitionSpill] = []  # spills of forgotten partitions, to close
         self.trace: Trace | None = None
 
     def forget_partitions(self) -> None:
@@ -139,7 +150,10 @@ class JoinProcessor:
         Buffered documents are dropped unacked: Faust seeks to the committed offsets
         after the rebalance (and the offset check refills what it skips), so whoever
         owns the partition now reads them again. The holds of full queues are forgotten
-        too: a rebalance starts every partition unpaused in aiokafka (agents/flow.py)."""
+        too: a rebalance starts every partition unpaused in aiokafka (agents/flow.py).
+        Their spills are closed when the next message comes: a message being handled (the
+        rebalance came while it awaited) may still use its partition's index."""
+        self._retired += [part.spill for part in self.partitions.values() if part.spill is not None]
         self.partitions.clear()
 
     @property
@@ -163,6 +177,8 @@ class JoinProcessor:
         highest contiguous acked offset and tolerates a one-message gap at the head,
         so acking out of order could commit past a message not yet applied."""
         try:
+            while self._retired:  # one message at a time (concurrency 1): none uses them now
+                self._retired.pop().close()
             if msg.topic == self.tick_topic:
                 await self._tick(msg)
                 await self.delivery.ack(ack)
@@ -404,8 +420,9 @@ class JoinProcessor:
             event_ms = max(event_ms, _event_lower_bound(state, self.config.retention_ms))
             resend += states.in_doubt(stored.outbox)
         wall = self.wall()
-        loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries), open_windows)
-        part = Partition(loop, states, Merge(self.merge_wait_ms, wall), persisted_ms, event_ms, wall)
+        spill = self.spills(number) if self.spills is not None else None
+        loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries, spill), open_windows)
+        part = Partition(loop, states, Merge(self.merge_wait_ms, wall), persisted_ms, event_ms, wall, spill=spill)
         for entry in resend:
             for emit in entry.emits:
                 await self.sender.emit(emit)

@@ -33,7 +33,7 @@ WAIT_MS = 2_000
 class Harness:
     """A JoinProcessor over fakes, and what it sent."""
 
-    def __init__(self, flow: Flow | None = None, merge_buffer: int = 0) -> None:
+    def __init__(self, flow: Flow | None = None, merge_buffer: int = 0, spills: Any = None) -> None:
         self.wall = 1_000_000
         self.unread: set[str] = set()  # topics the "broker" holds unread messages of
         self.asked: list[str] = []
@@ -74,6 +74,7 @@ class Harness:
             wall=lambda: self.wall,
             flow=flow,
             merge_buffer=merge_buffer,
+            spills=spills,
         )
 
     async def feed(self, topic: str, doc: dict[str, Any]) -> None:

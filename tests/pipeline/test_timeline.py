@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline import timeline as timeline_module
 from pipeline.timeline import Timeline, entry
 
 Entry = tuple[int, str]
@@ -195,3 +196,64 @@ def test_due_with_a_limit_pops_the_earliest_first_in_batches() -> None:
     assert timeline.due(10, 2) == []
     assert timeline.due(2**63, 5) == [(11, "o11")]
     assert len(timeline) == 0
+
+
+class _Recording:
+    """A spill that counts what passes through it (and checks it is first in, first out)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.taken = 0
+        self.put_count = 0
+
+    def put(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.put_count += 1
+
+    def take(self) -> bytes:
+        self.taken += 1
+        return self.chunks.pop(0)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+
+@given(
+    scheduled=st.lists(st.tuples(st.integers(min_value=0, max_value=60), _ORDER_NOS), max_size=60),
+    steps=st.lists(st.integers(min_value=0, max_value=70), max_size=8),
+)
+def test_a_spilled_run_pops_as_the_pairs(scheduled: list[Entry], steps: list[int]) -> None:
+    """With tiny chunks every few entries cross a chunk boundary: head, spilled middle, tail."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(timeline_module, "_CHUNK", 24)
+        spill = _Recording()
+        timeline = Timeline(spill=spill)
+        pending: list[Entry] = []  # the reference: what is indexed and not popped yet
+        moments = sorted(steps)
+        for i, (deadline, order_no) in enumerate(scheduled):
+            timeline.schedule(deadline, order_no)
+            pending.append((deadline, order_no))
+            if moments and i % 7 == 6:  # pops between the schedules
+                event_ms = moments.pop(0)
+                pending.sort()
+                expected = [pair for pair in pending if pair[0] < event_ms]
+                assert timeline.due(event_ms) == expected
+                del pending[: len(expected)]
+        assert timeline.drain() == sorted(pending)
+        assert len(spill) == 0 and spill.taken == spill.put_count
+
+
+def test_only_the_front_and_back_chunks_of_the_run_stay_in_memory() -> None:
+    """Retention deadlines in order (120,000 entries, ~3.6 MB packed): the full chunks between
+    the front and the back go to the spill and come back in order as they are popped."""
+    spill = _Recording()
+    timeline = Timeline(spill=spill)
+    for i in range(120_000):
+        timeline.schedule(1_000 + i, f"HZ2026111100{i:09d}")
+    assert spill.put_count >= 50
+    held = timeline._run.head, timeline._run.tail  # noqa: SLF001 - what stays in memory
+    assert sum(len(chunk or b"") for chunk in held) <= 2 * 65_536 + 64
+    assert timeline.due(1_000 + 60_000) == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000)]
+    assert spill.taken > 0
+    assert timeline.drain() == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000, 120_000)]
+    assert len(spill) == 0 and spill.taken == spill.put_count
