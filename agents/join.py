@@ -92,7 +92,7 @@ class Partition:
     completed: int = 0  # windows decided complete since the assignment
     incomplete: int = 0  # windows closed with a document missing since the assignment
     warn_at: int = field(default=_SPLIT_WARN_MIN)
-    spill: PartitionSpill | None = None  # the deadline index's chunks on disk, closed with the partition
+    spill: PartitionSpill | None = None  # the deadline index's chunks on disk, closed once it is forgotten
 
 
 class JoinProcessor:
@@ -156,6 +156,17 @@ class JoinProcessor:
         self._retired += [part.spill for part in self.partitions.values() if part.spill is not None]
         self.partitions.clear()
 
+    def _close_retired(self) -> None:
+        """Close the forgotten partitions' spills: messages come one at a time (concurrency
+        1), so none is in use when the next message comes. A failure is logged, never the
+        message's: the spill holds nothing of record."""
+        while self._retired:
+            spill = self._retired.pop()
+            try:
+                spill.close()
+            except Exception:
+                log.exception("closing a forgotten partition's deadline spill failed")
+
     @property
     def paused(self) -> int:
         """Input topic partitions held (not fetched) because their merge queue is full."""
@@ -176,9 +187,9 @@ class JoinProcessor:
         dead letter waits in its queue behind earlier documents): Faust commits the
         highest contiguous acked offset and tolerates a one-message gap at the head,
         so acking out of order could commit past a message not yet applied."""
+        if self._retired:
+            self._close_retired()
         try:
-            while self._retired:  # one message at a time (concurrency 1): none uses them now
-                self._retired.pop().close()
             if msg.topic == self.tick_topic:
                 await self._tick(msg)
                 await self.delivery.ack(ack)

@@ -62,7 +62,7 @@ class DiskSpill:
         return self._next_in - self._next_out
 
     def close(self) -> None:
-        """Close and delete it (the partition was revoked, or the worker stops)."""
+        """Close and delete it (its partition was forgotten; a stopped worker's go at the next start)."""
         self._db.close()
         shutil.rmtree(self._path, ignore_errors=True)
 

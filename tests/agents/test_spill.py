@@ -103,3 +103,25 @@ def test_the_join_opens_a_partitions_spill_at_its_rebuild_and_closes_it_after_it
         assert log == [f"open {PARTITION}", f"close {PARTITION}", f"open {PARTITION}"]  # rebuilt: a new spill
 
     asyncio.run(main())
+
+
+class _BrokenSpill(_FakeSpill):
+    def close(self) -> None:
+        raise OSError("disk gone")
+
+
+def test_a_spill_that_fails_to_close_costs_the_next_message_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    log: list[str] = []
+
+    async def main() -> Harness:
+        harness = Harness(spills=lambda partition: _BrokenSpill(partition, log))
+        await harness.feed("orders", order())
+        harness.join.forget_partitions()
+        await harness.feed("orders", order(orderNo="HZ202611110000099"))
+        return harness
+
+    harness = asyncio.run(main())
+    assert [topic for topic, _ in harness.sent if topic == "deadletter"] == []
+    assert harness.join.metrics.counts[("internal_errors", "")] == 0
+    assert len(harness.join.partitions[PARTITION].merge) == 1  # the second order, queued for its turn
+    assert "deadline spill failed" in caplog.text
