@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+import orjson
 
 from ops.distribution import KAFKA_VERSION
 
@@ -58,3 +60,11 @@ def one_line(machine: dict[str, Any]) -> str:
         f"{machine['nproc']} CPU ({machine['cpu']}), {machine['ramGB']} GB RAM, Python {machine['python']}, "
         f"Kafka {machine['kafka']}, librdkafka {machine['librdkafka']}, faust-streaming {machine['faust']}"
     )
+
+
+def record(path: Path, machine: dict[str, Any], result: dict[str, Any]) -> None:
+    """Print `result` as one JSON line and append it, with the machine and the time, to `path`."""
+    print(orjson.dumps(result).decode(), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as handle:
+        handle.write(orjson.dumps({"machine": machine, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}) + b"\n")

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import rocksdict
 
 from agents.stores import SharedMemory, SharedRocksDBOptions
-from benchmarks.machine import describe
+from benchmarks.machine import describe, record
+from benchmarks.measure import vm_kb
 from benchmarks.restore import JOIN_VALUE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +62,7 @@ def _value(i: int) -> bytes:
 
 
 def _rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return round(pages * 4096 / _MIB, 1)
+    return round(vm_kb(os.getpid(), "VmRSS") / 1024, 1)
 
 
 def _open(root: Path, shared: SharedMemory) -> list[rocksdict.Rdict]:
@@ -164,12 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(work / "filled", run_root)
             result = {**workload(run_root, args.keys, args.events, cache_mb, scattered=scattered), **filled}
             shutil.rmtree(run_root, ignore_errors=True)
-            sys.stdout.write(orjson.dumps(result).decode() + "\n")
-            sys.stdout.flush()
-            line = orjson.dumps({"machine": machine, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result})
-            args.results.parent.mkdir(parents=True, exist_ok=True)
-            with args.results.open("ab") as handle:
-                handle.write(line + b"\n")
+            record(args.results, machine, result)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

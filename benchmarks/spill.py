@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,8 @@ import orjson
 
 from agents.spill import Spills
 from agents.stores import SharedMemory
-from benchmarks.machine import describe
+from benchmarks.machine import describe, record
+from benchmarks.measure import vm_kb
 from pipeline.timeline import Timeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +40,7 @@ _MIB = 1024 * 1024
 
 
 def _rss_mb() -> float:
-    return round(int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / _MIB, 1)
+    return round(vm_kb(os.getpid(), "VmRSS") / 1024, 1)
 
 
 def measure(mode: str, orders: int, work: Path) -> dict[str, Any]:
@@ -90,12 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes:
         command = [sys.executable, "-m", "benchmarks.spill", "--child", mode, "--orders", str(args.orders)]
         out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout  # noqa: S603
-        result = orjson.loads(out.strip().splitlines()[-1])
-        sys.stdout.write(orjson.dumps(result).decode() + "\n")
-        sys.stdout.flush()
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        with args.results.open("ab") as handle:
-            handle.write(orjson.dumps({"machine": machine, "at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}) + b"\n")
+        record(args.results, machine, orjson.loads(out.strip().splitlines()[-1]))
     return 0
 
 
