@@ -33,6 +33,16 @@ class Pending(Protocol):
     def drain(self) -> list[Any]: ...
 
 
+class Counted(Protocol):
+    """The sends of one batch counted rather than tracked one by one (agents/producer.Tally)."""
+
+    sent: int
+
+    @property
+    def delivered(self) -> bool: ...
+    def seal(self) -> Awaitable[Any]: ...
+
+
 class Delivery:
     """Futures of sends in flight and the acks waiting for them.
 
@@ -44,11 +54,20 @@ class Delivery:
     are unsettled (back pressure)."""
 
     def __init__(
-        self, max_acks: int = 2000, max_age_s: float = 0.2, max_batches: int = 4, held: Pending | None = None
+        self,
+        max_acks: int = 2000,
+        max_age_s: float = 0.2,
+        max_batches: int = 4,
+        held: Pending | None = None,
+        counter: Callable[[], Counted] | None = None,
     ) -> None:
-        """`held`: records produced only when a batch is sealed; their futures join that batch."""
+        """`held`: records produced only when a batch is sealed; their futures join that batch.
+        `counter`: makes the `tally` that the sends of each batch are counted into (the
+        producer's), sealed with the batch."""
         self.max_acks = max_acks
         self.held = held
+        self._counter = counter
+        self._tally: Counted | None = None
         self.max_age_s = max_age_s
         self.max_batches = max_batches
         self._futures: list[Awaitable[Any]] = []
@@ -60,6 +79,16 @@ class Delivery:
 
     def track(self, future: Awaitable[Any]) -> None:
         self._futures.append(future)
+
+    @property
+    def tally(self) -> Counted:
+        """What a send of the open batch is counted into (instead of a tracked future each)."""
+        tally = self._tally
+        if tally is None:
+            if self._counter is None:
+                raise RuntimeError("Delivery has no counter: track each send's future")
+            tally = self._tally = self._counter()
+        return tally
 
     async def ack(self, ack: Ack) -> None:
         """Ack once every send tracked so far is delivered (in a later batch)."""
@@ -94,6 +123,8 @@ class Delivery:
             return False
         if self.held is not None and len(self.held):
             return False
+        if self._tally is not None and not self._tally.delivered:
+            return False
         return all(_delivered(future) for future in self._futures)
 
     def revoke(self) -> None:
@@ -117,6 +148,9 @@ class Delivery:
     def _seal(self) -> None:
         if self.held is not None:
             self._futures.extend(self.held.drain())
+        tally, self._tally = self._tally, None
+        if tally is not None and tally.sent:
+            self._futures.append(tally.seal())
         futures, acks = self._futures, self._acks
         self._futures, self._acks = [], []
         if not acks and not futures:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -42,7 +42,7 @@ from agents.flow import InputFlow
 from agents.join import JoinProcessor, kind_of_topics
 from agents.memory import CyclicGC, trim
 from agents.metrics import Metrics
-from agents.producer import Producer
+from agents.producer import Producer, Tally
 from agents.quota import QuotaProcessor, write_handover
 from agents.restore import restore
 from agents.sender import Dest, Headers, Msg, Sender
@@ -103,12 +103,14 @@ def build(settings: Settings) -> Pipeline:
         _fast_restore(app, settings)
     metrics = Metrics()
     producer, delivery = _producer(app, settings, tables)
+    changelog = delivery.held if isinstance(delivery.held, Changelog) else None
     # What the processors read and write: straight to RocksDB when librdkafka carries the
-    # changelogs (agents/faust_internals.DirectTable); Faust's tables with exactly_once.
+    # changelogs (agents/faust_internals.DirectTable; the writes wait in the changelog for one
+    # WriteBatch per partition per ack batch); Faust's tables with exactly_once.
     access = (
         tables
-        if producer is None
-        else _Tables(*(DirectTable(t) for t in (tables.states, tables.clocks, tables.quotas)))
+        if changelog is None
+        else _Tables(*(DirectTable(t, changelog) for t in (tables.states, tables.clocks, tables.quotas)))
     )
     sender = _sender(app, settings, candidates, metrics, delivery, producer)
     side = SideReader(settings)
@@ -119,7 +121,7 @@ def build(settings: Settings) -> Pipeline:
     }
     reads = (sequences["join"], UnreadCheck(app, side, sequences["join"]))
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
-    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills)
+    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog)
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
         settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
@@ -227,8 +229,13 @@ def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Prod
     producer = Producer({**producer_config(settings), "client.id": f"{settings.app_id}-worker"})
     changelog = Changelog(producer)
     for table in every:
-        write_changelog_through(table, changelog)
-    return producer, Delivery(held=changelog)
+        write_changelog_through(table, changelog, local=True)
+    return producer, Delivery(held=changelog, counter=producer.tally)
+
+
+def _tally(delivery: Delivery) -> Tally:
+    """The open batch's tally: made by the producer (`_producer` gives it `producer.tally`)."""
+    return cast(Tally, delivery.tally)
 
 
 def _sender(
@@ -240,14 +247,16 @@ def _sender(
     outputs = {name: app.topic(name, **_RAW) for name in names}
     outputs[candidates.get_topic_name()] = candidates
 
-    async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
+    # With librdkafka every send of an ack batch is counted into the batch's tally (one object
+    # per batch, not a future per record); Faust's sends give a future each.
+    async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any] | None:
         if producer is not None:
-            return producer.send(topic, key, value, headers)
+            return producer.send(topic, key, value, headers, tally=_tally(delivery))
         return await outputs[topic].send(key=key, value=value, headers=headers)
 
-    async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any]:
+    async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any] | None:
         if producer is not None:
-            return producer.send(topic, None, value, partition=partition)
+            return producer.send(topic, None, value, partition=partition, tally=_tally(delivery))
         return await outputs[topic].send(key=None, value=value, partition=partition)
 
     destinations: dict[Dest, str] = {
@@ -281,8 +290,16 @@ def _joiner(
     reads: tuple[Sequencer, UnreadCheck],
     flow: InputFlow,
     spills: Spills,
+    changelog: Changelog | None,
 ) -> JoinProcessor:
     sequence, unread = reads
+
+    def scan(partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """The partition's states in RocksDB, the writes still waiting for their batch written first."""
+        if changelog is not None:
+            changelog.write_local()
+        return partition_items(tables.states, partition)
+
     return JoinProcessor(
         settings.rules(),
         kinds=kind_of_topics(settings.kind_topics),
@@ -290,7 +307,7 @@ def _joiner(
         idle_ms=int(settings.idle_seconds * 1000),
         states=access.states,
         clocks=access.clocks,
-        scan=lambda partition: partition_items(tables.states, partition),
+        scan=scan,
         committed=sequence.committed,
         unread=unread,
         merge_wait_ms=int(settings.merge_wait_seconds * 1000),

@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition as AIOTopicPartition
 from faust.streams import current_event
 from faust.types import TP
 
-from agents.changelog import Changelog
+from agents.changelog import NOT_WAITING, Changelog
 from agents.deadline import StopDeadline
 from agents.producer import Delivered
 from agents.restore import Part
@@ -87,20 +87,26 @@ def track_changelog(table: Any, track: Callable[[Any], None]) -> None:
     table.send_changelog = send_changelog
 
 
-def write_changelog_through(table: Any, changelog: Changelog) -> None:
+def write_changelog_through(table: Any, changelog: Changelog, *, local: bool = False) -> None:
     """Send `table`'s changelog records through `changelog` (agents/changelog.py), not Faust's producer.
 
     Faust's `Collection._send_changelog` calls `self.send_changelog(partition, key, value,
     ...)` for every write (the partition is the current event's); an instance attribute
     takes its place. Faust's own delivery callback (`_on_changelog_sent`) recorded each
     delivered offset in the table's store (`Store.set_persisted_offset`, where recovery
-    starts after a restart that keeps local state); the changelog does that here."""
+    starts after a restart that keeps local state); the changelog does that here. With
+    `local`, the writes also wait there for one WriteBatch per partition per ack batch into
+    the store's database of that partition (`Store._db_for_partition`); the table's
+    `DirectTable` then writes nothing itself and reads the waiting writes first."""
     topic = table.changelog_topic.get_topic_name()
 
     def persist(delivered: Delivered) -> None:
         table.data.set_persisted_offset(TP(delivered.topic, delivered.partition), delivered.offset)
 
-    table.send_changelog = changelog.table(topic, persist)
+    def database(partition: int) -> Any:
+        return table.data._db_for_partition(partition)
+
+    table.send_changelog = changelog.table(topic, persist, database if local else None)
 
 
 def hold_fetch(app: faust.App, topic: str, partition: int, held: bool) -> bool:
@@ -166,9 +172,14 @@ class DirectTable:
     the changelog (the worker creates every topic with `CLEARANCE_PARTITIONS`), its sensors,
     and its key-to-partition index (read only where no event names the partition)."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, changelog: Changelog | None = None) -> None:
+        """With `changelog` (where `write_changelog_through(table, changelog, local=True)` sends
+        the table's writes), a write waits there for the batch's WriteBatch, and a read looks
+        there first (agents/changelog.py); without, each write is a put."""
         self._table = table
         self._store = table.data
+        self._changelog = changelog
+        self._topic = table.changelog_topic.get_topic_name()
 
     def _partition(self) -> int:
         event = current_event()
@@ -177,18 +188,25 @@ class DirectTable:
         return int(event.message.partition)
 
     def get(self, key: bytes, /) -> bytes | None:
-        value = self._store._db_for_partition(self._partition()).get(key)
+        partition = self._partition()
+        if self._changelog is not None:
+            waiting = self._changelog.waiting(self._topic, partition, key)
+            if waiting is not NOT_WAITING:
+                return waiting  # type: ignore[return-value]  # what send_changelog kept: bytes or None
+        value = self._store._db_for_partition(partition).get(key)
         return value if value is None or isinstance(value, bytes) else bytes(value)
 
     def __setitem__(self, key: bytes, value: bytes, /) -> None:
         partition = self._partition()
         self._table.send_changelog(partition, key, value)
-        self._store._db_for_partition(partition).put(key, value)
+        if self._changelog is None:
+            self._store._db_for_partition(partition).put(key, value)
 
     def __delitem__(self, key: bytes, /) -> None:
         partition = self._partition()
         self._table.send_changelog(partition, key, None)
-        self._store._db_for_partition(partition).delete(key)
+        if self._changelog is None:
+            self._store._db_for_partition(partition).delete(key)
 
 
 def is_recovered(app: faust.App) -> bool:

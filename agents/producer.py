@@ -6,10 +6,13 @@ path (`Topic.send` -> its ProducerBuffer, one record at a time -> aiokafka's pur
 producer) cost ~0.3-0.5 ms per record and was most of the worker's per-event cost
 (issue 12); `produce()` here is a few microseconds and librdkafka batches in C.
 
-A thread polls librdkafka for delivery reports; they are handed to the event loop in
-batches (one `call_soon_threadsafe` per batch, not per record), where each record's
-future is resolved. The futures feed the delivery-gated acks (agents/acks.py): no input
-offset is acked before every record it caused is delivered.
+A thread polls librdkafka for delivery reports. The records of the agents' ack batches
+(declarations, candidates, watermarks, dead letters, changelog records) are counted into
+a `Tally`, one per batch, that the reports count down; the batch's one future is resolved
+in the event loop when the last report is in. Other records (ticks, hand-over records)
+get a future each; their reports are handed to the event loop in batches (one
+`call_soon_threadsafe` per batch, not per record). Both feed the delivery-gated acks
+(agents/acks.py): no input offset is acked before every record it caused is delivered.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _RdKafka
@@ -46,8 +49,75 @@ class ProduceError(RuntimeError):
     """A record was not delivered (librdkafka gave up on it)."""
 
 
+class Tally:
+    """The delivery reports of a batch of records, counted: one object per batch where a
+    future and a closure per record cost ~5 us each in the event loop, and a hand-over of
+    every report into it (issue 12).
+
+    `Producer.send(..., tally=t)` counts a record in, and librdkafka reports its delivery by
+    calling the tally (in the poll thread). `seal()` closes the count and gives a future,
+    resolved in the event loop once every record counted in has been reported: with the
+    tally itself, or with `ProduceError` when any record was not delivered. `sent` is
+    written only in the event loop, `reported` and `failed` only by the reports, and a
+    report counts itself last: so whichever of the seal and the last report comes second
+    sees both, and resolves the future (the other way round it finds nothing to do).
+    With `offsets`, the highest delivered offset of each (topic, partition) is kept too
+    (the changelogs' persisted offsets, agents/changelog.py)."""
+
+    __slots__ = ("_future", "_loop", "_sealed", "error", "failed", "highest", "reported", "sent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, offsets: bool = False) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[Tally] | None = None
+        self._sealed = False
+        self.sent = 0
+        self.reported = 0
+        self.failed = 0
+        self.error = ""
+        self.highest: dict[tuple[str, int], int] | None = {} if offsets else None
+
+    def __call__(self, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report of one record (the poll thread, or a flush)."""
+        if err is not None:
+            if not self.failed:
+                self.error = _describe(err)
+            self.failed += 1
+        elif self.highest is not None:
+            where, offset = (msg.topic(), msg.partition()), msg.offset()
+            if offset > self.highest.get(where, -1):
+                self.highest[where] = offset
+        self.reported += 1
+        if self._sealed and self.reported == self.sent:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                self._loop.call_soon_threadsafe(self._finish)
+
+    @property
+    def delivered(self) -> bool:
+        """Every record counted in so far is delivered."""
+        return self.reported == self.sent and not self.failed
+
+    def seal(self) -> asyncio.Future[Tally]:
+        """No more records; the future of their delivery (in the event loop)."""
+        if self._future is None:
+            self._future = self._loop.create_future()
+            self._sealed = True
+            if self.reported == self.sent:
+                self._finish()
+        return self._future
+
+    def _finish(self) -> None:
+        future = self._future
+        if future is None or future.done():
+            return
+        if self.failed:
+            future.set_exception(ProduceError(f"{self.failed} of {self.sent} record(s) not delivered: {self.error}"))
+        else:
+            future.set_result(self)
+
+
 class Producer:
-    """`send` returns a future resolved (in the event loop) once the record is delivered."""
+    """`send` returns a future resolved (in the event loop) once the record is delivered,
+    or counts the record into a `Tally` and returns None."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._rd = _RdKafka(config)
@@ -67,16 +137,56 @@ class Producer:
         self._thread = threading.Thread(target=self._poll, name="clearance-producer", daemon=True)
         self._thread.start()
 
-    def send(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None, partition: int = -1
-    ) -> asyncio.Future[Delivered]:
-        """Queue one record (key-partitioned with murmur2 unless `partition` is given)."""
+    def tally(self, *, offsets: bool = False) -> Tally:
+        """A new, empty tally whose future resolves in the running event loop."""
         loop = self._loop
         if loop is None:
             loop = asyncio.get_running_loop()
             self.start(loop)
-        future: asyncio.Future[Delivered] = loop.create_future()
-        report = self._report_to(future)
+        return Tally(loop, offsets=offsets)
+
+    @overload
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int = -1,
+        tally: None = None,
+    ) -> asyncio.Future[Delivered]: ...
+    @overload
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int = -1,
+        *,
+        tally: Tally,
+    ) -> None: ...
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int = -1,
+        tally: Tally | None = None,
+    ) -> asyncio.Future[Delivered] | None:
+        """Queue one record (key-partitioned with murmur2 unless `partition` is given): its
+        delivery future, or None when it is counted into `tally` instead."""
+        future: asyncio.Future[Delivered] | None = None
+        if tally is None:
+            loop = self._loop
+            if loop is None:
+                loop = asyncio.get_running_loop()
+                self.start(loop)
+            future = loop.create_future()
+            report: Any = self._report_to(future)
+        else:
+            report = tally
         while True:
             try:
                 if headers:
@@ -86,6 +196,8 @@ class Producer:
                 break
             except BufferError:  # librdkafka's queue is full: let the poll thread drain it
                 time.sleep(_FULL_WAIT_S)
+        if tally is not None:  # counted once queued (a produce that raised reports nothing)
+            tally.sent += 1
         self.sent += 1
         return future
 

@@ -24,8 +24,10 @@ from pipeline.codec import dead_letter_dict, encode_watermark
 log = logging.getLogger("clearance.worker")
 
 Headers = list[tuple[str, bytes]]
-SendFn = Callable[[str, bytes | None, bytes, Headers | None], Awaitable[Awaitable[Any]]]
-SendToFn = Callable[[str, int, bytes], Awaitable[Awaitable[Any]]]
+# A send's delivery future, or None when the send was counted into the open batch's tally
+# (`Delivery.tally`, agents/producer.Tally) rather than tracked by a future of its own.
+SendFn = Callable[[str, bytes | None, bytes, Headers | None], Awaitable[Awaitable[Any] | None]]
+SendToFn = Callable[[str, int, bytes], Awaitable[Awaitable[Any] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,8 @@ class Table(Protocol):
 
 
 class Sender:
-    """Publishes outputs through one send function: (topic, key, value, headers) -> delivery future."""
+    """Publishes outputs through one send function: (topic, key, value, headers) -> delivery
+    future, or None when the send counted itself into `delivery.tally`."""
 
     def __init__(
         self,
@@ -107,7 +110,8 @@ class Sender:
             except Exception as exc:
                 self.delivery.fail(f"a send to {topic} raised {type(exc).__name__}")
                 raise
-            self.delivery.track(future)
+            if future is not None:
+                self.delivery.track(future)
 
     async def dead_letter(self, msg: Msg, reason: str, field: str | None, internal: bool) -> None:
         record = dead_letter_dict(msg.value, msg, reason, field, internal=internal, wall_ms=wall_ms())
@@ -129,7 +133,8 @@ class Sender:
         except Exception as exc:
             self.delivery.fail(f"a send to {topic} raised {type(exc).__name__}")
             raise
-        self.delivery.track(future)
+        if future is not None:
+            self.delivery.track(future)
 
     async def internal_error(self, msg: Msg, exc: BaseException, where: str) -> None:
         """Log a bug without personal data (code locations only) and dead-letter the message."""

@@ -6,32 +6,70 @@ import asyncio
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
 from agents.acks import Delivery
 from agents.changelog import Changelog
-from agents.producer import Delivered, ProduceError
+from agents.producer import Delivered, ProduceError, Tally
+
+
+class Reported:
+    """What a tally reads of a delivery report."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
 
 
 class StandIn:
-    """What Changelog uses of the producer: send -> a future; delivered in `deliver`."""
+    """What Changelog uses of the producer: records counted into a real tally (or a future
+    each), reported in `deliver` with offsets counting every record sent."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int]] = []
-        self.futures: list[asyncio.Future[Delivered]] = []
+        self.reports: list[Tally | asyncio.Future[Delivered]] = []
+        self.reported = 0
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int = -1) -> Any:
-        future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+    def tally(self, *, offsets: bool = False) -> Tally:
+        return Tally(asyncio.get_running_loop(), offsets=offsets)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any = None,
+        partition: int = -1,
+        tally: Tally | None = None,
+    ) -> Any:
         self.sent.append((topic, key, value, partition))
-        self.futures.append(future)
+        if tally is not None:
+            tally.sent += 1
+            self.reports.append(tally)
+            return None
+        future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+        self.reports.append(future)
         return future
 
     def deliver(self, fail: bool = False) -> None:
-        for offset, (future, (topic, _, _, partition)) in enumerate(zip(self.futures, self.sent, strict=True)):
-            if not future.done():
-                if fail:
-                    future.set_exception(ProduceError("MSG_TIMED_OUT"))
-                else:
-                    future.set_result(Delivered(topic, partition, offset))
+        for offset in range(self.reported, len(self.sent)):
+            topic, _, _, partition = self.sent[offset]
+            report = self.reports[offset]
+            if isinstance(report, Tally):
+                report(KafkaError(KafkaError._MSG_TIMED_OUT) if fail else None, Reported(topic, partition, offset))
+            elif fail:
+                report.set_exception(ProduceError("MSG_TIMED_OUT"))
+            else:
+                report.set_result(Delivered(topic, partition, offset))
+        self.reported = len(self.sent)
 
 
 def test_one_record_per_key_per_batch_last_value_wins() -> None:

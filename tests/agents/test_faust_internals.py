@@ -123,6 +123,79 @@ async def _direct_table_against_fausts(tmp_path: Any) -> None:
     table.data._dbs.clear()  # type: ignore[attr-defined]  # Faust's store keeps them open until its stop; this app never starts
 
 
+def test_direct_table_writes_wait_for_one_write_batch_per_partition(tmp_path: Any) -> None:
+    import asyncio
+
+    asyncio.run(_waiting_writes(tmp_path))
+
+
+async def _waiting_writes(tmp_path: Any) -> None:
+    """With the changelog holding the local writes (the worker with librdkafka): a write is
+    read back at once but reaches RocksDB only with its batch (or a scan's `write_local`),
+    one WriteBatch per partition, before the batch's changelog records are produced; a
+    database that refuses its batch fails the batch, and nothing of it is produced."""
+    import asyncio
+
+    import faust
+    import pytest
+
+    from agents.changelog import NOT_WAITING, Changelog, LocalWriteError
+    from agents.faust_internals import DirectTable, partition_items, write_changelog_through
+    from tests.agents.test_changelog import StandIn
+
+    app = faust.App("waiting-writes-test", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("states", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    producer = StandIn()
+    changelog = Changelog(producer)  # type: ignore[arg-type]  # the stand-in has what it uses
+    write_changelog_through(table, changelog, local=True)
+    topic = table.changelog_topic.get_topic_name()
+    direct = DirectTable(table, changelog)
+
+    kept = _in_event(2)
+    table.data[b"order-0"] = b"before"  # already in RocksDB
+    direct[b"order-1"] = b"state-1"
+    direct[b"order-1"] = b"state-1b"
+    del direct[b"order-0"]
+    assert direct.get(b"order-1") == b"state-1b" and direct.get(b"order-0") is None  # read through the waiting writes
+    assert dict(partition_items(table, 2)) == {b"order-0": b"before"}  # RocksDB itself: nothing written yet
+    kept = _in_event(3)
+    assert direct.get(b"order-1") is None  # another partition's
+    direct[b"order-1"] = b"elsewhere"
+    assert changelog.waiting(topic, 3, b"order-1") == b"elsewhere"
+
+    futures = changelog.drain()
+    assert changelog.local_batches == 2  # one per partition written
+    assert dict(partition_items(table, 2)) == {b"order-1": b"state-1b"}
+    assert dict(partition_items(table, 3)) == {b"order-1": b"elsewhere"}
+    assert sorted((p, k, v) for _, k, v, p in producer.sent) == [
+        (2, b"order-0", None),
+        (2, b"order-1", b"state-1b"),
+        (3, b"order-1", b"elsewhere"),
+    ]
+    producer.deliver()
+    await asyncio.gather(*futures)
+
+    direct[b"order-2"] = b"state-2"  # partition 3: what a scan must see
+    changelog.write_local()
+    assert dict(partition_items(table, 3)) == {b"order-1": b"elsewhere", b"order-2": b"state-2"}
+    assert changelog.waiting(topic, 3, b"order-2") is NOT_WAITING  # written: read from RocksDB now
+    assert direct.get(b"order-2") == b"state-2"
+
+    class Refusing:
+        def write(self, batch: Any) -> None:
+            raise OSError("disk full")
+
+    changelog._databases[topic] = lambda partition: Refusing()
+    direct[b"order-3"] = b"state-3"
+    sent = len(producer.sent)
+    (failed,) = changelog.drain()
+    with pytest.raises(LocalWriteError, match=r"states-changelog\[3\] \(OSError: disk full\)"):
+        await failed
+    assert len(producer.sent) == sent and len(changelog) == 0  # not produced: never recorded as persisted
+    del kept
+    table.data._dbs.clear()  # type: ignore[attr-defined]  # Faust's store keeps them open until its stop
+
+
 class _Committing:
     """Faust's consumer as commit_offsets sees it: `_commit_offsets` records the offsets in
     its books whether or not the broker took them (faust-streaming 0.15.3)."""

@@ -1,0 +1,60 @@
+"""The worker's producer (agents/producer.py) against the real broker: records counted into a
+tally are delivered before its future resolves, with the offsets the broker gave them; a
+record the broker never takes fails the tally."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from agents.producer import ProduceError, Producer
+from clearance.kafka import client_config, producer_config
+from clearance.settings import Settings
+
+
+def test_a_sealed_tally_resolves_after_its_records_are_on_the_broker(kafka_settings: Settings) -> None:
+    topic = kafka_settings.topic_matched
+    partitions = kafka_settings.partitions
+
+    async def body() -> dict[tuple[str, int], int]:
+        producer = Producer(producer_config(kafka_settings))
+        try:
+            tally = producer.tally(offsets=True)
+            for n in range(600):
+                headers = [("n", str(n).encode())] if n % 2 else None
+                assert producer.send(topic, f"O{n}".encode(), b"{}", headers, n % partitions, tally=tally) is None
+            assert tally.sent == 600
+            done = await asyncio.wait_for(tally.seal(), timeout=30)
+            assert done is tally and tally.delivered
+            return dict(tally.highest or {})
+        finally:
+            producer.close()
+
+    highest = asyncio.run(body())
+    reader = Consumer({**client_config(kafka_settings), "group.id": f"{kafka_settings.app_id}-check"})
+    try:
+        ends = {
+            (topic, p): reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - 1
+            for p in range(partitions)
+        }
+    finally:
+        reader.close()
+    assert highest == ends  # every record landed where the tally says, and nothing else was written
+
+
+def test_a_record_the_broker_never_takes_fails_its_tally(kafka_settings: Settings) -> None:
+    async def body() -> None:
+        producer = Producer({**producer_config(kafka_settings), "message.timeout.ms": 2000})
+        try:
+            tally = producer.tally()
+            producer.send(kafka_settings.topic_matched, b"O1", b"{}", tally=tally)
+            producer.send(f"{kafka_settings.topic_matched}.missing", b"O2", b"{}", tally=tally)  # never created
+            with pytest.raises(ProduceError, match=r"1 of 2 record\(s\) not delivered"):
+                await asyncio.wait_for(tally.seal(), timeout=30)
+            assert not tally.delivered
+        finally:
+            producer.close(timeout_s=5)
+
+    asyncio.run(body())
