@@ -55,7 +55,7 @@ import orjson
 from agents.acks import Ack
 from agents.outbox import emit_of
 from agents.sender import Msg, Sender, Table
-from pipeline.codec import WATERMARK_PREFIX, decode_candidate, decode_quota, decode_watermark, encode_quota
+from pipeline.codec import WATERMARK_PREFIX, decode_candidate, decode_quota, decode_watermarks, encode_quota
 from pipeline.config import RulesConfig
 from pipeline.errors import StateCodecError
 from pipeline.join import Candidate
@@ -219,13 +219,14 @@ class QuotaProcessor:
 
     async def _watermark(self, part: _Partition, msg: Msg) -> None:
         try:
-            event_ms, source, idle = decode_watermark(msg.value)
+            marks = decode_watermarks(msg.value)
         except StateCodecError as err:
             await self.sender.dead_letter(msg, str(err), "watermark", True)
             return
-        if self.sources is not None and 0 <= source < self.sources:
-            before = part.watermarks.get(source, (-1, False))[0]
-            part.watermarks[source] = (max(before, event_ms), idle)
+        for event_ms, source, idle in marks:
+            if self.sources is not None and 0 <= source < self.sources:
+                before = part.watermarks.get(source, (-1, False))[0]
+                part.watermarks[source] = (max(before, event_ms), idle)
 
     def _take_handover(self, part: _Partition, first: Msg) -> None:
         """The previous owner's hand-over record of this partition, read (and deleted) with the

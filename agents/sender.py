@@ -19,7 +19,7 @@ import orjson
 from agents.acks import Delivery
 from agents.metrics import Metrics
 from clearance.clock import wall_ms
-from pipeline.codec import dead_letter_dict, encode_watermark
+from pipeline.codec import dead_letter_dict, encode_watermarks
 
 log = logging.getLogger("clearance.worker")
 
@@ -99,11 +99,12 @@ class Sender:
             if emit.decided_ms is not None:
                 self.metrics.observe_receipt(emit.decided_ms, emit.received_ms)
 
-    async def watermark(self, source: int, event_ms: int, *, idle: bool = False) -> None:
-        """Publish a join partition's event time (or that it is idle) on every candidates partition."""
-        if self._send_to is None:
+    async def watermarks(self, marks: list[tuple[int, int, bool]]) -> None:
+        """Publish the event times of join partitions, (event_ms, source, idle) each (idle: it
+        holds no one back), in one record on every candidates partition."""
+        if self._send_to is None or not marks:
             return
-        topic, value = self._topics["candidates"], encode_watermark(event_ms, source, idle=idle)
+        topic, value = self._topics["candidates"], encode_watermarks(marks)
         for partition in range(self._partitions):
             try:
                 future = await self._send_to(topic, partition, value)

@@ -8,6 +8,7 @@ otherwise (never guesses); bump `_STATE_V` when a field changes meaning.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -332,3 +333,36 @@ def decode_watermark(raw: bytes) -> tuple[int, int, bool]:
     if type(event_ms) is not int or type(source) is not int or type(idle) is not bool:
         raise StateCodecError("corrupt watermark: wrong types")
     return event_ms, source, idle
+
+
+def encode_watermarks(marks: Iterable[tuple[int, int, bool]]) -> bytes:
+    """The event times of the join partitions a worker owns, in one record.
+
+    `marks`: (event_ms, source, idle) each; the record is `{"watermark": [[source, event_ms,
+    idle], ...]}`, one per candidates partition per publication, where a record per join
+    partition made P x P records (144 at 12 partitions) every watermark interval (issue 12).
+    """
+    return orjson.dumps({"watermark": [[source, event_ms, idle] for event_ms, source, idle in marks]})
+
+
+def decode_watermarks(raw: bytes) -> list[tuple[int, int, bool]]:
+    """Bytes -> [(event_ms, source partition, idle), ...]; StateCodecError when corrupt.
+
+    Either form: `encode_watermarks`, or one partition's `encode_watermark` (written before).
+    """
+    try:
+        body = orjson.loads(raw)
+        marks = body["watermark"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise StateCodecError(f"corrupt watermark: {type(exc).__name__}") from exc
+    if type(marks) is not list:
+        return [decode_watermark(raw)]
+    out = []
+    for mark in marks:
+        if type(mark) is not list or len(mark) != 3:
+            raise StateCodecError("corrupt watermark: an entry is not [source, eventTime, idle]")
+        source, event_ms, idle = mark
+        if type(event_ms) is not int or type(source) is not int or type(idle) is not bool:
+            raise StateCodecError("corrupt watermark: wrong types")
+        out.append((event_ms, source, idle))
+    return out

@@ -237,3 +237,77 @@ def test_a_dead_letter_is_sent_in_its_turn_and_not_before() -> None:
         assert ("payments", 1) in h.acked and h.acked.index(("payments", 0)) < h.acked.index(("payments", 1))
 
     run(turn)
+
+
+def test_one_watermark_record_per_candidates_partition_carries_every_partition_owned() -> None:
+    """A worker publishes the event times of all its join partitions together, one record on
+    each candidates partition, at most once per interval (a record per partition made P x P
+    records each interval), at once when a partition that was published idle has input."""
+
+    async def body() -> None:
+        wall = [1_000_000]
+        marks: list[tuple[int, list[list[Any]]]] = []
+
+        async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> None:
+            return None  # counted into a tally in the worker: nothing to track here
+
+        async def send_to(topic: str, partition: int, value: bytes) -> None:
+            assert topic == "candidates"
+            marks.append((partition, orjson.loads(value)["watermark"]))
+
+        async def unread(topic: str, partition: int, since_ms: int) -> bool:
+            return False
+
+        dests = {"matched": "matched", "flagged": "flagged", "candidates": "candidates"}
+        sender = Sender(send, dests, "deadletter", Metrics(), Delivery(max_acks=1), send_to=send_to, partitions=4)  # type: ignore[arg-type]
+        join = JoinProcessor(
+            Settings().rules(),
+            kinds=TOPICS,  # type: ignore[arg-type]
+            tick_topic="ticks",
+            idle_ms=30_000,
+            states={},
+            clocks={},
+            scan=lambda partition: iter(()),
+            committed=lambda topic, partition: None,
+            unread=unread,
+            merge_wait_ms=WAIT_MS,
+            sender=sender,
+            wall=lambda: wall[0],
+            publish_every_ms=100,
+        )
+        offsets = [0]
+
+        async def feed(partition: int, topic: str, doc: dict[str, Any] | None = None) -> None:
+            offsets[0] += 1
+            if doc is None:
+                await join.handle(Msg("ticks", partition, offsets[0], None, b'{"wall": 1}'), lambda: None)
+            else:
+                await join.handle(Msg(topic, partition, offsets[0], doc["orderNo"].encode(), raw(doc)), lambda: None)
+
+        def rounds() -> list[dict[int, tuple[int, bool]]]:
+            """Each publication: the (event time, idle) per source, checked to be the same on all 4."""
+            out = []
+            for start in range(0, len(marks), 4):
+                batch = marks[start : start + 4]
+                assert [p for p, _ in batch] == [0, 1, 2, 3]
+                assert all(m == batch[0][1] for _, m in batch)
+                out.append({source: (event_ms, idle) for source, event_ms, idle in batch[0][1]})
+            return out
+
+        await feed(1, "orders", order("PK1", "20261111000000"))
+        await feed(2, "orders", order("PK2", "20261111000000"))  # the same interval: not published alone
+        assert len(rounds()) == 1 and set(rounds()[0]) == {1}
+        wall[0] += 100
+        await feed(1, "payments", payment("PK1", "20261111000100"))
+        assert len(rounds()) == 2 and set(rounds()[1]) == {1, 2}
+        wall[0] += 40_000
+        await feed(2, "ticks")  # PK2 applied (its queues were silent past the wait); input just now
+        wall[0] += 40_000
+        await feed(2, "ticks")  # no input for the idle time, nothing unread: idle
+        last = rounds()[-1]
+        assert last[2][1] is True and last[1][1] is False
+        published = len(rounds())
+        await feed(2, "waybills", waybill("PK2", "20261111000200"))  # input again: at once, not idle
+        assert len(rounds()) == published + 1 and rounds()[-1][2][1] is False
+
+    asyncio.run(asyncio.wait_for(body(), timeout=10))

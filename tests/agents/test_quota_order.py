@@ -15,7 +15,7 @@ from agents.acks import Delivery
 from agents.metrics import Metrics
 from agents.quota import QuotaProcessor
 from agents.sender import Headers, Msg, Sender
-from pipeline.codec import encode_candidate, encode_watermark
+from pipeline.codec import encode_candidate, encode_watermark, encode_watermarks
 from pipeline.join import Candidate
 from tests.agents.test_quota import CONFIG, DLQ, TOPICS, candidate
 
@@ -204,5 +204,38 @@ def test_when_every_join_partition_is_idle_everything_held_is_decided() -> None:
         for source in range(SOURCES):
             await h.feed(encode_watermark(0, source, idle=True))
         assert h.verdicts() == [("A", False), ("B", True)]
+
+    run(body)
+
+
+def test_one_record_carries_the_watermarks_of_several_join_partitions() -> None:
+    """A worker publishes its partitions' event times in one record (`encode_watermarks`);
+    records of one partition each (written before) are still read, and the two mix."""
+
+    async def body(h: Harness) -> None:
+        await h.feed(encode_candidate(timed("A", 1000, HALF)))
+        await h.feed(encode_watermarks([(2000, 0, False), (2000, 1, False)]))
+        assert h.out == [], "partition 2 has not said where it is"
+        await h.feed(encode_watermark(1500, 2))
+        await h.settle()
+        assert h.verdicts() == [("A", False)]
+        await h.feed(encode_candidate(timed("B", 1600, HALF)))
+        await h.feed(encode_watermarks([(3000, 2, False), (900, 1, True)]))  # 1 idle: left out of the minimum
+        await h.settle()
+        assert h.verdicts() == [("A", False), ("B", True)]
+        assert h.quota.partitions[0].watermarks == {0: (2000, False), 1: (2000, True), 2: (3000, False)}
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'{"watermark": [[0, 1000]]}', b'{"watermark": [[0, "1000", false]]}', b'{"watermark": [7]}'],
+)
+def test_a_corrupt_combined_watermark_is_dead_lettered_and_acked(value: bytes) -> None:
+    async def body(h: Harness) -> None:
+        await h.feed(value)
+        await h.settle()
+        assert h.out == [] and h.quota.partitions[0].watermarks == {} and h.acked == [0]
 
     run(body)

@@ -15,15 +15,19 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline.codec import (
+    WATERMARK_PREFIX,
     dead_letter_dict,
     declaration_dict,
     decode_candidate,
     decode_quota,
     decode_state,
+    decode_watermarks,
     encode_candidate,
     encode_declaration,
     encode_quota,
     encode_state,
+    encode_watermark,
+    encode_watermarks,
 )
 from pipeline.config import HOUR_MS
 from pipeline.decisions import decide_after, decide_incomplete
@@ -382,3 +386,16 @@ _ODD_TEXT = "".join(chr(i) for i in range(0x80)) + "\u2028\u2029\u0085\ufeffä¸­æ
 def test_encoded_declaration_is_orjson_of_the_dict_byte_for_byte(name: str, received: int | None, text: str) -> None:
     d = DECLARATIONS[name]._replace(received_at_ms=received, ebc_code=text, buyer_id_number=text)
     assert encode_declaration(d) == orjson.dumps(declaration_dict(d))
+
+
+def test_watermarks_of_several_join_partitions_in_one_record() -> None:
+    marks = [(1_700_000_000_000, 0, False), (1_700_000_000_500, 7, True)]
+    raw = encode_watermarks(marks)
+    assert raw.startswith(WATERMARK_PREFIX)  # what the quota stage tells watermarks from candidates by
+    assert orjson.loads(raw) == {"watermark": [[0, 1_700_000_000_000, False], [7, 1_700_000_000_500, True]]}
+    assert decode_watermarks(raw) == marks
+    assert decode_watermarks(encode_watermark(5, 3, idle=True)) == [(5, 3, True)]  # the form written before
+    assert decode_watermarks(encode_watermarks([])) == []
+    for corrupt in (b"[1, 2]", b'{"watermark": [[1, 2]]}', b'{"watermark": [[1, 2, 0]]}', b'{"watermark": "x"}', b"{"):
+        with pytest.raises(StateCodecError):
+            decode_watermarks(corrupt)
