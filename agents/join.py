@@ -371,10 +371,10 @@ class JoinProcessor:
         every = self.publish_every_ms
         if every is None or not (now or wall - self._published_wall_ms >= every):
             return
-        parts = list(self.partitions.values())
-        await self.sender.watermarks([(p.loop.event_ms, number, p.idle) for number, p in self.partitions.items()])
+        owned = list(self.partitions.items())
+        await self.sender.watermarks([(p.loop.event_ms, number, p.idle) for number, p in owned])
         self._published_wall_ms = wall
-        for p in parts:
+        for _, p in owned:
             p.published_idle = p.idle
 
     async def _emit(self, part: Partition, partition: int, outcome: Outcome) -> None:
