@@ -11,22 +11,7 @@ from confluent_kafka import KafkaError
 from agents.acks import Delivery
 from agents.changelog import Changelog
 from agents.producer import Delivered, ProduceError, Tally
-
-
-class Reported:
-    """What a tally reads of a delivery report."""
-
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._where = (topic, partition, offset)
-
-    def topic(self) -> str:
-        return self._where[0]
-
-    def partition(self) -> int:
-        return self._where[1]
-
-    def offset(self) -> int:
-        return self._where[2]
+from tests.agents.test_producer import Report
 
 
 class StandIn:
@@ -64,7 +49,7 @@ class StandIn:
             topic, _, _, partition = self.sent[offset]
             report = self.reports[offset]
             if isinstance(report, Tally):
-                report(KafkaError(KafkaError._MSG_TIMED_OUT) if fail else None, Reported(topic, partition, offset))
+                report(KafkaError(KafkaError._MSG_TIMED_OUT) if fail else None, Report(topic, partition, offset))
             elif fail:
                 report.set_exception(ProduceError("MSG_TIMED_OUT"))
             else:
