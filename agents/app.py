@@ -251,12 +251,14 @@ def _sender(
     # per batch, not a future per record); Faust's sends give a future each.
     async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any] | None:
         if producer is not None:
-            return producer.send(topic, key, value, headers, tally=_tally(delivery))
+            producer.count(_tally(delivery), topic, key, value, headers)
+            return None
         return await outputs[topic].send(key=key, value=value, headers=headers)
 
     async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any] | None:
         if producer is not None:
-            return producer.send(topic, None, value, partition=partition, tally=_tally(delivery))
+            producer.count(_tally(delivery), topic, None, value, partition=partition)
+            return None
         return await outputs[topic].send(key=None, value=value, partition=partition)
 
     destinations: dict[Dest, str] = {

@@ -151,9 +151,9 @@ class Changelog:
             return []
         pending, self._pending = self._pending, {}
         tally = self._producer.tally(offsets=True)
-        send = self._producer.send
+        count = self._producer.count
         for (topic, partition, key), value in pending.items():
-            send(topic, key, value, None, partition, tally=tally)
+            count(tally, topic, key, value, None, partition)
         self.produced += len(pending)
         future = tally.seal()
         future.add_done_callback(self._persisted)

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as _RdKafka
@@ -54,7 +54,7 @@ class Tally:
     future and a closure per record cost ~5 us each in the event loop, and a hand-over of
     every report into it (issue 12).
 
-    `Producer.send(..., tally=t)` counts a record in, and librdkafka reports its delivery by
+    `Producer.count(t, ...)` counts a record in, and librdkafka reports its delivery by
     calling the tally (in the poll thread, or in whichever thread flushes). `seal()` closes
     the count and gives a future, resolved in the event loop once every record counted in
     has been reported: with the tally itself, or with `ProduceError` when any record was
@@ -123,8 +123,8 @@ class Tally:
 
 
 class Producer:
-    """`send` returns a future resolved (in the event loop) once the record is delivered,
-    or counts the record into a `Tally` and returns None."""
+    """`send` returns a future resolved (in the event loop) once the record is delivered;
+    `count` counts the record into a `Tally` instead."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._rd = _RdKafka(config)
@@ -146,54 +146,41 @@ class Producer:
 
     def tally(self, *, offsets: bool = False) -> Tally:
         """A new, empty tally whose future resolves in the running event loop."""
+        return Tally(self._started(), offsets=offsets)
+
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None, partition: int = -1
+    ) -> asyncio.Future[Delivered]:
+        """Queue one record (key-partitioned with murmur2 unless `partition` is given); its
+        delivery future."""
+        future: asyncio.Future[Delivered] = self._started().create_future()
+        self._produce(topic, key, value, headers, partition, self._report_to(future))
+        return future
+
+    def count(
+        self,
+        tally: Tally,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int = -1,
+    ) -> None:
+        """Queue one record as `send` does, counted into `tally` instead of a future of its own."""
+        self._produce(topic, key, value, headers, partition, tally)
+        tally.sent += 1  # counted once queued (a produce that raised reports nothing)
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        """The loop delivery reports resolve in (the running one, polled from now on)."""
         loop = self._loop
         if loop is None:
             loop = asyncio.get_running_loop()
             self.start(loop)
-        return Tally(loop, offsets=offsets)
+        return loop
 
-    @overload
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None = None,
-        partition: int = -1,
-        tally: None = None,
-    ) -> asyncio.Future[Delivered]: ...
-    @overload
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None = None,
-        partition: int = -1,
-        *,
-        tally: Tally,
-    ) -> None: ...
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Headers | None = None,
-        partition: int = -1,
-        tally: Tally | None = None,
-    ) -> asyncio.Future[Delivered] | None:
-        """Queue one record (key-partitioned with murmur2 unless `partition` is given): its
-        delivery future, or None when it is counted into `tally` instead."""
-        future: asyncio.Future[Delivered] | None = None
-        if tally is None:
-            loop = self._loop
-            if loop is None:
-                loop = asyncio.get_running_loop()
-                self.start(loop)
-            future = loop.create_future()
-            report: Any = self._report_to(future)
-        else:
-            report = tally
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None, partition: int, report: Any
+    ) -> None:
         while True:
             try:
                 if headers:
@@ -203,10 +190,7 @@ class Producer:
                 break
             except BufferError:  # librdkafka's queue is full: let the poll thread drain it
                 time.sleep(_FULL_WAIT_S)
-        if tally is not None:  # counted once queued (a produce that raised reports nothing)
-            tally.sent += 1
         self.sent += 1
-        return future
 
     def pending(self) -> int:
         """Records queued or in flight."""

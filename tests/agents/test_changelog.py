@@ -27,22 +27,19 @@ class StandIn:
         return Tally(asyncio.get_running_loop(), offsets=offsets)
 
     def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Any = None,
-        partition: int = -1,
-        tally: Tally | None = None,
-    ) -> Any:
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int = -1
+    ) -> asyncio.Future[Delivered]:
         self.sent.append((topic, key, value, partition))
-        if tally is not None:
-            tally.sent += 1
-            self.reports.append(tally)
-            return None
         future: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
         self.reports.append(future)
         return future
+
+    def count(
+        self, tally: Tally, topic: str, key: bytes | None, value: bytes | None, headers: Any = None, partition: int = -1
+    ) -> None:
+        self.sent.append((topic, key, value, partition))
+        tally.sent += 1
+        self.reports.append(tally)
 
     def deliver(self, fail: bool = False) -> None:
         for offset in range(self.reported, len(self.sent)):

@@ -33,8 +33,20 @@ WAIT_MS = 2_000
 class Harness:
     """A JoinProcessor over fakes, and what it sent."""
 
-    def __init__(self, flow: Flow | None = None, merge_buffer: int = 0, spills: Any = None) -> None:
+    def __init__(
+        self,
+        flow: Flow | None = None,
+        merge_buffer: int = 0,
+        spills: Any = None,
+        *,
+        publish_every_ms: int | None = 1000,  # JoinProcessor's default
+        candidates_partitions: int = 0,
+    ) -> None:
+        """`publish_every_ms` and `candidates_partitions`: watermarks published, kept in `marks`
+        as (candidates partition, the record's `watermark` entries)."""
         self.wall = 1_000_000
+        self.fed = {PARTITION}  # the partitions fed: the only ones the join may ask about
+        self.marks: list[tuple[int, list[list[Any]]]] = []
         self.unread: set[str] = set()  # topics the "broker" holds unread messages of
         self.asked: list[str] = []
         self.sent: list[tuple[str, dict[str, Any]]] = []
@@ -49,15 +61,19 @@ class Harness:
             future.set_result(None)
             return future
 
+        async def send_to(topic: str, partition: int, value: bytes) -> None:
+            assert topic == "candidates"
+            self.marks.append((partition, orjson.loads(value)["watermark"]))
+
         async def unread(topic: str, partition: int, since_ms: int) -> bool:
-            assert partition == PARTITION
+            assert partition in self.fed
             self.asked.append(topic)
             return topic in self.unread
 
         metrics = Metrics()
         delivery = Delivery(max_acks=1)
         dests = {"matched": "matched", "flagged": "flagged", "candidates": "candidates"}
-        sender = Sender(send, dests, "deadletter", metrics, delivery)  # type: ignore[arg-type]
+        sender = Sender(send, dests, "deadletter", metrics, delivery, send_to=send_to, partitions=candidates_partitions)  # type: ignore[arg-type]
         self.delivery = delivery
         self.join = JoinProcessor(
             Settings().rules(),
@@ -75,16 +91,19 @@ class Harness:
             flow=flow,
             merge_buffer=merge_buffer,
             spills=spills,
+            publish_every_ms=publish_every_ms,
         )
 
-    async def feed(self, topic: str, doc: dict[str, Any]) -> None:
+    async def feed(self, topic: str, doc: dict[str, Any], partition: int = PARTITION) -> None:
+        self.fed.add(partition)
         offset = self.offsets[topic]
         self.offsets[topic] += 1
-        msg = Msg(topic, PARTITION, offset, doc["orderNo"].encode(), raw(doc))
+        msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc))
         await self.join.handle(msg, lambda: self.acked.append((topic, offset)))
 
-    async def tick(self) -> None:
-        await self.join.handle(Msg("ticks", PARTITION, 0, None, b'{"wall": 1}'), lambda: None)
+    async def tick(self, partition: int = PARTITION) -> None:
+        self.fed.add(partition)
+        await self.join.handle(Msg("ticks", partition, 0, None, b'{"wall": 1}'), lambda: None)
 
     def candidates(self) -> list[str]:
         return [d[3] for topic, d in self.sent if topic == "candidates"]
@@ -245,44 +264,8 @@ def test_one_watermark_record_per_candidates_partition_carries_every_partition_o
     records each interval), at once when a partition that was published idle has input."""
 
     async def body() -> None:
-        wall = [1_000_000]
-        marks: list[tuple[int, list[list[Any]]]] = []
-
-        async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> None:
-            return None  # counted into a tally in the worker: nothing to track here
-
-        async def send_to(topic: str, partition: int, value: bytes) -> None:
-            assert topic == "candidates"
-            marks.append((partition, orjson.loads(value)["watermark"]))
-
-        async def unread(topic: str, partition: int, since_ms: int) -> bool:
-            return False
-
-        dests = {"matched": "matched", "flagged": "flagged", "candidates": "candidates"}
-        sender = Sender(send, dests, "deadletter", Metrics(), Delivery(max_acks=1), send_to=send_to, partitions=4)  # type: ignore[arg-type]
-        join = JoinProcessor(
-            Settings().rules(),
-            kinds=TOPICS,  # type: ignore[arg-type]
-            tick_topic="ticks",
-            idle_ms=30_000,
-            states={},
-            clocks={},
-            scan=lambda partition: iter(()),
-            committed=lambda topic, partition: None,
-            unread=unread,
-            merge_wait_ms=WAIT_MS,
-            sender=sender,
-            wall=lambda: wall[0],
-            publish_every_ms=100,
-        )
-        offsets = [0]
-
-        async def feed(partition: int, topic: str, doc: dict[str, Any] | None = None) -> None:
-            offsets[0] += 1
-            if doc is None:
-                await join.handle(Msg("ticks", partition, offsets[0], None, b'{"wall": 1}'), lambda: None)
-            else:
-                await join.handle(Msg(topic, partition, offsets[0], doc["orderNo"].encode(), raw(doc)), lambda: None)
+        h = Harness(publish_every_ms=100, candidates_partitions=4)
+        marks = h.marks
 
         def rounds() -> list[dict[int, tuple[int, bool]]]:
             """Each publication: the (event time, idle) per source, checked to be the same on all 4."""
@@ -294,20 +277,20 @@ def test_one_watermark_record_per_candidates_partition_carries_every_partition_o
                 out.append({source: (event_ms, idle) for source, event_ms, idle in batch[0][1]})
             return out
 
-        await feed(1, "orders", order("PK1", "20261111000000"))
-        await feed(2, "orders", order("PK2", "20261111000000"))  # the same interval: not published alone
+        await h.feed("orders", order("PK1", "20261111000000"), partition=1)
+        await h.feed("orders", order("PK2", "20261111000000"), partition=2)  # the same interval: not published alone
         assert len(rounds()) == 1 and set(rounds()[0]) == {1}
-        wall[0] += 100
-        await feed(1, "payments", payment("PK1", "20261111000100"))
+        h.wall += 100
+        await h.feed("payments", payment("PK1", "20261111000100"), partition=1)
         assert len(rounds()) == 2 and set(rounds()[1]) == {1, 2}
-        wall[0] += 40_000
-        await feed(2, "ticks")  # PK2 applied (its queues were silent past the wait); input just now
-        wall[0] += 40_000
-        await feed(2, "ticks")  # no input for the idle time, nothing unread: idle
+        h.wall += 40_000
+        await h.tick(partition=2)  # PK2 applied (its queues were silent past the wait); input just now
+        h.wall += 40_000
+        await h.tick(partition=2)  # no input for the idle time, nothing unread: idle
         last = rounds()[-1]
         assert last[2][1] is True and last[1][1] is False
         published = len(rounds())
-        await feed(2, "waybills", waybill("PK2", "20261111000200"))  # input again: at once, not idle
+        await h.feed("waybills", waybill("PK2", "20261111000200"), partition=2)  # input again: at once, not idle
         assert len(rounds()) == published + 1 and rounds()[-1][2][1] is False
 
     asyncio.run(asyncio.wait_for(body(), timeout=10))

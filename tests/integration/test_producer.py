@@ -24,7 +24,7 @@ def test_a_sealed_tally_resolves_after_its_records_are_on_the_broker(kafka_setti
             tally = producer.tally(offsets=True)
             for n in range(600):
                 headers = [("n", str(n).encode())] if n % 2 else None
-                assert producer.send(topic, f"O{n}".encode(), b"{}", headers, n % partitions, tally=tally) is None
+                producer.count(tally, topic, f"O{n}".encode(), b"{}", headers, n % partitions)
             assert tally.sent == 600
             done = await asyncio.wait_for(tally.seal(), timeout=30)
             assert done is tally and tally.delivered
@@ -49,8 +49,8 @@ def test_a_record_the_broker_never_takes_fails_its_tally(kafka_settings: Setting
         producer = Producer({**producer_config(kafka_settings), "message.timeout.ms": 2000})
         try:
             tally = producer.tally()
-            producer.send(kafka_settings.topic_matched, b"O1", b"{}", tally=tally)
-            producer.send(f"{kafka_settings.topic_matched}.missing", b"O2", b"{}", tally=tally)  # never created
+            producer.count(tally, kafka_settings.topic_matched, b"O1", b"{}")
+            producer.count(tally, f"{kafka_settings.topic_matched}.missing", b"O2", b"{}")  # never created
             with pytest.raises(ProduceError, match=r"1 of 2 record\(s\) not delivered"):
                 await asyncio.wait_for(tally.seal(), timeout=30)
             assert not tally.delivered
