@@ -12,6 +12,7 @@ changelogs after any other (see docs/DESIGN-worker.md, "Delivery").
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import shutil
 import sys
@@ -61,6 +62,7 @@ def cli(argv: list[str]) -> int:
 
         return supervise(settings)
     limit_arenas()  # before RocksDB's and librdkafka's threads (agents/memory.py)
+    use_event_loop(settings.event_loop)  # before Faust's app, its consumer thread and their loops
     try:
         pipeline = build(settings)
     except (ValueError, OSError) as exc:
@@ -108,6 +110,23 @@ def cli(argv: list[str]) -> int:
         aside.write_bytes(orjson.dumps(changelogs))
         aside.replace(tables / CLEAN_STOP)
     return code
+
+
+def use_event_loop(name: str) -> None:
+    """Every event loop the process creates from now on (Faust's, and the one of its consumer
+    thread) is uvloop's, or asyncio's own for "asyncio" (CLEARANCE_EVENT_LOOP).
+
+    uvloop runs the loop itself in C (libuv): scheduling a callback, running a handle, the
+    selector. Faust pays those per message several times over (its fetcher's futures and
+    tasks, the conductor, the stream), and they were a sixth of the worker's main thread with
+    asyncio's loop (benchmarks/RESULTS.md, issue 12)."""
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)  # asyncio's default
+    log.info("event loop: %s", name)
 
 
 def prepare_broker(settings: Settings) -> int:

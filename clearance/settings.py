@@ -109,6 +109,10 @@ class Settings:
     # 700; 0 keeps it). The middle and full collections keep CPython's ratios above it, and
     # what start-up built is frozen out of them once the worker is ready (agents/memory.py).
     gc_young_threshold: int = 50_000
+    # The worker's asyncio event loop: "uvloop" (libuv, the loop's own work in C) or "asyncio"
+    # (the standard library's). uvloop gave the worker 5 to 24% more events per CPU second
+    # (case c, alternating; benchmarks/RESULTS.md, issue 12).
+    event_loop: str = "uvloop"
     session_timeout_seconds: float = 15.0
     # How long a worker's clean stop (SIGTERM/SIGINT) may take before the process exits anyway
     # (no clean-stop marker: the next start rebuilds its tables; what was not committed is read
@@ -176,6 +180,8 @@ class Settings:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.gc_young_threshold < 0:
             raise ValueError("CLEARANCE_GC_YOUNG_THRESHOLD must be 0 (CPython's default) or more")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ValueError(f"CLEARANCE_EVENT_LOOP must be one of {sorted(EVENT_LOOPS)}, not {self.event_loop!r}")
         if self.window_hours <= 0:
             raise ValueError("CLEARANCE_WINDOW_HOURS must be positive")
         if self.processing_guarantee not in ("at_least_once", "exactly_once"):
@@ -247,6 +253,7 @@ class Settings:
         )
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _KAFKA_NAMES = frozenset(

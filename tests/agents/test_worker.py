@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import orjson
 import pytest
 
 from agents.acks import Delivery
-from agents.worker import CLEAN_STOP, prepare_tables
+from agents.worker import CLEAN_STOP, prepare_tables, use_event_loop
+from clearance.settings import Settings
 
 
 def _tables(tmp_path: Path) -> Path:
@@ -77,3 +79,34 @@ def test_a_broken_delivery_is_never_settled() -> None:
     delivery = Delivery()
     delivery.fail("test")
     assert not delivery.settled()
+
+
+def test_the_event_loop_is_a_setting() -> None:
+    assert Settings().event_loop == "uvloop"
+    assert Settings.from_env({"CLEARANCE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(ValueError, match="CLEARANCE_EVENT_LOOP must be one of"):
+        Settings.from_env({"CLEARANCE_EVENT_LOOP": "trio"})
+
+
+@pytest.mark.parametrize(("name", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_use_event_loop_makes_every_new_loop_of_that_kind(name: str, module: str) -> None:
+    """Faust's loop and its consumer thread's loop are both made after the choice: a loop made
+    in another thread is of the chosen kind too."""
+    made: list[asyncio.AbstractEventLoop] = []
+
+    def in_a_thread() -> None:
+        loop = asyncio.new_event_loop()
+        made.append(loop)
+        loop.close()
+
+    try:
+        use_event_loop(name)
+        here = asyncio.new_event_loop()
+        here.close()
+        thread = threading.Thread(target=in_a_thread)
+        thread.start()
+        thread.join()
+        assert type(here).__module__.split(".")[0] == module
+        assert type(made[0]).__module__.split(".")[0] == module
+    finally:
+        asyncio.set_event_loop_policy(None)
