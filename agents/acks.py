@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 log = logging.getLogger("clearance.worker")
@@ -27,7 +27,8 @@ Settling = asyncio.Task[None]  # one sealed batch being settled
 
 
 class Pending(Protocol):
-    """Records held back until a batch is sealed (the tables' changelog, agents/changelog.py)."""
+    """Records held back until a batch is sealed (the tables' changelog, agents/changelog.py;
+    the candidates, agents/batch.py)."""
 
     def __len__(self) -> int: ...
     def drain(self) -> list[Any]: ...
@@ -58,14 +59,15 @@ class Delivery:
         max_acks: int = 2000,
         max_age_s: float = 0.2,
         max_batches: int = 4,
-        held: Pending | None = None,
+        held: Iterable[Pending] = (),
         counter: Callable[[], Counted] | None = None,
     ) -> None:
-        """`held`: records produced only when a batch is sealed; their futures join that batch.
+        """`held`: records produced only when a batch is sealed (more can be added to the
+        list later); their futures join that batch, or they count into its tally.
         `counter`: makes the `tally` that the sends of each batch are counted into (the
         producer's), sealed with the batch."""
         self.max_acks = max_acks
-        self.held = held
+        self.held: list[Pending] = list(held)
         self._counter = counter
         self._tally: Counted | None = None
         self.max_age_s = max_age_s
@@ -121,7 +123,7 @@ class Delivery:
         """No send failed and every tracked send is delivered (asked once the worker has stopped)."""
         if self.broken or any(not task.done() or task.cancelled() for task in self._settling):
             return False
-        if self.held is not None and len(self.held):
+        if any(len(held) for held in self.held):
             return False
         if self._tally is not None and not self._tally.delivered:
             return False
@@ -146,8 +148,8 @@ class Delivery:
             self._prune()
 
     def _seal(self) -> None:
-        if self.held is not None:
-            self._futures.extend(self.held.drain())
+        for held in self.held:
+            self._futures.extend(held.drain())
         tally, self._tally = self._tally, None
         if tally is not None and tally.sent:
             self._futures.append(tally.seal())

@@ -25,6 +25,7 @@ import orjson
 from faust.types import StreamT
 
 from agents.acks import Delivery
+from agents.batch import CandidateBatch
 from agents.changelog import Changelog
 from agents.commits import Commits
 from agents.faust_internals import (
@@ -102,8 +103,7 @@ def build(settings: Settings) -> Pipeline:
     if settings.fast_restore:
         _fast_restore(app, settings)
     metrics = Metrics()
-    producer, delivery = _producer(app, settings, tables)
-    changelog = delivery.held if isinstance(delivery.held, Changelog) else None
+    producer, delivery, changelog = _producer(app, settings, tables)
     # What the processors read and write: straight to RocksDB when librdkafka carries the
     # changelogs (agents/faust_internals.DirectTable; the writes wait in the changelog for one
     # WriteBatch per partition per ack batch); Faust's tables with exactly_once.
@@ -216,7 +216,9 @@ def _fast_restore(app: faust.App, settings: Settings) -> None:
     before_active_recovery(app, functools.partial(restore, settings))
 
 
-def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Producer | None, Delivery]:
+def _producer(
+    app: faust.App, settings: Settings, tables: _Tables
+) -> tuple[Producer | None, Delivery, Changelog | None]:
     """librdkafka for every record and the tables' changelogs once per key per ack batch
     (agents/producer.py, agents/changelog.py); with exactly_once, Faust's transactional
     producer and its changelog sends, tracked one by one."""
@@ -225,12 +227,12 @@ def _producer(app: faust.App, settings: Settings, tables: _Tables) -> tuple[Prod
         delivery = Delivery()
         for table in every:
             track_changelog(table, delivery.track)
-        return None, delivery
+        return None, delivery, None
     producer = Producer({**producer_config(settings), "client.id": f"{settings.app_id}-worker"})
     changelog = Changelog(producer)
     for table in every:
         write_changelog_through(table, changelog, local=True)
-    return producer, Delivery(held=changelog, counter=producer.tally)
+    return producer, Delivery(held=[changelog], counter=producer.tally), changelog
 
 
 def _tally(delivery: Delivery) -> Tally:
@@ -266,6 +268,15 @@ def _sender(
         "flagged": settings.topic_flagged,
         "candidates": candidates.get_topic_name(),
     }
+    batch = None
+    if producer is not None:  # with exactly_once, Faust's topic: a record per candidate
+        topic = candidates.get_topic_name()
+
+        def produce(partition: int, value: bytes) -> None:
+            producer.count(_tally(delivery), topic, None, value, partition=partition)
+
+        batch = CandidateBatch(settings.partitions, produce)
+        delivery.held.append(batch)  # drained when the ack batch is sealed
     return Sender(
         send,
         destinations,
@@ -274,6 +285,7 @@ def _sender(
         delivery,
         send_to=send_to,
         partitions=settings.partitions,
+        batch=batch,
     )
 
 

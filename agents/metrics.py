@@ -48,6 +48,8 @@ MetricName = Literal[
     "gc_collections",
     "gc_seconds",
     "candidates_handed_over",
+    "candidates_out",
+    "candidate_records_out",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -88,6 +90,11 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "candidates_handed_over": (
         "counter",
         "candidates not decided again after a graceful hand-over (decided and delivered by the previous owner)",
+    ),
+    "candidates_out": ("counter", "candidates the join sent to the quota stage"),
+    "candidate_records_out": (
+        "counter",
+        "records that carried them: one per candidates partition per watermark or ack batch (agents/batch.py)",
     ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
     "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),

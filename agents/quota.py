@@ -1,4 +1,4 @@
-"""The quota stage on Kafka: candidates (keyed by buyer) and watermarks in, final declarations out.
+"""The quota stage on Kafka: candidates (in the partition of their buyer) and watermarks in, final declarations out.
 
 State per buyer (pipeline.quota.BuyerQuota) lives in its own table, co-partitioned
 with the repartition topic. The core remembers every declaration id with its
@@ -6,6 +6,10 @@ verdict, so a candidate delivered twice (at-least-once between the stages, or a
 replay after a crash) yields the very same declaration and counts once. The
 declaration is sent on every delivery, repeats included: that is what makes a
 crash lose nothing here (the state may be ahead of the committed offset).
+
+Candidates arrive in records of one or of many (agents/batch.py: the join agent sends the
+candidates of a partition together); each is decided on its own, and a record is done with
+its last candidate.
 
 Order (docs/CONTRACT.md, "Annual quota"): a buyer's declarations are counted in
 (eventTime, orderNo) order. Every join partition publishes its event time as a
@@ -31,11 +35,12 @@ repeat). At a graceful hand-over (a revocation, a clean stop) the worker takes
 `handover()` before its last delivery flush and, once everything is delivered, writes
 one record per partition into this table's changelog (`write_handover`): the offset the
 commit stops at (`base`, the first candidate not decided) and the offsets above it that
-were decided and delivered, each with a CRC-32 of the message. The next owner reads it
+were decided and delivered, each with a CRC-32 of the message (of a record of several
+candidates with some still held, the positions of those decided). The next owner reads it
 with the first message of the partition, deletes it, and keeps it only when that first
 message is at `base` (the group committed exactly there; a failed commit, a kill -9 after
 an older record or a recreated topic start elsewhere and drop it). A candidate at a
-recorded offset with the same bytes is acked as handled: no decision, no publish. The
+recorded offset (and position) with the same bytes is handled: no decision, no publish. The
 buyer's state is as if it was decided once, because it was: its state was changelogged
 before the record was written. Without a record (kill -9, a failed flush, exactly_once)
 nothing changes: the candidates are decided again, from the verdicts in the state.
@@ -49,13 +54,22 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from agents.acks import Ack
 from agents.outbox import emit_of
 from agents.sender import Msg, Sender, Table
-from pipeline.codec import WATERMARK_PREFIX, decode_candidate, decode_quota, decode_watermarks, encode_quota
+from pipeline.codec import (
+    CANDIDATES_PREFIX,
+    WATERMARK_PREFIX,
+    decode_candidate,
+    decode_quota,
+    decode_watermarks,
+    encode_quota,
+    split_candidates,
+)
 from pipeline.config import RulesConfig
 from pipeline.errors import StateCodecError
 from pipeline.join import Candidate
@@ -67,6 +81,17 @@ _ALL = 2**63  # a watermark past every eventTime
 _HANDOVER_KEY = b"\x00handover/%d"  # a buyer key is a normalised id number: never a NUL
 _HANDOVER_WAIT_S = 10.0
 
+
+def _count(value: bytes) -> int:
+    """Candidates in a record (a record of many: agents/batch.py)."""
+    if not value.startswith(CANDIDATES_PREFIX):
+        return 1
+    try:
+        return len(split_candidates(value))
+    except StateCodecError:
+        return 1
+
+
 SendTo = Callable[[str, bytes, bytes, int], Awaitable[object]]  # (topic, key, value, partition) -> its delivery
 
 
@@ -74,12 +99,15 @@ SendTo = Callable[[str, bytes, bytes, int], Awaitable[object]]  # (topic, key, v
 class HandOver:
     """What a graceful hand-over leaves for the next owner of one candidates partition:
     `base`, where the group's commit stops (the first candidate not decided), and the
-    offsets above it whose candidates were decided and delivered -> CRC-32 of their bytes."""
+    offsets above it whose candidates were decided and delivered -> CRC-32 of their bytes;
+    `partial`: the records of several candidates (agents/batch.py) of which only some were
+    -> (CRC-32, the positions of those in the record)."""
 
     topic: str
     partition: int
     base: int
     done: dict[int, int]
+    partial: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
 
 def handover_key(partition: int) -> bytes:
@@ -88,9 +116,15 @@ def handover_key(partition: int) -> bytes:
 
 
 def encode_handover(record: HandOver) -> bytes:
-    return orjson.dumps(
-        {"topic": record.topic, "partition": record.partition, "base": record.base, "done": sorted(record.done.items())}
-    )
+    body: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "base": record.base,
+        "done": sorted(record.done.items()),
+    }
+    if record.partial:
+        body["partial"] = [[offset, crc, list(at)] for offset, (crc, at) in sorted(record.partial.items())]
+    return orjson.dumps(body)
 
 
 def decode_handover(raw: bytes) -> HandOver:
@@ -98,7 +132,8 @@ def decode_handover(raw: bytes) -> HandOver:
     try:
         obj = orjson.loads(raw)
         done = {int(offset): int(crc) for offset, crc in obj["done"]}
-        return HandOver(str(obj["topic"]), int(obj["partition"]), int(obj["base"]), done)
+        partial = {int(offset): (int(crc), tuple(int(i) for i in at)) for offset, crc, at in obj.get("partial", ())}
+        return HandOver(str(obj["topic"]), int(obj["partition"]), int(obj["base"]), done, partial)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise StateCodecError(f"corrupt hand-over record: {type(exc).__name__}") from exc
 
@@ -125,15 +160,19 @@ async def write_handover(records: list[HandOver], send_to: SendTo, topic: str) -
 
 @dataclass(slots=True)
 class _Pending:
-    """A received message whose ack waits for its turn (offset order) and its decision;
-    `msg` is the candidate's message (None for a watermark), for the hand-over record.
+    """A received message whose ack waits for its turn (offset order) and its decisions;
+    `msg` is the candidates' message (None for a watermark), for the hand-over record.
+    `left`: its candidates not decided yet (a record carries one, or many: agents/batch.py).
+    `decided`: the positions in the record of those decided (and sent).
     `done` is set once everything it caused was sent (so a hand-over taken while a decision
-    is under way leaves that candidate out)."""
+    is under way leaves that record out)."""
 
     ack: Ack
     offset: int
     msg: Msg | None
     done: bool = False
+    left: int = 0
+    decided: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -145,9 +184,10 @@ class _Partition:
     topic: str
     next: int
     watermarks: dict[int, tuple[int, bool]] = field(default_factory=dict)  # source -> (event ms, idle)
-    held: QuotaOrder[tuple[Msg, _Pending]] = field(default_factory=QuotaOrder)
+    held: QuotaOrder[tuple[bytes, Msg, _Pending, int]] = field(default_factory=QuotaOrder)
     acks: deque[_Pending] = field(default_factory=deque)
     handed_over: dict[int, int] = field(default_factory=dict)  # offset -> CRC-32 of the candidate
+    handed_partial: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)  # -> CRC, positions
 
 
 class QuotaProcessor:
@@ -174,12 +214,17 @@ class QuotaProcessor:
         records = []
         for partition, part in self.partitions.items():
             done = {offset: crc for offset, crc in part.handed_over.items() if offset >= part.next}  # not read yet
+            partial = {offset: at for offset, at in part.handed_partial.items() if offset >= part.next}
             for pending in part.acks:
-                if pending.done and pending.msg is not None:
+                if pending.msg is None:
+                    continue
+                if pending.done:
                     done[pending.offset] = zlib.crc32(pending.msg.value)
-            if done:
+                elif pending.decided:
+                    partial[pending.offset] = (zlib.crc32(pending.msg.value), tuple(sorted(pending.decided)))
+            if done or partial:
                 base = part.acks[0].offset if part.acks else part.next
-                records.append(HandOver(part.topic, partition, base, done))
+                records.append(HandOver(part.topic, partition, base, done, partial))
         return records
 
     @property
@@ -253,40 +298,62 @@ class QuotaProcessor:
             )
             return
         part.handed_over = {offset: crc for offset, crc in record.done.items() if offset >= first.offset}
+        part.handed_partial = {offset: at for offset, at in record.partial.items() if offset >= first.offset}
         log.info(
-            "%s[%d]: %d candidate(s) above @%d were decided and delivered by the previous owner: not decided again",
+            "%s[%d]: %d record(s) of candidates above @%d (and part of %d more) were decided and delivered by the "
+            "previous owner: not decided again",
             first.topic,
             first.partition,
             len(part.handed_over),
             first.offset,
+            len(part.handed_partial),
         )
 
     async def _receive(self, part: _Partition, msg: Msg, pending: _Pending) -> None:
-        if part.handed_over and part.handed_over.pop(msg.offset, None) == zlib.crc32(msg.value):
-            pending.done = True  # decided, published, its state changelogged, before the hand-over
-            self.sender.metrics.inc("candidates_handed_over")
-            return
+        """A record of one candidate, or of many (`encode_candidates`): each is decided at once
+        when the watermark has passed it, else held; the record is done with its last."""
+        skip: tuple[int, ...] = ()
+        if part.handed_over or part.handed_partial:
+            crc = zlib.crc32(msg.value)
+            if part.handed_over.pop(msg.offset, None) == crc:
+                pending.done = True  # decided, published, its state changelogged, before the hand-over
+                self.sender.metrics.inc("candidates_handed_over", "", _count(msg.value))
+                return
+            partial = part.handed_partial.pop(msg.offset, None)
+            if partial is not None and partial[0] == crc:
+                skip = partial[1]  # these of the record were, the others not
         try:
-            candidate = decode_candidate(msg.value)
-        except StateCodecError as err:
+            values = split_candidates(msg.value) if msg.value.startswith(CANDIDATES_PREFIX) else [msg.value]
+            candidates = [decode_candidate(value) for value in values]
+        except StateCodecError as err:  # the whole record: none of it is decided
             await self.sender.dead_letter(msg, str(err), None, True)
             pending.done = True
             return
-        declaration = candidate.declaration
-        if declaration.event_time_ms < self.watermark(part):  # nothing earlier can still come
-            await self._decide(candidate, msg)
-            pending.done = True
-        else:  # held as its message alone, decoded again on release: decoded, ~1.6 KB more each
-            part.held.hold(declaration.event_time_ms, declaration.order_no, (msg, pending))
+        pending.left = len(candidates)
+        watermark = self.watermark(part)
+        for at, (value, candidate) in enumerate(zip(values, candidates, strict=True)):
+            declaration = candidate.declaration
+            if at in skip:
+                self.sender.metrics.inc("candidates_handed_over")
+            elif declaration.event_time_ms < watermark:  # nothing earlier can still come
+                await self._decide(candidate, msg)
+            else:  # held as its bytes alone, decoded again on release: decoded, ~1.6 KB more each
+                part.held.hold(declaration.event_time_ms, declaration.order_no, (value, msg, pending, at))
+                continue
+            pending.left -= 1
+            pending.decided.append(at)
+        pending.done = not pending.left
 
     async def _release(self, part: _Partition) -> None:
         """Decide what the watermark has passed, in order; then ack the decided prefix."""
-        for msg, pending in part.held.release(self.watermark(part)):
+        for value, msg, pending, at in part.held.release(self.watermark(part)):
             try:
-                await self._decide(decode_candidate(msg.value), msg)  # it decoded on receipt
+                await self._decide(decode_candidate(value), msg)  # it decoded on receipt
             except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
                 await self.sender.internal_error(msg, exc, "quota")
-            pending.done = True
+            pending.left -= 1
+            pending.decided.append(at)
+            pending.done = not pending.left
         acks = part.acks
         while acks and acks[0].done:
             await self.sender.delivery.ack(acks.popleft().ack)

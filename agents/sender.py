@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 import orjson
 
 from agents.acks import Delivery
+from agents.batch import CandidateBatch
 from agents.metrics import Metrics
 from clearance.clock import wall_ms
 from pipeline.codec import dead_letter_dict, encode_watermarks
@@ -81,10 +82,14 @@ class Sender:
         *,
         send_to: SendToFn | None = None,
         partitions: int = 0,
+        batch: CandidateBatch | None = None,
     ) -> None:
         """`send_to(topic, partition, value)` and `partitions` (of the candidates topic) publish
-        watermarks; without them `watermark` does nothing."""
+        watermarks; without them `watermark` does nothing. With `batch`, candidates wait in it
+        (agents/batch.py) for the next watermark or the ack batch's seal, instead of a record
+        each."""
         self._send = send
+        self.batch = batch
         self._send_to = send_to
         self._partitions = partitions
         self.delivery = delivery
@@ -93,6 +98,9 @@ class Sender:
         self.metrics = metrics
 
     async def emit(self, emit: Emit) -> None:
+        if emit.dest == "candidates" and self.batch is not None:
+            self.batch.add(emit.key, emit.value)
+            return
         await self._publish(self._topics[emit.dest], emit.key, emit.value, None)
         if emit.dest != "candidates":
             self.metrics.inc("declarations_out", emit.status)
@@ -104,6 +112,8 @@ class Sender:
         holds no one back), in one record on every candidates partition."""
         if self._send_to is None or not marks:
             return
+        if self.batch is not None:
+            self.batch.drain()  # the candidates emitted before go first, on every partition
         topic, value = self._topics["candidates"], encode_watermarks(marks)
         for partition in range(self._partitions):
             try:

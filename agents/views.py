@@ -55,6 +55,10 @@ def gauges(pipeline: Pipeline) -> Iterator[tuple[MetricName, dict[str, str], flo
     yield "consumer_acked_offsets", {}, float(acked_offsets(pipeline.app))
     if pipeline.producer is not None:
         yield "producer_queue_messages", {}, float(pipeline.producer.pending())
+    batch = pipeline.joiner.sender.batch
+    if batch is not None:
+        yield "candidates_out", {}, float(batch.candidates)
+        yield "candidate_records_out", {}, float(batch.records)
     for kind, size in (mallinfo() or {}).items():
         yield "malloc_bytes", {"kind": kind}, float(size)
     collector = pipeline.collector

@@ -91,7 +91,7 @@ def test_the_batch_waits_for_the_changelog_records_it_seals() -> None:
     async def scenario() -> None:
         producer = StandIn()
         changelog = Changelog(producer)  # type: ignore[arg-type]
-        delivery = Delivery(max_acks=1000, held=changelog)
+        delivery = Delivery(max_acks=1000, held=[changelog])
         acked: list[int] = []
         send = changelog.table("app-join-changelog", lambda d: None)
         send(0, b"O1", b"state")
@@ -111,7 +111,7 @@ def test_a_changelog_record_not_delivered_releases_no_ack() -> None:
     async def scenario() -> None:
         producer = StandIn()
         changelog = Changelog(producer)  # type: ignore[arg-type]
-        delivery = Delivery(max_acks=1000, held=changelog)
+        delivery = Delivery(max_acks=1000, held=[changelog])
         acked: list[int] = []
         changelog.table("app-clock-changelog", lambda d: None)(1, b"1", b"[5]")
         await delivery.ack(lambda: acked.append(1))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -17,7 +18,7 @@ from agents.acks import Delivery
 from agents.metrics import Metrics
 from agents.quota import HandOver, QuotaProcessor, decode_handover, encode_handover, handover_key, write_handover
 from agents.sender import Headers, Msg, Sender
-from pipeline.codec import encode_candidate, encode_watermark
+from pipeline.codec import encode_candidate, encode_candidates, encode_watermark
 from pipeline.errors import StateCodecError
 from tests.agents.test_quota import BUYER, CONFIG, DLQ, TOPICS
 from tests.agents.test_quota_order import HALF, SOURCES, timed
@@ -264,7 +265,71 @@ def test_a_record_not_delivered_is_reported() -> None:
 def test_the_record_round_trips_and_bad_bytes_raise() -> None:
     record = HandOver(TOPIC, PARTITION, BASE, {4: 123, 9: 2**32 - 1})
     assert decode_handover(encode_handover(record)) == record
-    for bad in (b"{", b"[]", b'{"topic": "t"}', b'{"topic": "t", "partition": 0, "base": 1, "done": [[1]]}'):
+    assert b"partial" not in encode_handover(record), "the form written before records of many candidates"
+    with_partial = HandOver(TOPIC, PARTITION, BASE, {4: 123}, {5: (7, (0, 2))})
+    assert decode_handover(encode_handover(with_partial)) == with_partial
+    partial_bad = b'{"topic": "t", "partition": 0, "base": 1, "done": [], "partial": [[5, 7]]}'
+    for bad in (
+        b"{",
+        b"[]",
+        b'{"topic": "t"}',
+        b'{"topic": "t", "partition": 0, "base": 1, "done": [[1]]}',
+        partial_bad,
+    ):
         with pytest.raises(StateCodecError):
             decode_handover(bad)
     assert not handover_key(PARTITION).startswith(BUYER[:1]), "never a buyer's key"
+
+
+def test_the_candidates_decided_of_a_record_of_many_are_handed_over_with_their_positions() -> None:
+    """agents/batch.py: a record carries several candidates. A record all decided above the held
+    one is handed over whole; of one with a candidate still held, the positions of those decided.
+    The next owner decides only the others: no repeat."""
+
+    async def body() -> None:
+        early2 = encode_candidate(timed("EARLY2", 900, HALF))
+        held2 = encode_candidate(timed("HELD2", 7000, HALF))
+        # 3: held; 4: two candidates decided at once; 5: one decided at once, one held.
+        log = [*marks(1000), HELD, encode_candidates([LATE, EARLY]), encode_candidates([held2, early2])]
+        log += [*marks(6000), *marks(8000)]
+        single = await once(log)
+        table: dict[bytes, bytes] = {}
+        first = Owner(table, 0)
+        await first.read(log, until=6)
+        assert first.quota.held == 2 and len(first.sent) == 3
+        (record,) = await first.hand_over()
+        assert (record.base, sorted(record.done)) == (BASE, [4])
+        assert record.partial == {5: (zlib.crc32(log[5]), (1,))}, "of offset 5, EARLY2 (its second) only"
+        assert decode_handover(encode_handover(record)) == record
+        assert first.acked == [0, 1, 2]
+
+        second = Owner(table, BASE)  # the group committed offset 3
+        await second.read(log)
+        await second.delivery.flush()
+        assert second.handed_over == 3, "the two candidates of offset 4 and one of offset 5"
+        assert first.sent + second.sent == single.sent, "every declaration once, the same bytes"
+        assert second.acked == list(range(BASE, len(log)))
+        assert table == single.table, "the quota state as if one owner decided everything"
+
+    run(body)
+
+
+def test_a_partial_record_whose_bytes_differ_is_decided_whole() -> None:
+    """The positions count only for the same bytes at that offset (a recreated topic, another
+    record): otherwise every candidate of it is decided, as without a record."""
+
+    async def body() -> None:
+        held2 = encode_candidate(timed("HELD2", 7000, HALF))
+        log = [*marks(1000), HELD, encode_candidates([held2, EARLY]), *marks(8000)]
+        table: dict[bytes, bytes] = {}
+        first = Owner(table, 0)
+        await first.read(log, until=5)
+        (record,) = await first.hand_over()
+        assert record.partial == {4: (zlib.crc32(log[4]), (1,))} and record.done == {}
+        other = [*log[:4], encode_candidates([held2, LATE]), *log[5:]]
+        second = Owner(table, BASE)
+        await second.read(other)
+        await second.delivery.flush()
+        assert second.handed_over == 0 and len(second.sent) == 3, "HELD, LATE and HELD2 all decided"
+
+    run(body)

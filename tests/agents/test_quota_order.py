@@ -5,6 +5,7 @@ order; acks in offset order. On fakes: a dict table, a recording send, a real De
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -15,7 +16,7 @@ from agents.acks import Delivery
 from agents.metrics import Metrics
 from agents.quota import QuotaProcessor
 from agents.sender import Headers, Msg, Sender
-from pipeline.codec import encode_candidate, encode_watermark, encode_watermarks
+from pipeline.codec import encode_candidate, encode_candidates, encode_watermark, encode_watermarks
 from pipeline.join import Candidate
 from tests.agents.test_quota import CONFIG, DLQ, TOPICS, candidate
 
@@ -32,13 +33,13 @@ def timed(order_no: str, event_ms: int, fen: int) -> Candidate:
 class Harness:
     def __init__(self, sources: int | None = SOURCES) -> None:
         self.out: list[dict[str, Any]] = []
+        self.dead: list[dict[str, Any]] = []
         self.acked: list[int] = []
         self.offset = 0
         loop = asyncio.get_running_loop()
 
         async def send(topic: str, key: bytes | None, value: bytes, headers: Headers | None) -> Awaitable[Any]:
-            if topic != DLQ:
-                self.out.append(orjson.loads(value))
+            (self.dead if topic == DLQ else self.out).append(orjson.loads(value))
             future: asyncio.Future[None] = loop.create_future()
             future.set_result(None)
             return future
@@ -237,5 +238,49 @@ def test_a_corrupt_combined_watermark_is_dead_lettered_and_acked(value: bytes) -
         await h.feed(value)
         await h.settle()
         assert h.out == [] and h.quota.partitions[0].watermarks == {} and h.acked == [0]
+
+    run(body)
+
+
+def test_a_record_of_many_candidates_is_decided_in_order_and_acked_with_its_last() -> None:
+    """agents/batch.py: the join sends its candidates for one partition in one record. Each is
+    held or decided on its own; the record is acked once the last of them is decided."""
+
+    async def body(h: Harness) -> None:
+        await h.marks(1500)
+        late, b, a = timed("LATE", 1000, 100), timed("B", 2000, HALF), timed("A", 2000, HALF)
+        await h.feed(encode_candidates([encode_candidate(c) for c in (b, late, a)]))
+        assert h.verdicts() == [("LATE", False)], "below the watermark: decided at once"
+        assert h.quota.held == 2
+        await h.feed(encode_candidate(timed("C", 1800, 100)))  # a record of one, after it
+        await h.settle()
+        assert h.acked == [0, 1, 2], "the watermarks only: the record waits for its held candidates"
+        await h.marks(1900)
+        await h.settle()
+        assert h.verdicts() == [("LATE", False), ("C", False)]
+        assert h.acked == [0, 1, 2], "C is decided, but its ack waits behind the record's"
+        await h.marks(2001)
+        await h.settle()
+        assert h.verdicts() == [("LATE", False), ("C", False), ("A", False), ("B", True)]
+        assert h.acked == list(range(h.offset)) and h.quota.held == 0
+
+    run(body)
+
+
+@pytest.mark.parametrize("broken", ["framing", "one candidate"])
+def test_a_corrupt_record_of_candidates_is_dead_lettered_whole(broken: str) -> None:
+    """None of its candidates is decided (each message ends up in one place: the dead letters,
+    with its original bytes)."""
+
+    async def body(h: Harness) -> None:
+        good = encode_candidate(timed("A", 1000, 100))
+        value = encode_candidates([good, good])[:-1] if broken == "framing" else encode_candidates([good, b"[1, 2]"])
+        await h.marks(5000)
+        await h.feed(value)
+        await h.settle()
+        assert h.out == [] and h.quota.held == 0
+        (dead,) = h.dead
+        assert base64.b64decode(dead["value"]) == value and dead["error"] == "INTERNAL_ERROR"
+        assert h.acked == list(range(h.offset))
 
     run(body)

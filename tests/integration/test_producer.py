@@ -1,6 +1,7 @@
 """The worker's producer (agents/producer.py) against the real broker: records counted into a
 tally are delivered before its future resolves, with the offsets the broker gave them; a
-record the broker never takes fails the tally."""
+record the broker never takes fails the tally; a candidate's partition (agents/batch.py) is
+librdkafka's for its buyer key."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import asyncio
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from agents.batch import partition_of
 from agents.producer import ProduceError, Producer
 from clearance.kafka import client_config, producer_config
 from clearance.settings import Settings
@@ -58,3 +60,24 @@ def test_a_record_the_broker_never_takes_fails_its_tally(kafka_settings: Setting
             producer.close(timeout_s=5)
 
     asyncio.run(body())
+
+
+def test_a_candidate_goes_to_the_partition_its_buyer_key_would_go_to_as_a_key(kafka_settings: Settings) -> None:
+    """agents/batch.py computes the partition of a buyer's candidates itself (one record per
+    partition); the quota states already in a partition came there keyed, through librdkafka's
+    partitioner (`murmur2_random`, clearance/kafka.py). The two agree, key by key."""
+    topic = kafka_settings.topic_matched
+    partitions = kafka_settings.partitions
+    buyer_keys = [b"3301021990%08d" % n for n in range(300)] + [b"11010519491231002X", b"x", b"ab", b"abc"]
+
+    async def body() -> list[int]:
+        producer = Producer(producer_config(kafka_settings))
+        try:
+            futures = [producer.send(topic, key, b"{}") for key in buyer_keys]
+            return [d.partition for d in await asyncio.wait_for(asyncio.gather(*futures), timeout=30)]
+        finally:
+            producer.close()
+
+    landed = asyncio.run(body())
+    assert len(set(landed)) == partitions
+    assert [partition_of(key, partitions) for key in buyer_keys] == landed

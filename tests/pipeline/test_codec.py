@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pipeline.codec import (
+    CANDIDATES_PREFIX,
     WATERMARK_PREFIX,
     dead_letter_dict,
     declaration_dict,
@@ -23,11 +24,13 @@ from pipeline.codec import (
     decode_state,
     decode_watermarks,
     encode_candidate,
+    encode_candidates,
     encode_declaration,
     encode_quota,
     encode_state,
     encode_watermark,
     encode_watermarks,
+    split_candidates,
 )
 from pipeline.config import HOUR_MS
 from pipeline.decisions import decide_after, decide_incomplete
@@ -173,6 +176,35 @@ def test_candidate_round_trip(name: str) -> None:
     back = decode_candidate(encode_candidate(c))
     assert back == c
     assert type(back.declaration.reasons) is tuple and back.declaration.documents == c.declaration.documents
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_a_record_of_candidates_is_json_and_splits_into_their_bytes(count: int) -> None:
+    """One candidate's text with a line break and a quote in it: orjson escapes them, so the
+    framing (one candidate per line) holds."""
+    tricky = CANDIDATES["clean"]
+    tricky = tricky._replace(declaration=tricky.declaration._replace(reasons=("A\nB", 'C"],\n[D')))
+    values = [encode_candidate(c) for c in [*CANDIDATES.values(), tricky][:count]]
+    raw = encode_candidates(values)
+    assert raw.startswith(CANDIDATES_PREFIX) and not raw.startswith(WATERMARK_PREFIX)
+    assert orjson.loads(raw) == {"candidates": [orjson.loads(v) for v in values]}
+    assert split_candidates(raw) == values
+    assert [decode_candidate(v) for v in split_candidates(encode_candidates([encode_candidate(tricky)]))] == [tricky]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        CANDIDATES_PREFIX + b"[1]\n]",  # cut short
+        CANDIDATES_PREFIX + b"[1]\n[2]\n]}",  # a separator missing
+        CANDIDATES_PREFIX + b"[1],\n\n]}",  # an empty line
+        CANDIDATES_PREFIX + b"\n]}",  # none at all
+        b'{"candidates": [[1]]}',  # JSON, but not framed by encode_candidates
+    ],
+)
+def test_a_record_of_candidates_not_framed_as_written_is_corrupt(raw: bytes) -> None:
+    with pytest.raises(StateCodecError, match="corrupt candidates record"):
+        split_candidates(raw)
 
 
 def test_the_flagged_candidate_has_reasons() -> None:
