@@ -336,7 +336,10 @@ class QuotaProcessor:
             if at in skip:
                 self.sender.metrics.inc("candidates_handed_over")
             elif declaration.event_time_ms < watermark:  # nothing earlier can still come
-                await self._decide(candidate, msg)
+                try:
+                    await self._decide(candidate, msg)
+                except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on with the others
+                    await self.sender.internal_error(msg, exc, "quota")
             else:  # held as its bytes alone, decoded again on release: decoded, ~1.6 KB more each
                 part.held.hold(declaration.event_time_ms, declaration.order_no, (value, msg, pending, at))
                 continue

@@ -83,6 +83,7 @@ def cli(argv: list[str]) -> int:
 
     @pipeline.app.task  # type: ignore[untyped-decorator]  # faust's task decorator is untyped
     async def report_tables() -> None:
+        log.info("event loop: %s (CLEARANCE_EVENT_LOOP)", type(asyncio.get_running_loop()).__module__.split(".")[0])
         if kept:
             log.info("local table state kept (the last run stopped cleanly): recovery reads only what is newer")
         else:
@@ -126,7 +127,6 @@ def use_event_loop(name: str) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     else:
         asyncio.set_event_loop_policy(None)  # asyncio's default
-    log.info("event loop: %s", name)
 
 
 def prepare_broker(settings: Settings) -> int:

@@ -284,3 +284,27 @@ def test_a_corrupt_record_of_candidates_is_dead_lettered_whole(broken: str) -> N
         assert h.acked == list(range(h.offset))
 
     run(body)
+
+
+def test_a_candidate_whose_decision_fails_is_dead_lettered_and_the_others_of_its_record_go_on() -> None:
+    class FailsOnce(dict[bytes, bytes]):
+        failed = False
+
+        def get(self, key: bytes, default: Any = None) -> Any:
+            if not self.failed and not key.startswith(b"\x00"):  # a buyer's, not the hand-over record's
+                self.failed = True
+                raise RuntimeError("a bug")
+            return super().get(key, default)
+
+    async def body(h: Harness) -> None:
+        h.quota.quotas = FailsOnce()
+        await h.marks(5000)
+        value = encode_candidates([encode_candidate(timed(n, 1000, 100)) for n in ("A", "B", "C")])
+        await h.feed(value)
+        await h.settle()
+        assert h.verdicts() == [("B", False), ("C", False)]
+        (dead,) = h.dead
+        assert dead["error"] == "INTERNAL_ERROR" and base64.b64decode(dead["value"]) == value
+        assert h.acked == list(range(h.offset))
+
+    run(body)
