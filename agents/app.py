@@ -257,9 +257,12 @@ def _sender(
             return None
         return await outputs[topic].send(key=key, value=value, headers=headers)
 
+    def count_to(topic: str, partition: int, value: bytes) -> None:  # librdkafka only: into the open tally
+        cast(Producer, producer).count(_tally(delivery), topic, None, value, partition=partition)
+
     async def send_to(topic: str, partition: int, value: bytes) -> Awaitable[Any] | None:
         if producer is not None:
-            producer.count(_tally(delivery), topic, None, value, partition=partition)
+            count_to(topic, partition, value)
             return None
         return await outputs[topic].send(key=None, value=value, partition=partition)
 
@@ -270,12 +273,7 @@ def _sender(
     }
     batch = None
     if producer is not None:  # with exactly_once, Faust's topic: a record per candidate
-        topic = candidates.get_topic_name()
-
-        def produce(partition: int, value: bytes) -> None:
-            producer.count(_tally(delivery), topic, None, value, partition=partition)
-
-        batch = CandidateBatch(settings.partitions, produce)
+        batch = CandidateBatch(settings.partitions, functools.partial(count_to, candidates.get_topic_name()))
         delivery.held.append(batch)  # drained when the ack batch is sealed
     return Sender(
         send,

@@ -163,7 +163,7 @@ class _Clock:
 
     librdkafka's poll waits whole milliseconds (confluent-kafka truncates the timeout), so a
     message less than 1 ms ahead goes at once: waiting for it with a shorter poll returned at
-    once, again and again, and the replay spun a core (20.8 CPU-s for a 20 s replay at
+    once, again and again, and the replay spun a core (22.2 CPU-s for a 20.4 s replay at
     3,000 messages/s, on the 2-core machine the worker it measures runs on). A message goes at
     most 1 ms early; `--times` records when it really went."""
 

@@ -12,10 +12,9 @@ from typing import Any
 from agents.acks import Delivery
 from agents.batch import CandidateBatch, partition_of
 from agents.metrics import Metrics
-from agents.producer import Tally
 from agents.sender import Emit, Headers, Sender
 from pipeline.codec import CANDIDATES_PREFIX, WATERMARK_PREFIX, decode_watermarks, split_candidates
-from tests.agents.test_producer import Report
+from tests.agents.test_producer import Report, counting
 
 PARTITIONS = 12
 TOPICS: dict[Any, str] = {"matched": "matched", "flagged": "flagged", "candidates": "candidates"}
@@ -89,13 +88,7 @@ def test_an_ack_waits_for_the_candidates_its_batch_produced_at_the_seal() -> Non
     the seal produces what waits into the batch's tally before sealing it."""
 
     async def body() -> None:
-        loop = asyncio.get_running_loop()
-        tallies: list[Tally] = []
-
-        def counter() -> Tally:
-            tallies.append(Tally(loop))
-            return tallies[-1]
-
+        tallies, counter = counting(asyncio.get_running_loop())
         delivery = Delivery(max_acks=1000, max_age_s=3600.0, counter=counter)
         counted: list[int] = []
 

@@ -9,8 +9,9 @@ batch (every test runs under a timeout: a batch that never resolves fails it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -18,22 +19,22 @@ from confluent_kafka import KafkaError
 
 from agents.acks import Delivery
 from agents.producer import ProduceError, Tally
+from tests.agents.test_restore import Msg
+
+# What a tally reads of a delivered message: (topic, partition, offset), as librdkafka's
+# Message; the restore tests' stand-in has them.
+Report = functools.partial(Msg, key=None, value=None)
 
 
-class Report:
-    """What a tally reads of a delivered message."""
+def counting(loop: asyncio.AbstractEventLoop) -> tuple[list[Tally], Callable[[], Tally]]:
+    """A Delivery's `counter` that keeps every Tally it makes, in order."""
+    made: list[Tally] = []
 
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._topic, self._partition, self._offset = topic, partition, offset
+    def counter() -> Tally:
+        made.append(Tally(loop))
+        return made[-1]
 
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
+    return made, counter
 
 
 def open_tally(delivery: Delivery) -> Tally:
@@ -125,13 +126,7 @@ def test_seal_and_reports_from_the_poll_thread_never_miss_each_other(records: in
 
 def test_acks_wait_for_the_sends_counted_into_their_batch() -> None:
     async def body() -> None:
-        loop = asyncio.get_running_loop()
-        made: list[Tally] = []
-
-        def counter() -> Tally:
-            made.append(Tally(loop))
-            return made[-1]
-
+        made, counter = counting(asyncio.get_running_loop())
         delivery = Delivery(max_acks=2, max_age_s=3600.0, counter=counter)
         acked: list[int] = []
         assert delivery.settled()
