@@ -12,7 +12,7 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
 
@@ -31,9 +31,9 @@ SendFn = Callable[[str, bytes | None, bytes, Headers | None], Awaitable[Awaitabl
 SendToFn = Callable[[str, int, bytes], Awaitable[Awaitable[Any] | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class Msg:
-    """One consumed message."""
+class Msg(NamedTuple):
+    """One consumed message (a NamedTuple: the drain makes one per message, and
+    `tuple.__new__` builds it in 0.1 us where a frozen dataclass took ~1 us)."""
 
     topic: str
     partition: int

@@ -17,6 +17,7 @@ from agents.sequence import Sequencer
 # could run long stretches without giving the event loop back; yield every few messages so the
 # fetcher, the producer's sender, the ack-settling tasks and the other agent get their turn.
 _YIELD_EVERY = 16
+_new = tuple.__new__
 
 Handler = Callable[[Msg, Ack], Awaitable[None]]
 
@@ -75,4 +76,4 @@ def _msg(event: EventT[bytes]) -> Msg:
     key = m.key if isinstance(m.key, bytes) or m.key is None else None
     stamp = m.timestamp  # seconds (a float) in Faust's messages
     timestamp_ms = round(stamp * 1000) if isinstance(stamp, int | float) and stamp > 0 else None
-    return Msg(m.topic, m.partition, m.offset, key, value, timestamp_ms)
+    return _new(Msg, (m.topic, m.partition, m.offset, key, value, timestamp_ms))

@@ -78,6 +78,13 @@ class Merge(Generic[T]):
 
     def done(self) -> list[Queued[T]]:
         """Pop the dead letters at the heads: nothing to apply, only to acknowledge."""
+        q0, q1, q2 = self.queues
+        if (
+            (not q0 or q0[0].doc is not None)
+            and (not q1 or q1[0].doc is not None)
+            and (not q2 or q2[0].doc is not None)
+        ):
+            return []  # the common case, twice per applied document
         out: list[Queued[T]] = []
         for queue in self.queues:
             while queue and queue[0].doc is None:
@@ -86,11 +93,16 @@ class Merge(Generic[T]):
 
     def head(self) -> tuple[int, Queued[T]] | None:
         """The rank and head with the smallest merge key, None when every queue is empty."""
-        heads = [(merge_key(q[0], rank), rank) for rank, q in enumerate(self.queues) if q]
-        if not heads:
-            return None
-        _, rank = min(heads)
-        return rank, self.queues[rank][0]
+        best: tuple[int, int, int] | None = None
+        found: tuple[int, Queued[T]] | None = None
+        for rank, queue in enumerate(self.queues):
+            if queue:
+                item = queue[0]
+                doc = item.doc  # merge_key, inlined: twice per applied document
+                key = (doc.app_time_ms if doc is not None else -1, rank, item.offset)
+                if best is None or key < best:
+                    best, found = key, (rank, item)
+        return found
 
     def passing(self, now_ms: int) -> list[int] | None:
         """The ranks of the empty queues the head would pass; None while one of them is not silent.
@@ -98,9 +110,12 @@ class Merge(Generic[T]):
         [] when every queue holds a document; None while an empty queue's topic has
         delivered something less than `silent_ms` ago.
         """
-        empty = [rank for rank, queue in enumerate(self.queues) if not queue]
-        if any(now_ms - self.last_seen_ms[rank] < self.silent_ms for rank in empty):
-            return None
+        empty: list[int] = []
+        for rank, queue in enumerate(self.queues):
+            if not queue:
+                if now_ms - self.last_seen_ms[rank] < self.silent_ms:
+                    return None
+                empty.append(rank)
         return empty
 
     def pop(self, rank: int) -> Queued[T]:

@@ -147,6 +147,30 @@ def test_state_round_trip(name: str) -> None:
     assert encode_state(back) == raw  # stable bytes
 
 
+def _row_by_name(record: Any, text: tuple[str, ...] = ()) -> list[Any]:
+    """A record's stored row, field by field by name: every field but `kind`, in order; `text` as strings."""
+    return [str(getattr(record, f)) if f in text else getattr(record, f) for f in record._fields if f != "kind"]
+
+
+@pytest.mark.parametrize("name", list(STATES))
+def test_state_layout_is_the_stored_format(name: str) -> None:
+    """The bytes workers already stored: [1, orderNo, deadline, decided, guids, order, payment,
+    waybill], each record a row by field name, an item's qty and a waybill's weight as text."""
+    state = STATES[name]
+    order = state.order
+    expected = [
+        1,
+        state.order_no,
+        state.deadline_ms,
+        state.decided,
+        list(state.guids),
+        None if order is None else [*_row_by_name(order)[:-1], [_row_by_name(i, ("qty",)) for i in order.items]],
+        None if state.payment is None else _row_by_name(state.payment),
+        None if state.waybill is None else _row_by_name(state.waybill, ("weight",)),
+    ]
+    assert orjson.loads(encode_state(state)) == expected
+
+
 def test_the_states_are_what_their_names_say() -> None:
     assert STATES["decided complete"].decided and STATES["decided complete"].docs == (None, None, None)
     assert STATES["decided incomplete"].decided and not STATES["decided incomplete"].is_open
