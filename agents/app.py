@@ -28,6 +28,7 @@ from agents.acks import Delivery
 from agents.batch import CandidateBatch
 from agents.changelog import Changelog
 from agents.commits import Commits
+from agents.events import QuietMonitor, RawSchema
 from agents.faust_internals import (
     DirectTable,
     ack_refilled,
@@ -66,7 +67,6 @@ log = logging.getLogger("clearance.worker")
 _PRODUCER_LINGER_S = 0.005
 _STOP_FLUSH_S = 10.0
 _PRODUCER_BATCH_BYTES = 1024 * 1024
-_RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 _RAW_TABLE: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
 
 
@@ -97,7 +97,9 @@ class _Tables:
 def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
-    candidates = app.topic(candidates_topic(settings), partitions=settings.partitions, internal=True, **_RAW)
+    candidates = app.topic(
+        candidates_topic(settings), partitions=settings.partitions, internal=True, schema=RawSchema()
+    )
     rocksdb = SharedMemory.of_megabytes(settings.rocksdb_cache_mb)
     tables = _tables(app, settings, rocksdb)
     if settings.fast_restore:
@@ -145,6 +147,7 @@ def build(settings: Settings) -> Pipeline:
 def _app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
+        monitor=QuietMonitor(),  # Faust's per-message statistics, which nothing here reads (agents/events.py)
         broker=f"kafka://{settings.bootstrap}",
         store="rocksdb://",
         datadir=settings.data_dir,
@@ -246,7 +249,7 @@ def _sender(
     """The one Sender: declarations, candidates and dead letters (through librdkafka, or
     Faust's topics with exactly_once)."""
     names = (settings.topic_matched, settings.topic_flagged, settings.topic_deadletter)
-    outputs = {name: app.topic(name, **_RAW) for name in names}
+    outputs = {name: app.topic(name, schema=RawSchema()) for name in names}
     outputs[candidates.get_topic_name()] = candidates
 
     # With librdkafka every send of an ack batch is counted into the batch's tally (one object
@@ -352,7 +355,7 @@ def _agents(
     """Both agents: concurrency 1 (they write tables), our acks, the offset check."""
     joiner, quota = processors
     delivery, commits = acks
-    inputs = app.topic(*settings.input_topics, settings.topic_ticks, **_RAW)
+    inputs = app.topic(*settings.input_topics, settings.topic_ticks, schema=RawSchema())
 
     def refilled(msg: Msg) -> None:
         ack_refilled(app, msg.topic, msg.partition, msg.offset)
@@ -374,7 +377,7 @@ def _timers(
     collector: CyclicGC,
 ) -> None:
     delivery, commits = acks
-    ticks = app.topic(settings.topic_ticks, **_RAW)
+    ticks = app.topic(settings.topic_ticks, schema=RawSchema())
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer is untyped
     async def settle_heap() -> None:

@@ -74,6 +74,7 @@ class Changelog:
         self._local: dict[Key, bytes | None] = {}  # written at the next seal or `write_local`
         self._persist: dict[str, Persist] = {}
         self._databases: dict[str, Database] = {}
+        self._queued: dict[int, Queued] = {}
         self.written = 0  # table writes seen
         self.produced = 0  # changelog records produced
         self.local_batches = 0  # WriteBatches written to local RocksDB
@@ -94,7 +95,10 @@ class Changelog:
             if database is not None:
                 self._local[topic, partition, key] = value
             self.written += 1
-            return Queued(_Where(partition))
+            queued = self._queued.get(partition)
+            if queued is None:  # one per partition: they are all alike
+                queued = self._queued[partition] = Queued(_Where(partition))
+            return queued
 
         return send_changelog
 

@@ -21,7 +21,7 @@ exactly the core's state encoding.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -33,11 +33,11 @@ from pipeline.records import Declaration
 
 _DESTS: frozenset[str] = frozenset(("matched", "flagged", "candidates"))
 _SEP = b"\x00"
+_new = tuple.__new__  # a NamedTuple with every field: its own __new__ is a Python function
 MAX_OUTBOX = 16  # entries per order; an order sees a handful of state-changing documents
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
+class OutboxEntry(NamedTuple):
     """The emits of the input message at (topic, offset) of this order's partition."""
 
     topic: str
@@ -45,9 +45,8 @@ class OutboxEntry:
     emits: tuple[Emit, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A decoded join-table value."""
+class Stored(NamedTuple):
+    """A decoded join-table value (a NamedTuple, as the records: one per state read)."""
 
     state: JoinState
     outbox: tuple[OutboxEntry, ...] = ()
@@ -69,7 +68,7 @@ def decode_stored(raw: bytes) -> Stored:
     head, sep, tail = raw.partition(_SEP)
     state = decode_state(head)
     if not sep:
-        return Stored(state)
+        return _new(Stored, (state, ()))
     try:
         entries = tuple(
             OutboxEntry(str(topic), int(offset), tuple(_emit(m) for m in emits))
@@ -96,10 +95,10 @@ def _status_of(dest: str, value: str) -> str:
 def emit_of(item: Declaration | Candidate) -> Emit:
     """The message an emitted core value becomes."""
     if isinstance(item, Candidate):
-        return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
+        return _new(Emit, ("candidates", item.buyer_key.encode(), encode_candidate(item), "", None, None))
     dest: Dest = "matched" if item.matched else "flagged"
     value = encode_declaration(item)
-    return Emit(dest, item.order_no.encode(), value, item.status, item.decided_at_ms, item.received_at_ms)
+    return _new(Emit, (dest, item.order_no.encode(), value, item.status, item.decided_at_ms, item.received_at_ms))
 
 
 class TableStates:

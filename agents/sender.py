@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
 import orjson
@@ -46,11 +45,11 @@ class Msg(NamedTuple):
 Dest = Literal["matched", "flagged", "candidates"]
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
+class Emit(NamedTuple):
     """One message to publish: destination, Kafka key and value (bytes), and a declaration's
     status (for the declarations_out metric; "" for a candidate) and its decidedAt and
-    receivedAt in ms (for the receipt-to-decision histogram; None when unknown or a re-send)."""
+    receivedAt in ms (for the receipt-to-decision histogram; None when unknown or a re-send).
+    A NamedTuple, as Msg: one or two per decided order."""
 
     dest: Dest
     key: bytes
