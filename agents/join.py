@@ -132,6 +132,7 @@ class JoinProcessor:
         self.unread = unread
         self.merge_wait_ms = merge_wait_ms
         self.publish_every_ms = publish_every_ms
+        self._every = publish_every_ms if publish_every_ms is not None else 1 << 62  # the check `handle` makes
         self._published_wall_ms = 0  # when the owned partitions' event times were last published
         self.flow = flow if merge_buffer > 0 else None
         self.merge_buffer = merge_buffer
@@ -209,10 +210,14 @@ class JoinProcessor:
         wall = self.wall()
         part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack, rejected)))
         await self._release(part, msg.partition, wall, drain=False)
-        self._bound(part, msg.partition)
+        if self.flow is not None:
+            self._bound(part, msg.partition)
         # Also on input, not only on ticks (under a backlog the ticks queue behind the input);
         # at once after an idle watermark, so the quota stage waits for this partition again.
-        await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
+        if part.published_idle or wall - self._published_wall_ms >= self._every:
+            await self._publish(part, msg.partition, wall, idle=False, now=part.published_idle)
+        else:  # what `_publish` does when it is not time: no coroutine for it
+            part.idle = False
 
     def _receive(self, msg: Msg) -> tuple[Document | None, Rejected | None]:
         """Parse a document, or say why it is dead-lettered.

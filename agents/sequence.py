@@ -72,6 +72,15 @@ class Sequencer:
         self._starts.clear()
         self._generation += 1
 
+    def in_turn(self, msg: Msg) -> bool:
+        """The common case, without a coroutine: `msg` is the very next offset expected of its
+        topic partition (it is then admitted, with nothing before it). False: ask `admit`."""
+        key = (msg.topic, msg.partition)
+        if self._next.get(key) != msg.offset:
+            return False
+        self._next[key] = msg.offset + 1
+        return True
+
     async def admit(self, msg: Msg) -> tuple[list[Msg], bool]:
         """(messages to handle before `msg`, whether to handle `msg` itself)."""
         key = (msg.topic, msg.partition)

@@ -36,17 +36,21 @@ async def drain(
     (agents/commits.py)."""
     event: EventT[bytes]
     handled = 0
+    in_turn = sequencer.in_turn
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
         msg = _msg(event)
-        try:
-            before, admit = await sequencer.admit(msg)
-        except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
-            delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
-            before, admit = [], True
-        for missed in before:  # read beside Faust: acked in Faust's books in their turn
-            await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
-        if admit:
+        if in_turn(msg):  # the next offset of its partition: nothing to refill, nothing to drop
             await handle(msg, _Release(event.ack, msg, commits))
+        else:
+            try:
+                before, admit = await sequencer.admit(msg)
+            except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
+                delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
+                before, admit = [], True
+            for missed in before:  # read beside Faust: acked in Faust's books in their turn
+                await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
+            if admit:
+                await handle(msg, _Release(event.ack, msg, commits))
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)

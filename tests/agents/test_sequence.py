@@ -35,11 +35,15 @@ def msg(offset: int, partition: int = 0) -> Msg:
 
 
 def handled(sequencer: Sequencer, delivered: list[int]) -> list[int]:
-    """The offsets an agent handles, in order, when the consumer delivers `delivered`."""
+    """The offsets an agent handles, in order, when the consumer delivers `delivered` (as
+    agents/stream.py asks: `in_turn` first, `admit` when it says no)."""
 
     async def run() -> list[int]:
         out: list[int] = []
         for offset in delivered:
+            if sequencer.in_turn(msg(offset)):
+                out.append(offset)
+                continue
             before, admit = await sequencer.admit(msg(offset))
             out += [m.offset for m in before]
             if admit:
@@ -62,6 +66,19 @@ def test_in_order_delivery_is_handled_as_is_without_extra_reads() -> None:
     log = FakeLog(list(range(100)), committed=40)
     assert handled(make(log), list(range(40, 100))) == list(range(40, 100))
     assert log.reads == []
+
+
+def test_in_turn_admits_only_the_next_offset_and_changes_nothing_otherwise() -> None:
+    log = FakeLog(list(range(100)), committed=40)
+    sequencer = make(log)
+    assert not sequencer.in_turn(msg(40))  # nothing known before the first admit
+    assert handled(sequencer, [40]) == [40]
+    assert sequencer.in_turn(msg(41)) and sequencer.next_offset(TOPIC, 0) == 42
+    assert not sequencer.in_turn(msg(41))  # a redelivery
+    assert not sequencer.in_turn(msg(44))  # a gap
+    assert not sequencer.in_turn(msg(42, partition=1))  # another partition, not started
+    assert sequencer.next_offset(TOPIC, 0) == 42
+    assert handled(sequencer, [44]) == [42, 43, 44]  # admit refills what in_turn left to it
 
 
 def test_messages_skipped_after_the_committed_offset_are_read_and_handled_first() -> None:
