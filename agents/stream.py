@@ -18,6 +18,7 @@ from agents.sequence import Sequencer
 # fetcher, the producer's sender, the ack-settling tasks and the other agent get their turn.
 _YIELD_EVERY = 16
 _new = tuple.__new__
+_NONE: list[Msg] = []  # nothing to handle before a message (never appended to)
 
 Handler = Callable[[Msg, Ack], Awaitable[None]]
 
@@ -39,18 +40,18 @@ async def drain(
     in_turn = sequencer.in_turn
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
         msg = _msg(event)
-        if in_turn(msg):  # the next offset of its partition: nothing to refill, nothing to drop
-            await handle(msg, _Release(event.ack, msg, commits))
+        if in_turn(msg):  # the next offset of its partition, without a coroutine: the common case
+            before, admit = _NONE, True
         else:
             try:
                 before, admit = await sequencer.admit(msg)
             except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
                 delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
-                before, admit = [], True
-            for missed in before:  # read beside Faust: acked in Faust's books in their turn
-                await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
-            if admit:
-                await handle(msg, _Release(event.ack, msg, commits))
+                before, admit = _NONE, True
+        for missed in before:  # read beside Faust: acked in Faust's books in their turn
+            await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
+        if admit:
+            await handle(msg, _Release(event.ack, msg, commits))
         handled += 1
         if handled % _YIELD_EVERY == 0:
             await asyncio.sleep(0)

@@ -110,8 +110,8 @@ class Settings:
     # what start-up built is frozen out of them once the worker is ready (agents/memory.py).
     gc_young_threshold: int = 50_000
     # The worker's asyncio event loop: "uvloop" (libuv, the loop's own work in C) or "asyncio"
-    # (the standard library's). uvloop gave the worker 5 to 24% more events per CPU second
-    # (case c, alternating; benchmarks/RESULTS.md, issue 12).
+    # (the standard library's). uvloop gave the worker 12% more events per CPU second on average,
+    # 0.99x to 1.24x in 8 pairs (case c, alternating; benchmarks/RESULTS.md, issue 12).
     event_loop: str = "uvloop"
     session_timeout_seconds: float = 15.0
     # How long a worker's clean stop (SIGTERM/SIGINT) may take before the process exits anyway

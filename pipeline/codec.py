@@ -85,11 +85,8 @@ _new = tuple.__new__
 _WEIGHT = Waybill._fields.index("weight")
 if any(cls._fields[-1] != "kind" for cls in (Order, Payment, Waybill)) or Order._fields[-2] != "items":
     raise AssertionError("a row leaves out the record's last field, kind, and an order's items come before it")
-_STATE_ROW: msgspec.json.Decoder[
-    tuple[int, OrderId, int, str | None, tuple[str, ...], Order | None, Payment | None, Waybill | None]
-] = msgspec.json.Decoder(
-    tuple[int, OrderId, int, str | None, tuple[str, ...], Order | None, Payment | None, Waybill | None]
-)
+_StateRow = tuple[int, OrderId, int, str | None, tuple[str, ...], Order | None, Payment | None, Waybill | None]
+_STATE_ROW: msgspec.json.Decoder[_StateRow] = msgspec.json.Decoder(_StateRow)
 
 
 def encode_quota(state: BuyerQuota) -> bytes:
