@@ -121,7 +121,7 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    reads = (sequences["join"], UnreadCheck(app, side, sequences["join"]))
+    reads = (sequences["join"], UnreadCheck(app, side, sequences["join"], metrics))
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
     joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog)
     ordered = settings.quota_order != "arrival"

@@ -133,6 +133,26 @@ def hold_fetch(app: faust.App, topic: str, partition: int, held: bool) -> bool:
     return True
 
 
+def last_fetch_ms(app: faust.App, topic: str, partition: int) -> int | None:
+    """When Faust's consumer last had a fetch response for a stream partition (wall ms), the
+    moment its high watermark (`Consumer.highwater`, public) was last set; None when unknown.
+
+    Faust has no public name for it; aiokafka's public `last_poll_timestamp` has it, on the
+    client Faust keeps in its consumer thread (`Consumer._thread._consumer`). Read from this
+    thread without a lock: the fetch sets the watermark before the time, so a caller that
+    reads the time first and the watermark second never pairs a newer time with an older
+    watermark."""
+    thread: Any = getattr(app.consumer, "_thread", None)
+    consumer: Any = getattr(thread, "_consumer", None)
+    if consumer is None:
+        return None
+    try:
+        stamp = consumer.last_poll_timestamp(AIOTopicPartition(topic, partition))
+    except Exception:  # noqa: BLE001 - not assigned (a rebalance in between): unknown
+        return None
+    return int(stamp) if stamp is not None else None
+
+
 def _hold(thread: Any, tp: AIOTopicPartition, held: bool) -> None:
     """In Faust's consumer thread: aiokafka's pause or resume of `tp`, when assigned and not so already."""
     consumer: Any = getattr(thread, "_consumer", None)

@@ -50,6 +50,7 @@ MetricName = Literal[
     "candidates_handed_over",
     "candidates_out",
     "candidate_records_out",
+    "merge_broker_asks",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -95,6 +96,11 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "candidate_records_out": (
         "counter",
         "records that carried them: one per candidates partition per watermark or ack batch (agents/batch.py)",
+    ),
+    "merge_broker_asks": (
+        "counter",
+        "ListOffsets requests of the merge and the idle rule (is anything unread?) that the consumer's "
+        "own fetches could not answer, by topic",
     ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
     "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),
@@ -185,5 +191,5 @@ def _labels(name: MetricName, label: str) -> dict[str, str]:
         "dead_letters": "error",
         "windows_completed": "partition",
         "windows_closed_incomplete": "partition",
-    }.get(name, "topic" if name.startswith(("documents_in", "input_")) else "label")
+    }.get(name, "topic" if name.startswith(("documents_in", "input_", "merge_broker")) else "label")
     return {key: label}

@@ -1,66 +1,172 @@
-"""Does the broker hold input the worker has not received? (agents/unread.py)"""
+"""agents.unread.UnreadCheck: when the consumer's own fetch answers "nothing unread", and when
+the broker is asked (a ListOffsets while the join waits).
+
+Stand-ins for Faust's consumer (its public `highwater`), the side reader's `log_end` and the
+time of the consumer's last fetch; a real Sequencer position and a real Metrics."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import pytest
+from aiokafka.structs import TopicPartition as AIOTopicPartition
+from faust.types import TP
+
+from agents.faust_internals import last_fetch_ms
+from agents.metrics import Metrics
 from agents.unread import UnreadCheck
+from clearance.clock import wall_ms
 
 
 class Consumer:
-    def __init__(self, highwater: int | None) -> None:
-        self.high = highwater
+    def __init__(self) -> None:
+        self.high: dict[TP, int | None] = {}
 
-    def highwater(self, tp: Any) -> int | None:
-        return self.high
+    def highwater(self, tp: TP) -> int | None:
+        if tp not in self.high:
+            raise AssertionError("not assigned")
+        return self.high[tp]
 
 
 class App:
-    def __init__(self, highwater: int | None) -> None:
-        self.consumer = Consumer(highwater)
+    def __init__(self) -> None:
+        self.consumer = Consumer()
 
 
 class Side:
-    def __init__(self, end: int) -> None:
-        self.end = end
-        self.asked = 0
+    def __init__(self) -> None:
+        self.end = 0
+        self.asked: list[tuple[str, int]] = []
 
     async def log_end(self, topic: str, partition: int) -> int:
-        self.asked += 1
+        self.asked.append((topic, partition))
         return self.end
 
 
-class Sequence:
-    def __init__(self, next_offset: int | None) -> None:
-        self.next = next_offset
+class Position:
+    def __init__(self) -> None:
+        self.next: dict[tuple[str, int], int] = {}
 
     def next_offset(self, topic: str, partition: int) -> int | None:
-        return self.next
+        return self.next.get((topic, partition))
 
 
-def check(highwater: int | None, end: int, next_offset: int | None) -> tuple[bool, int]:
-    side = Side(end)
-    unread = UnreadCheck(App(highwater), side, Sequence(next_offset))  # type: ignore[arg-type]  # stand-ins
-    return asyncio.run(unread("clearance.payments", 0, since_ms=0)), side.asked
+class Harness:
+    def __init__(self) -> None:
+        self.app, self.side, self.position, self.metrics = App(), Side(), Position(), Metrics()
+        self.fetched: int | None = None
+        self.check = UnreadCheck(
+            self.app,  # type: ignore[arg-type]  # stand-ins
+            self.side,  # type: ignore[arg-type]
+            self.position,  # type: ignore[arg-type]
+            self.metrics,
+            fetched_ms=lambda topic, partition: self.fetched,
+        )
+
+    def unread(self, since_ms: int) -> bool:
+        return asyncio.run(self.check("payments", 4, since_ms))
+
+    def state(self, *, received: int, high: int | None, fetched: int | None, end: int = 0) -> None:
+        self.position.next[("payments", 4)] = received
+        self.app.consumer.high[TP("payments", 4)] = high
+        self.fetched, self.side.end = fetched, end
+
+    @property
+    def asks(self) -> float:
+        return self.metrics.counts[("merge_broker_asks", "payments")]
 
 
-def test_the_consumer_knowing_of_more_is_enough() -> None:
-    assert check(highwater=120, end=120, next_offset=100) == (True, 0)
+def test_a_fetch_after_the_document_arrived_answers_without_the_broker() -> None:
+    h = Harness()
+    h.state(received=120, high=120, fetched=5_001, end=130)  # the broker would say 130: it is not asked
+    assert h.unread(since_ms=5_000) is False
+    assert h.side.asked == [] and h.asks == 0
 
 
-def test_nothing_unread_is_confirmed_by_the_broker() -> None:
-    assert check(highwater=100, end=100, next_offset=100) == (False, 1)
-    assert check(highwater=100, end=101, next_offset=100) == (True, 1)  # the consumer's figure was old
+def test_a_fetch_from_before_the_document_arrived_is_not_trusted() -> None:
+    """Issue 10: the consumer's watermark of a partition it has not fetched for a while is old."""
+    for fetched in (4_000, 5_000, None):  # before, at the same millisecond, unknown
+        h = Harness()
+        h.state(received=120, high=120, fetched=fetched, end=130)
+        assert h.unread(since_ms=5_000) is True
+        assert h.side.asked == [("payments", 4)] and h.asks == 1
+    h = Harness()
+    h.state(received=120, high=120, fetched=4_000, end=120)
+    assert h.unread(since_ms=4_500) is False, "the broker, asked now (after 4,500): nothing unread"
 
 
-def test_a_partition_not_fetched_since_the_assignment_asks_the_broker() -> None:
-    """aiokafka knows no high watermark before its first fetch of a partition: that is not
-    'unread' (it held a partition's last documents, and its commits, for good after a
-    hand-over with no more input on that topic partition)."""
-    assert check(highwater=None, end=100, next_offset=100) == (False, 1)
-    assert check(highwater=None, end=107, next_offset=100) == (True, 1)
+def test_the_broker_is_asked_at_most_every_200_ms_per_partition() -> None:
+    h = Harness()
+    h.state(received=120, high=120, fetched=None, end=120)
+    asked_at = wall_ms()
+    assert h.unread(since_ms=asked_at - 10) is False
+    assert h.unread(since_ms=asked_at - 10) is False, "a document older than the answer: the answer holds"
+    assert h.unread(since_ms=asked_at + 60_000) is True, "a newer document waits for the next question"
+    assert h.asks == 1
+    h.position.next[("payments", 4)] = 121  # a new position: a new question
+    h.side.end = 121
+    assert h.unread(since_ms=wall_ms()) is False
+    assert h.asks == 2
 
 
-def test_before_the_first_message_since_the_assignment_it_counts_as_unread() -> None:
-    assert check(highwater=None, end=100, next_offset=None) == (True, 0)
+def test_a_watermark_past_the_position_is_unread_whenever_it_was_fetched() -> None:
+    h = Harness()
+    h.state(received=120, high=125, fetched=1, end=120)
+    assert h.unread(since_ms=5_000) is True
+    assert h.side.asked == []
+
+
+def test_no_watermark_yet_asks_the_broker() -> None:
+    """aiokafka knows a watermark only from a fetch: after a hand-over a partition with nothing
+    new has none, and waiting for one would hold its last documents for good."""
+    h = Harness()
+    h.state(received=120, high=None, fetched=9_999, end=120)
+    assert h.unread(since_ms=5_000) is False
+    assert h.asks == 1
+
+
+def test_nothing_received_since_the_assignment_is_unread_and_unassigned_is_not() -> None:
+    h = Harness()
+    assert h.unread(since_ms=0) is True  # no position yet
+    h.position.next[("payments", 4)] = 3
+    assert h.unread(since_ms=0) is False  # Consumer.highwater raises: not assigned, nothing will come
+    assert h.side.asked == []
+
+
+class AIOConsumer:
+    def __init__(self, stamps: dict[AIOTopicPartition, int | None]) -> None:
+        self.stamps = stamps
+
+    def last_poll_timestamp(self, tp: AIOTopicPartition) -> int | None:
+        assert tp in self.stamps, "Partition is not assigned"  # as aiokafka does
+        return self.stamps[tp]
+
+
+class Thread:
+    def __init__(self, consumer: AIOConsumer | None) -> None:
+        self._consumer = consumer
+
+
+class FaustConsumer:
+    def __init__(self, thread: Thread | None) -> None:
+        self._thread = thread
+
+
+class FaustApp:
+    def __init__(self, thread: Thread | None) -> None:
+        self.consumer = FaustConsumer(thread)
+
+
+@pytest.mark.parametrize(
+    ("app", "expected"),
+    [
+        (FaustApp(Thread(AIOConsumer({AIOTopicPartition("payments", 4): 1_700_000_000_123}))), 1_700_000_000_123),
+        (FaustApp(Thread(AIOConsumer({AIOTopicPartition("payments", 4): None}))), None),  # never fetched
+        (FaustApp(Thread(AIOConsumer({}))), None),  # not assigned (a rebalance in between)
+        (FaustApp(Thread(None)), None),  # the consumer thread has not started
+        (FaustApp(None), None),
+    ],
+)
+def test_the_last_fetch_is_aiokafka_s_last_poll_timestamp(app: Any, expected: int | None) -> None:
+    assert last_fetch_ms(app, "payments", 4) == expected
