@@ -33,22 +33,23 @@ RATIOS = (("c", "f"), ("c", "a"), ("d", "c"), ("f", "a"))
 
 def add_ratios(results: dict[str, Any]) -> None:
     """Each case's events/s as a ratio to the raw limit of the same run; `ratios`: c/f, c/a, d/c, f/a."""
-    raw = results["cases"].get("a", {}).get("eventsPerSecond")
-    for case in results["cases"].values():
+    cases = {name: case for name, case in results["cases"].items() if case.get("status", "ok") == "ok"}
+    raw = cases.get("a", {}).get("eventsPerSecond")
+    for case in cases.values():
         rate = case.get("eventsPerSecond")
         if raw and rate:
             case["ratioToRaw"] = round(rate / raw, 4)
     ratios = {}
     cpu_ratios = {}
-    for top, bottom in RATIOS:
-        over = results["cases"].get(top, {}).get("eventsPerSecond")
-        under = results["cases"].get(bottom, {}).get("eventsPerSecond")
+    for top, bottom in RATIOS:  # a case that failed or published wrong output is in no ratio
+        over = cases.get(top, {}).get("eventsPerSecond")
+        under = cases.get(bottom, {}).get("eventsPerSecond")
         if over and under:
             ratios[f"{top}/{bottom}"] = round(over / under, 4)
         # The same per CPU second of the process(es) doing the work: what a shared, loaded
         # machine does not distort (d/c per CPU second says what a second process costs).
-        over = results["cases"].get(top, {}).get("eventsPerCpuSecond")
-        under = results["cases"].get(bottom, {}).get("eventsPerCpuSecond")
+        over = cases.get(top, {}).get("eventsPerCpuSecond")
+        under = cases.get(bottom, {}).get("eventsPerCpuSecond")
         if over and under:
             cpu_ratios[f"{top}/{bottom}"] = round(over / under, 4)
     results["ratios"] = ratios
@@ -74,7 +75,10 @@ def _verdict(ok: bool) -> str:
 
 
 def _goals(cases: dict[str, Any], ratios: dict[str, float]) -> list[str]:
-    lines = []
+    lines = [
+        f"case {name} not judged: {case['status']}" for name, case in cases.items() if case.get("status", "ok") != "ok"
+    ]
+    cases = {name: case for name, case in cases.items() if case.get("status", "ok") == "ok"}
     c = cases.get("c", {})
     if "eventsPerSecond" in c:
         lines.append(

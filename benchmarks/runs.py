@@ -52,6 +52,7 @@ class TraceInfo:
     last_app_ms: int
     expected_complete: int = 0
     expected_total: int = 0
+    expected_ids: frozenset[str] = frozenset()  # the embedded runner's `declarationId/status` (empty: unknown)
 
     @classmethod
     def scan(cls, trace: Path) -> TraceInfo:
@@ -181,6 +182,9 @@ def worker_case(
         result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)
         result["windowsOpenBeforeFlush"] = sampler.windows_open()
         result.update(flush_phase(settings, info, collector, sampler, started))
+        wrong = output_check(info, collector)
+        if wrong:
+            result["status"] = f"wrong output: {wrong}"
     finally:
         for pid in pids:
             result.setdefault("peakRssMB", {})[str(pid)] = round(
@@ -213,6 +217,18 @@ def worker_pids(worker: Worker, processes: int, timeout: float = 30.0) -> list[i
     if len(children) < processes:
         raise RuntimeError(f"the supervisor started {len(children)} of {processes} processes; see {worker.log}")
     return children
+
+
+def output_check(info: TraceInfo, collector: Collector) -> str:
+    """What differs between the declarations published and the embedded runner's (`declarationId/status`
+    of each; repeats are at-least-once's and not counted); "" when they agree or nothing is known."""
+    if not info.expected_ids:
+        return ""
+    published = collector.declaration_ids
+    missing, extra = len(info.expected_ids - published), len(published - info.expected_ids)
+    if not missing and not extra:
+        return ""
+    return f"{missing:,} of the embedded runner's {len(info.expected_ids):,} declarations missing, {extra:,} others"
 
 
 def flush_phase(

@@ -1,0 +1,70 @@
+"""The benchmark suite's bookkeeping: which topics the cases share, the check of every worker
+case's output against the embedded runner's, and what the ratios and goals leave out.
+
+Until 3 December every case that read the pre-loaded trace also shared its tick topic, and
+case d read case c's flush ticks (event time past every window and the retention) before
+most of its documents: it declared 20,000 to 22,000 of 50,000 orders and looked 2x faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from benchmarks.measure import Collector
+from benchmarks.report import add_ratios, render
+from benchmarks.runs import TraceInfo, output_check
+from benchmarks.suite import _suffixed
+from clearance.settings import Settings
+
+
+def test_cases_share_the_documents_and_nothing_else() -> None:
+    base = Settings()
+    c = _suffixed(base, "r1", "in", "c", app_id="bench-r1-c")
+    d = _suffixed(base, "r1", "in", "d", app_id="bench-r1-d")
+    assert (c.topic_orders, c.topic_payments, c.topic_waybills) == (d.topic_orders, d.topic_payments, d.topic_waybills)
+    assert c.topic_ticks != d.topic_ticks, "c's flush ticks must not reach d"
+    others = [f.name for f in fields(base) if f.name.startswith("topic_")][3:]
+    assert others == ["topic_matched", "topic_flagged", "topic_deadletter", "topic_ticks"]
+    for name in others:
+        assert getattr(c, name) != getattr(d, name)
+        assert getattr(c, name) != getattr(base, name)
+
+
+def _collected(*ids: str) -> Collector:
+    collector = Collector(Settings())
+    collector.declaration_ids.update(ids)
+    return collector
+
+
+def test_the_output_check_names_what_is_missing_and_what_is_not_expected() -> None:
+    info = TraceInfo(messages=9, orders=3, last_app_ms=0, expected_ids=frozenset({"a/RELEASED", "b/REJECTED"}))
+    assert output_check(info, _collected("a/RELEASED", "b/REJECTED")) == ""
+    assert output_check(info, _collected("a/RELEASED", "b/REVIEW", "c/REJECTED")) == (
+        "1 of the embedded runner's 2 declarations missing, 2 others"
+    )
+    assert output_check(TraceInfo(9, 3, 0), _collected("x/RELEASED")) == "", "no embedded output: not judged"
+
+
+def _results(d_status: str) -> dict[str, Any]:
+    machine = {"nproc": 2, "cpu": "test", "ramGB": 1, "python": "3.11", "kafka": "4", "librdkafka": "2", "faust": "0"}
+    cases = {
+        "a": {"status": "ok", "eventsPerSecond": 100_000.0},
+        "c": {"status": "ok", "eventsPerSecond": 5_000.0, "eventsPerCpuSecond": 5_000.0},
+        "d": {"status": d_status, "eventsPerSecond": 11_000.0, "eventsPerCpuSecond": 17_000.0},
+        "f": {"status": "ok", "eventsPerSecond": 10_000.0, "eventsPerCpuSecond": 10_000.0},
+    }
+    return {"machine": machine, "parameters": {}, "cases": cases}
+
+
+def test_a_case_with_wrong_output_is_in_no_ratio_and_no_goal() -> None:
+    good, wrong = _results("ok"), _results("wrong output: 28,000 of the embedded runner's 50,480 declarations missing")
+    add_ratios(good)
+    add_ratios(wrong)
+    assert good["ratios"]["d/c"] == 2.2 and "ratioToRaw" in good["cases"]["d"]
+    assert "d/c" not in wrong["ratios"] and "d/c" not in wrong["cpuRatios"]
+    assert "ratioToRaw" not in wrong["cases"]["d"]
+    assert wrong["ratios"]["c/f"] == 0.5, "the other cases are still judged"
+    text = render(wrong)
+    assert "case d not judged: wrong output" in text and "two processes >=" not in text
+    assert "two processes >= 1.6 x one: met" in render(good)
