@@ -171,10 +171,12 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
         case = cases.get(name)
         if case is None:
             return "-"
+        status = str(case.get("status", "ok"))
         if "eventsPerSecond" not in case:
-            return str(case.get("status", "-")).split(":")[0]
+            return status.split(":")[0]
         ratio = f" ({case['ratioToRaw']:.2f})" if "ratioToRaw" in case and name != "a" else ""
-        return f"{case['eventsPerSecond']:,.0f}{ratio}"
+        wrong = "" if status == "ok" else f" {status.split(':')[0].upper()}"  # e.g. WRONG OUTPUT
+        return f"{case['eventsPerSecond']:,.0f}{ratio}{wrong}"
 
     def ratio(name: str) -> str:
         value = results.get("ratios", {}).get(name)

@@ -9,10 +9,11 @@ most of its documents: it declared 20,000 to 22,000 of 50,000 orders and looked 
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from benchmarks.measure import Collector
-from benchmarks.report import add_ratios, render
+from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.suite import _suffixed
 from clearance.settings import Settings
@@ -68,3 +69,11 @@ def test_a_case_with_wrong_output_is_in_no_ratio_and_no_goal() -> None:
     text = render(wrong)
     assert "case d not judged: wrong output" in text and "two processes >=" not in text
     assert "two processes >= 1.6 x one: met" in render(good)
+
+
+def test_the_table_row_marks_a_case_with_wrong_output() -> None:
+    wrong = _results("wrong output: 28,000 of the embedded runner's 50,480 declarations missing")
+    wrong["timestamp"], wrong["parameters"] = "2026-12-03T17:07:58", {"orders": 50_000, "messages": 151_725}
+    add_ratios(wrong)
+    row = _row(wrong, Path("x.json")).split(" | ")
+    assert row[6] == "11,000 WRONG OUTPUT" and row[-1] == "- |", "d's figure marked, d/c left out"
