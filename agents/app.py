@@ -169,6 +169,7 @@ def _app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         # At most this many records per fetch loop (clearance/settings.py, issue 13's soak).
         broker_max_poll_records=settings.max_poll_records or None,
+        consumer_max_fetch_size=settings.max_fetch_kb * 1024,
         producer_max_request_size=MAX_MESSAGE_BYTES,
         producer_acks=-1,
         # Batch the produce requests: with Faust's default (linger 0, 16 KiB batches) every send

@@ -84,3 +84,8 @@ def test_the_worker_uses_both(tmp_path: Path) -> None:
     channels = [agent.channel for agent in pipeline.app.agents.values()]
     assert len(channels) == 2  # the join's inputs and ticks, the quota stage's candidates
     assert all(isinstance(channel.schema, RawSchema) for channel in channels)
+
+
+def test_the_consumer_fetches_max_fetch_kb_a_partition(tmp_path: Path) -> None:
+    settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2, max_fetch_kb=64)
+    assert build(settings).app.conf.consumer_max_fetch_size == 64 * 1024

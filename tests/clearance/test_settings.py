@@ -35,9 +35,11 @@ def test_environment_overrides() -> None:
             "CLEARANCE_ANNUAL_LIMIT": "30000",
             "CLEARANCE_TOPIC_ORDERS": "cbec.orders",
             "CLEARANCE_WATERMARK_SECONDS": "0.25",
+            "CLEARANCE_MAX_FETCH_KB": "64",
         }
     )
     assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.1
+    assert s.max_fetch_kb == 64 and Settings().max_fetch_kb == 256
     rules = s.rules()
     assert s.bootstrap == "10.0.0.1:9092" and s.partitions == 24 and s.topic_orders == "cbec.orders"
     assert (rules.single_limit_fen, rules.annual_limit_fen, rules.tax_rate) == (200_000, 3_000_000, Decimal("0.119"))
@@ -53,6 +55,7 @@ def test_environment_overrides() -> None:
         {"CLEARANCE_WINDOW_HOURS": "0"},
         {"CLEARANCE_TAX_RATE": "nine"},
         {"CLEARANCE_WATERMARK_SECONDS": "0"},
+        {"CLEARANCE_MAX_FETCH_KB": "0"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
