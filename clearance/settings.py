@@ -95,7 +95,7 @@ class Settings:
     # What aiokafka fetches of one partition at a time (Faust's `consumer_max_fetch_size`; its
     # default is 1 MiB). aiokafka hands records out in the order it fetched them, so under a
     # backlog the candidates reached the quota stage only after ~1 MiB of every input partition
-    # (7 to 8.5 s of the join's work at 50,000 orders), and the worker held all of it. At 256 KiB:
+    # (8.5 s of the join's work in a case c run of 20,000 orders), and the worker held all of it. At 256 KiB:
     # ~50 MB less peak RSS, the first declaration 0 to 4 s sooner, the same events/s within this
     # machine's noise (4 pairs alternated, benchmarks/RESULTS.md). A
     # larger message still comes whole (the broker returns a partition's first batch whatever its size).
