@@ -87,7 +87,7 @@ class Settings:
     # (issue 13, benchmarks/RESULTS.md "The soak"). 0: unbounded.
     merge_buffer: int = 1000
     # Records Faust's consumer takes from aiokafka per fetch loop (`broker_max_poll_records`).
-    # Faust's default takes everything aiokafka holds, up to 1 MiB per partition of ~50: tens
+    # Faust's default takes everything aiokafka holds (1 MiB per partition of ~50 before max_fetch_kb): tens
     # of thousands of records at once under a backlog, each held as a Python object until the
     # batch has been handed on, and a partition held by the merge bound still received the
     # rest of its batch (benchmarks/RESULTS.md "The soak"). 0: Faust's default.
