@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 
 from agents.flow import InputFlow
+from tests.agents.standin_faust import App, ConsumerThread
 from tests.agents.test_join import PARTITION, WAIT_MS, Harness
 from tests.fixtures.docs import order, payment, waybill
 
@@ -173,30 +174,14 @@ class ThreadLoop:
             fn(*args)
 
 
-class ConsumerThread:
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self._consumer = consumer
-        self.thread_loop = ThreadLoop()
-
-
-class FaustConsumer:
-    def __init__(self, thread: ConsumerThread | None) -> None:
-        self._thread = thread
-
-
-class App:
-    def __init__(self, thread: ConsumerThread | None) -> None:
-        self.consumer = FaustConsumer(thread)
-
-
 PAY = AIOTopicPartition("payments", 3)
 ORD = AIOTopicPartition("orders", 3)
 
 
 def _app() -> tuple[InputFlow, AIOKafkaConsumer, ThreadLoop]:
     kafka = AIOKafkaConsumer({PAY, ORD})
-    thread = ConsumerThread(kafka)
-    return InputFlow(App(thread)), kafka, thread.thread_loop  # type: ignore[arg-type]  # a stand-in App
+    loop = ThreadLoop()
+    return InputFlow(App(ConsumerThread(kafka, loop))), kafka, loop  # type: ignore[arg-type]  # a stand-in App
 
 
 def test_a_hold_is_aiokafka_s_pause_in_the_consumer_thread() -> None:

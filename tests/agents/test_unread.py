@@ -17,6 +17,8 @@ from agents.faust_internals import last_fetch_ms
 from agents.metrics import Metrics
 from agents.unread import UnreadCheck
 from clearance.clock import wall_ms
+from tests.agents.standin_faust import App as FaustApp
+from tests.agents.standin_faust import ConsumerThread
 
 
 class Consumer:
@@ -143,28 +145,19 @@ class AIOConsumer:
         return self.stamps[tp]
 
 
-class Thread:
-    def __init__(self, consumer: AIOConsumer | None) -> None:
-        self._consumer = consumer
-
-
-class FaustConsumer:
-    def __init__(self, thread: Thread | None) -> None:
-        self._thread = thread
-
-
-class FaustApp:
-    def __init__(self, thread: Thread | None) -> None:
-        self.consumer = FaustConsumer(thread)
+PAY4 = AIOTopicPartition("payments", 4)
 
 
 @pytest.mark.parametrize(
     ("app", "expected"),
     [
-        (FaustApp(Thread(AIOConsumer({AIOTopicPartition("payments", 4): 1_700_000_000_123}))), 1_700_000_000_123),
-        (FaustApp(Thread(AIOConsumer({AIOTopicPartition("payments", 4): None}))), None),  # never fetched
-        (FaustApp(Thread(AIOConsumer({}))), None),  # not assigned (a rebalance in between)
-        (FaustApp(Thread(None)), None),  # the consumer thread has not started
+        (
+            FaustApp(ConsumerThread(AIOConsumer({PAY4: 1_700_000_000_123}))),
+            1_700_000_000_123,
+        ),
+        (FaustApp(ConsumerThread(AIOConsumer({PAY4: None}))), None),  # never fetched
+        (FaustApp(ConsumerThread(AIOConsumer({}))), None),  # not assigned (a rebalance in between)
+        (FaustApp(ConsumerThread(None)), None),  # the consumer thread has not started
         (FaustApp(None), None),
     ],
 )
