@@ -95,7 +95,9 @@ def _status_of(dest: str, value: str) -> str:
 def emit_of(item: Declaration | Candidate) -> Emit:
     """The message an emitted core value becomes."""
     if isinstance(item, Candidate):
-        return _new(Emit, ("candidates", item.buyer_key.encode(), encode_candidate(item), "", None, None))
+        return Emit(
+            "candidates", item.buyer_key.encode(), encode_candidate(item)
+        )  # Emit's defaults: no status or times
     dest: Dest = "matched" if item.matched else "flagged"
     value = encode_declaration(item)
     return _new(Emit, (dest, item.order_no.encode(), value, item.status, item.decided_at_ms, item.received_at_ms))

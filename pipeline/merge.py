@@ -98,8 +98,7 @@ class Merge(Generic[T]):
         for rank, queue in enumerate(self.queues):
             if queue:
                 item = queue[0]
-                doc = item.doc  # merge_key, inlined: twice per applied document
-                key = (doc.app_time_ms if doc is not None else -1, rank, item.offset)
+                key = merge_key(item, rank)
                 if best is None or key < best:
                     best, found = key, (rank, item)
         return found
