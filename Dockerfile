@@ -2,6 +2,17 @@
 # services): `clearance worker`, `clearance topics create`, `clearance replay` and
 # `clearance monitor`. Only the packages those need: no benchmarks, trace generator or embedded runner (.dockerignore keeps them
 # out of the build context), and no `tools` extra (numpy, matplotlib).
+
+# The core's hot modules compiled with mypyc (scripts/build_native.py) in the full image, which
+# has a C compiler, into /usr/local/clearance-native: the same Python as the slim image below.
+# pipeline/compiled.py loads the build only when its manifest matches the installed sources.
+FROM python:3.11 AS native
+WORKDIR /app
+COPY pipeline ./pipeline
+COPY scripts/build_native.py ./scripts/
+# the versions of pyproject.toml's dev extra and of .venv's setuptools
+RUN pip install --no-cache-dir --disable-pip-version-check mypy==2.4.1 setuptools==65.5.0 && python scripts/build_native.py --strict
+
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
@@ -12,6 +23,7 @@ COPY agents ./agents
 COPY ops ./ops
 COPY monitor ./monitor
 RUN pip install . && mkdir -p /data && chown nobody /data
+COPY --from=native /usr/local/clearance-native /usr/local/clearance-native
 USER nobody
 # The worker's HTTP endpoints bind to 127.0.0.1 by default; in a container the probes and
 # Prometheus come from outside, and the port is published to the host's 127.0.0.1 only.

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 import orjson
 
+from pipeline.documents import PublishedDeclaration
 from pipeline.errors import StateCodecError
 from pipeline.join import Candidate, JoinState
 from pipeline.money import format_fen
@@ -82,7 +83,7 @@ def _waybill_row(w: Waybill) -> list[Any]:
 
 
 _new = tuple.__new__
-_WEIGHT = Waybill._fields.index("weight")
+_WEIGHT: Final = Waybill._fields.index("weight")
 if any(cls._fields[-1] != "kind" for cls in (Order, Payment, Waybill)) or Order._fields[-2] != "items":
     raise AssertionError("a row leaves out the record's last field, kind, and an order's items come before it")
 _StateRow = tuple[int, OrderId, int, str | None, tuple[str, ...], Order | None, Payment | None, Waybill | None]
@@ -137,31 +138,7 @@ def declaration_dict(d: Declaration) -> dict[str, Any]:
     return out
 
 
-class _Published(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
-    """`declaration_dict` as a Struct: the same keys in the same order, built and encoded in C."""
-
-    declaration_id: str
-    order_no: str
-    ebp_code: str | None
-    ebc_code: str | None
-    pay_code: str | None
-    pay_transaction_id: str | None
-    logistics_code: str | None
-    logistics_no: str | None
-    buyer_id_number: str | None
-    status: str
-    return_status: int
-    reasons: tuple[str, ...]
-    dutiable_value: str | None
-    tax: str | None
-    inspection: bool
-    documents: dict[str, str | None]
-    event_time: str
-    decided_at: str
-    received_at: str | None = None  # omitted, never null, when unknown
-
-
-_encode_published = msgspec.json.Encoder().encode
+_encode_published: Final = msgspec.json.Encoder().encode
 
 
 def encode_declaration(d: Declaration) -> bytes:
@@ -173,7 +150,7 @@ def encode_declaration(d: Declaration) -> bytes:
     """
     dutiable, tax, received = d.dutiable_value, d.tax, d.received_at_ms
     return _encode_published(
-        _Published(
+        PublishedDeclaration(
             d.declaration_id,
             d.order_no,
             d.ebp_code,

@@ -8,12 +8,13 @@ clock `decided_at_ms`, passed in by the shell, differs).
 from __future__ import annotations
 
 from hashlib import blake2b
+from typing import Final
 
 from pipeline.config import RulesConfig
 from pipeline.records import DOC_KINDS, Declaration, DocKind, Document, Order, OrderId, Payment, Status, Waybill
 from pipeline.rules import DOCUMENT_AFTER_DECISION, REJECTING
 
-_TWO_64 = float(1 << 64)
+_TWO_64: Final = float(1 << 64)
 _new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 
 

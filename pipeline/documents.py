@@ -149,3 +149,32 @@ class PaymentDocExact(PaymentDoc, forbid_unknown_fields=True):
 
 class WaybillDocExact(WaybillDoc, forbid_unknown_fields=True):
     """WaybillDoc, every key known."""
+
+
+class PublishedDeclaration(Struct, rename="camel", omit_defaults=True, gc=False):
+    """A declaration as published on the matched and flagged topics, encoded in C.
+
+    `pipeline.codec.declaration_dict` as a Struct: the same keys in the same order
+    (`pipeline.codec.encode_declaration` builds it). Here and not in the codec: a Struct's
+    class options (rename, omit_defaults) are lost in a module mypyc compiles.
+    """
+
+    declaration_id: str
+    order_no: str
+    ebp_code: str | None
+    ebc_code: str | None
+    pay_code: str | None
+    pay_transaction_id: str | None
+    logistics_code: str | None
+    logistics_no: str | None
+    buyer_id_number: str | None
+    status: str
+    return_status: int
+    reasons: tuple[str, ...]
+    dutiable_value: str | None
+    tax: str | None
+    inspection: bool
+    documents: dict[str, str | None]
+    event_time: str
+    decided_at: str
+    received_at: str | None = None  # omitted, never null, when unknown

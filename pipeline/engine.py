@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from pipeline.codec import dead_letter_dict, decode_quota, decode_state, encode_quota, encode_state
 from pipeline.config import RulesConfig
@@ -73,7 +73,7 @@ class Outcome:
     after_decision: int = 0  # documents after the decision (a REVIEW record each)
 
 
-_EXPIRE_BATCH = 1024
+_EXPIRE_BATCH: Final = 1024
 
 
 class PartitionLoop:
@@ -166,7 +166,7 @@ class PartitionLoop:
             out.emits.extend(result.emit)
 
 
-_UNCACHED = object()
+_UNCACHED: Final = object()
 
 
 class StoreStates:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
+from typing import Final
 
 from pipeline.errors import InvalidRecord
 from pipeline.patterns import MONEY_STRING_PATTERN
 
 MAX_YUAN = 999_999_999_999
-_MONEY_MATCH = re.compile(MONEY_STRING_PATTERN).fullmatch  # ECMA `$`: no trailing newline
+_MONEY_MATCH: Final = re.compile(MONEY_STRING_PATTERN).fullmatch  # ECMA `$`: no trailing newline
 
 
 def parse_money(value: object, field: str) -> int:
@@ -51,7 +52,7 @@ def _float_fen(value: float, field: str) -> int:
 # "0.00"), and a dict lookup is ~10x cheaper than the string pattern plus the conversion.
 # 1 == 1.0 == -0.0 + 1 as keys is fine: equal numbers are equal amounts (msgspec never
 # passes a bool here). Bounded: cleared when full.
-KNOWN_FEN: dict[int | float | str, int] = {}
+KNOWN_FEN: Final[dict[int | float | str, int]] = {}
 _KNOWN_LIMIT = 1 << 14  # ~2 MB when full; at 1 << 17 it was ~18 MB of a worker's heap (the soak)
 
 

@@ -23,7 +23,7 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 import msgspec
 
@@ -49,13 +49,13 @@ _WAYBILL: Final = msgspec.json.Decoder(WaybillDoc)
 _ORDER_EXACT: Final = msgspec.json.Decoder(OrderDocExact)
 _PAYMENT_EXACT: Final = msgspec.json.Decoder(PaymentDocExact)
 _WAYBILL_EXACT: Final = msgspec.json.Decoder(WaybillDocExact)
-_APP_TYPES: dict[object, AppType] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3": 3}  # 2.0 == 2: same key
-_DecodeFailure = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
-_known_fen = KNOWN_FEN.get
+_APP_TYPES: Final[dict[object, AppType]] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3": 3}  # 2.0 == 2: same key
+_DecodeFailure: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
+_known_fen: Final = KNOWN_FEN.get
 _Doc = TypeVar("_Doc", OrderDoc, PaymentDoc, WaybillDoc)
 _new = tuple.__new__
-_chain = itertools.chain.from_iterable
-_item_money = operator.attrgetter("price", "total_price")
+_chain: Final = itertools.chain.from_iterable
+_item_money: Final = operator.attrgetter("price", "total_price")
 
 
 def parse_order(raw: bytes) -> Order:
@@ -67,9 +67,11 @@ def parse_order(raw: bytes) -> Order:
     entries = doc.items
     money = [doc.goods_value, doc.freight, doc.discount, doc.tax_total, doc.actural_paid]
     money += _chain(map(_item_money, entries))
-    fens: list[int] = list(map(_known_fen, money))  # type: ignore[arg-type]  # None where not seen yet
-    if None in fens:
-        _fill_fens(money, fens, lambda: _order_money_fields(len(entries)))
+    known: list[int | None] = list(map(_known_fen, money))  # None where not seen yet
+    # Every element an int unless None is among them (then the fen are filled in).
+    fens = (
+        _fill_fens(money, known, lambda: _order_money_fields(len(entries))) if None in known else cast(list[int], known)
+    )
     goods, freight, discount, tax, paid = fens[:5]
     app_time = doc.app_time
     app_time_ms = _KNOWN_TIMES.get(app_time)
@@ -114,8 +116,7 @@ def parse_payment(raw: bytes) -> Payment:
         doc = _decode(_PAYMENT, raw)
     amount = _known_fen(doc.amount_paid)
     if amount is None:
-        fens: list[int] = [None]  # type: ignore[list-item]  # filled below
-        amount = _fill_fens([doc.amount_paid], fens, _payment_money)[0]
+        amount = _fill_fens([doc.amount_paid], [None], _payment_money)[0]
     _time_ms(doc.pay_time, "payTime")
     return _new(
         Payment,
@@ -146,9 +147,8 @@ def parse_waybill(raw: bytes) -> Waybill:
     except _DecodeFailure:
         doc = _decode(_WAYBILL, raw)
     money = [doc.freight, doc.insured_fee]
-    fens: list[int] = list(map(_known_fen, money))  # type: ignore[arg-type]  # None where not seen yet
-    if None in fens:
-        _fill_fens(money, fens, _waybill_money)
+    known: list[int | None] = list(map(_known_fen, money))  # None where not seen yet
+    fens = _fill_fens(money, known, _waybill_money) if None in known else cast(list[int], known)
     weight = doc.weight
     return _new(
         Waybill,
@@ -193,9 +193,9 @@ def _check_utf8(raw: bytes) -> None:
         raw.decode()
 
 
-_TIME_MATCH = re.compile(APP_TIME_PATTERN.removesuffix("$") + r"\Z").match  # ECMA `$`: the very end
+_TIME_MATCH: Final = re.compile(APP_TIME_PATTERN.removesuffix("$") + r"\Z").match  # ECMA `$`: the very end
 # Valid times already seen -> epoch ms: a second's documents share their appTime. Bounded.
-_KNOWN_TIMES: dict[str, int] = {}
+_KNOWN_TIMES: Final[dict[str, int]] = {}
 _KNOWN_LIMIT = 1 << 13  # distinct seconds: over 2 hours of trace
 
 
@@ -216,16 +216,13 @@ def _time_ms(text: str, field: str) -> int:
     return ms
 
 
-def _fill_fens(values: list[Money], fens: list[int], fields: Callable[[], tuple[str, ...]]) -> list[int]:
-    """Fill in (in place) the fen of the values not known yet (None), checked and remembered.
+def _fill_fens(values: list[Money], known: list[int | None], fields: Callable[[], tuple[str, ...]]) -> list[int]:
+    """The fen of every value: `known`'s, and the values not known yet (None) checked and remembered.
 
     InvalidRecord names the first field found wrong.
     """
     try:
-        for at, fen in enumerate(fens):
-            if fen is None:
-                fens[at] = remember_fen(values[at])
-        return fens
+        return [remember_fen(values[at]) if fen is None else fen for at, fen in enumerate(known)]
     except InvalidRecord:
         for value, field in zip(values, fields(), strict=True):
             parse_money(value, field)  # raises with the field's name
@@ -264,9 +261,11 @@ def _items(docs: Sequence[ItemDoc], fens: list[int]) -> tuple[Item, ...]:
     """The order lines; `fens` holds each line's price and totalPrice from index 5 on."""
     items: list[Item] = []
     for doc, price, total in zip(docs, fens[5::2], fens[6::2], strict=True):
-        gnum, gcode, qty = doc.gnum, doc.gcode, doc.qty
+        gcode = doc.gcode
+        gnum: int | float = doc.gnum
+        qty: int | float | Decimal = doc.qty  # a Decimal where fractional (_unusual_item)
         if type(gnum) is not int or type(qty) is not int or not (gcode.isascii() and gcode.isdigit()):
-            gnum, qty = _unusual_item(doc, len(items))  # type: ignore[assignment]  # a Decimal qty
+            gnum, qty = _unusual_item(doc, len(items))
         # tuple.__new__: the NamedTuple's own __new__ is a Python function (0.2 us per call).
         items.append(_new(Item, (gnum, doc.item_no, doc.item_name, gcode, qty, doc.unit, price, total, doc.country)))
     return tuple(items)

@@ -19,7 +19,7 @@ partition) has passed their eventTime.
 from __future__ import annotations
 
 import heapq
-from typing import Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from pipeline.config import RulesConfig
 from pipeline.decisions import status_for
@@ -27,7 +27,7 @@ from pipeline.join import Candidate
 from pipeline.records import Declaration
 from pipeline.rules import ANNUAL_QUOTA_EXCEEDED
 
-_COUNTED = frozenset({"RELEASED", "INSPECTION"})
+_COUNTED: Final = frozenset({"RELEASED", "INSPECTION"})
 _new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 T = TypeVar("T")
 

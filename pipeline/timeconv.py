@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Final
 
 CST = timezone(timedelta(hours=8), "CST")
-_CST_OFFSET_S = 8 * 3600
+_CST_OFFSET_S: Final = 8 * 3600
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:

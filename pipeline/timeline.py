@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Protocol
+from typing import Final, Protocol
 
-_OFFSET = 1 << 63
-_NONE = 1 << 64  # "no deadline": above every packed one
-_CHUNK = 1 << 16
+_OFFSET: Final = 1 << 63
+_NONE: Final = 1 << 64  # "no deadline": above every packed one
+_CHUNK: Final = 1 << 16
 
 
 def entry(deadline_ms: int, order_no: str) -> bytes:
