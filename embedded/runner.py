@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import heapq
 import logging
 import shutil
 import sys
@@ -34,8 +33,9 @@ from embedded.store import RocksStore
 from monitor.report import write_report
 from pipeline.codec import encode_declaration
 from pipeline.config import RulesConfig
-from pipeline.engine import PARSERS, Engine, Origin, Outputs
-from pipeline.records import DocKind, Document
+from pipeline.engine import Engine, Outputs
+from pipeline.feed import feed
+from pipeline.records import DocKind
 from pipeline.store import MemoryStore, Store
 
 log = logging.getLogger("clearance.embedded")
@@ -93,12 +93,15 @@ class Summary:
 
 
 class _Sink:
-    """The three output files."""
+    """The three output files, the summary's counts and the progress bar (`pipeline.feed.Sink`)."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, summary: Summary, bar: Progress) -> None:
         self.files: dict[str, IO[bytes]] = {name: (out_dir / name).open("wb") for name in OUTPUT_FILES}
+        self.summary = summary
+        self.bar = bar
 
-    def write(self, out: Outputs, summary: Summary) -> None:
+    def write(self, out: Outputs) -> None:
+        summary = self.summary
         matched, flagged = self.files["matched.jsonl"].write, self.files["flagged.jsonl"].write
         statuses = summary.statuses
         for declaration in out.declarations:
@@ -115,6 +118,9 @@ class _Sink:
             summary.internal_errors += 1
             if summary.internal_errors <= _LOGGED_ERRORS:  # then only counted: a bug must not flood the log
                 log.error("internal error while processing a message (dead-lettered)", exc_info=exc)
+
+    def progress(self, done_bytes: int) -> None:
+        self.bar.update(done_bytes)
 
     def close(self) -> None:
         for handle in self.files.values():
@@ -172,7 +178,7 @@ def _run(
     keep_state: bool = True,
 ) -> Summary:
     summary = Summary()
-    sink = _Sink(output_dir)
+    sink = _Sink(output_dir, summary, bar)
     started = time.perf_counter()
     done_bytes = 0
     # The cyclic GC off while the trace runs: the core's values (tuples, dicts, strings)
@@ -182,24 +188,9 @@ def _run(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        streams = [
-            _parsed(engine, rank, kind, path, topic_of[kind], sink, summary)
-            for rank, (kind, path) in enumerate(present)
-        ]
-        out = Outputs()  # one for the whole run, emptied after each write: most events emit nothing
-        apply, count = engine.apply, 0
-        # (appTime, file rank, line, ...) tuples: heapq.merge compares them as they are (the
-        # first three are unique), with no key function and no wrapper generator per file.
-        for count, (_, _, _, origin, raw, doc) in enumerate(heapq.merge(*streams), 1):
-            apply(doc, raw, origin, wall_ms(), out)
-            if out.declarations or out.dead_letters:
-                sink.write(out, summary)
-                _empty(out)
-            done_bytes += len(raw) + 1
-            if count & 4095 == 0:
-                bar.update(done_bytes)
-        summary.documents += count
-        sink.write(engine.close_all(wall_ms()), summary)
+        files = [(kind, topic_of[kind], _lines(path)) for kind, path in present]
+        summary.documents, done_bytes = feed(engine, files, sink, wall_ms)
+        sink.write(engine.close_all(wall_ms()))
         if keep_state:
             engine.flush()
     finally:
@@ -216,27 +207,6 @@ def _run(
     summary.seconds = time.perf_counter() - started
     bar.close(done_bytes)
     return summary
-
-
-def _parsed(
-    engine: Engine, rank: int, kind: DocKind, path: Path, topic: str, sink: _Sink, summary: Summary
-) -> Iterator[tuple[int, int, int, Origin, bytes, Document]]:
-    """Valid documents of one file as (appTime, rank, line, origin, raw, doc); invalid lines go straight to the sink.
-
-    The file's order is its merge order (appTime, then line): merged as docs/CONTRACT.md, "Files", says.
-    """
-    out = Outputs()
-    parse = PARSERS[kind]
-    new = tuple.__new__
-    for index, raw in enumerate(_lines(path)):
-        try:
-            doc = parse(raw)
-        except Exception:  # bad input or a bug: Engine.parse dead-letters it (and tells which)
-            engine.parse(kind, raw, Origin(topic, 0, index), wall_ms(), out)
-            sink.write(out, summary)
-            _empty(out)
-            continue
-        yield doc.app_time_ms, rank, index, new(Origin, (topic, 0, index, None)), raw, doc
 
 
 def _lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -264,13 +234,6 @@ def _lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[bytes]:
             yield from lines
         if rest:
             yield rest
-
-
-def _empty(out: Outputs) -> None:
-    """Forget what the sink has written (internal errors are always dead-lettered too)."""
-    out.declarations.clear()
-    out.dead_letters.clear()
-    out.internal_errors.clear()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pipeline.errors import StateCodecError
 from pipeline.join import Candidate, JoinState
 from pipeline.money import format_fen
 from pipeline.quota import BuyerQuota
-from pipeline.records import RETURN_STATUS, Declaration, Order, OrderId, Payment, Waybill
+from pipeline.records import RETURN_STATUS, Declaration, Order, OrderId, Payment, TupleNew, Waybill
 from pipeline.timeconv import iso_cst, iso_utc_ms
 
 _STATE_V = 1
@@ -82,7 +82,7 @@ def _waybill_row(w: Waybill) -> list[Any]:
     return row
 
 
-_new = tuple.__new__
+_new: Final[TupleNew] = tuple.__new__
 _WEIGHT: Final = Waybill._fields.index("weight")
 if any(cls._fields[-1] != "kind" for cls in (Order, Payment, Waybill)) or Order._fields[-2] != "items":
     raise AssertionError("a row leaves out the record's last field, kind, and an order's items come before it")

@@ -11,11 +11,22 @@ from hashlib import blake2b
 from typing import Final
 
 from pipeline.config import RulesConfig
-from pipeline.records import DOC_KINDS, Declaration, DocKind, Document, Order, OrderId, Payment, Status, Waybill
+from pipeline.records import (
+    DOC_KINDS,
+    Declaration,
+    DocKind,
+    Document,
+    Order,
+    OrderId,
+    Payment,
+    Status,
+    TupleNew,
+    Waybill,
+)
 from pipeline.rules import DOCUMENT_AFTER_DECISION, REJECTING
 
 _TWO_64: Final = float(1 << 64)
-_new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
+_new: Final[TupleNew] = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 
 
 def declaration_id(order_no: str, guids: tuple[str | None, str | None, str | None]) -> str:

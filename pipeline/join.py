@@ -20,18 +20,18 @@ Life of an order (docs/CONTRACT.md, "Time" and "Changes to documents"):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from pipeline.config import RulesConfig
 from pipeline.decisions import decide, decide_after, decide_incomplete
-from pipeline.records import APP_DELETE, Declaration, Document, Order, OrderId, Payment, Waybill
+from pipeline.records import APP_DELETE, Declaration, Document, Order, OrderId, Payment, TupleNew, Waybill
 from pipeline.rules import compare, evaluate
 from pipeline.text import norm_id
 from pipeline.timeconv import cst_year
 
 # The hot paths build these NamedTuples with tuple.__new__ and every field in order: the
 # generated NamedTuple.__new__ is a Python function (a third of a microsecond a call).
-_new = tuple.__new__
+_new: Final[TupleNew] = tuple.__new__
 
 
 class JoinState(NamedTuple):

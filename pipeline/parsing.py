@@ -40,7 +40,7 @@ from pipeline.documents import (
 from pipeline.errors import InvalidRecord
 from pipeline.money import KNOWN_FEN, parse_money, remember_fen
 from pipeline.patterns import APP_TIME_PATTERN
-from pipeline.records import AppType, Item, Order, Payment, Waybill
+from pipeline.records import AppType, Item, Order, Payment, TupleNew, Waybill
 from pipeline.timeconv import app_time_ms
 
 _ORDER: Final = msgspec.json.Decoder(OrderDoc)
@@ -53,7 +53,7 @@ _APP_TYPES: Final[dict[object, AppType]] = {1: 1, 2: 2, 3: 3, "1": 1, "2": 2, "3
 _DecodeFailure: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 _known_fen: Final = KNOWN_FEN.get
 _Doc = TypeVar("_Doc", OrderDoc, PaymentDoc, WaybillDoc)
-_new = tuple.__new__
+_new: Final[TupleNew] = tuple.__new__
 _chain: Final = itertools.chain.from_iterable
 _item_money: Final = operator.attrgetter("price", "total_price")
 

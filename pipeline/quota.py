@@ -24,11 +24,11 @@ from typing import Final, Generic, NamedTuple, TypeVar
 from pipeline.config import RulesConfig
 from pipeline.decisions import status_for
 from pipeline.join import Candidate
-from pipeline.records import Declaration
+from pipeline.records import Declaration, TupleNew
 from pipeline.rules import ANNUAL_QUOTA_EXCEEDED
 
 _COUNTED: Final = frozenset({"RELEASED", "INSPECTION"})
-_new = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
+_new: Final[TupleNew] = tuple.__new__  # NamedTuple.__new__ is a Python function; every field is passed, in order
 T = TypeVar("T")
 
 

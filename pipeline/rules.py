@@ -8,15 +8,15 @@ by buyer and lives in `pipeline.quota`, the second stage.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from pipeline.config import RulesConfig
 from pipeline.idcard import is_valid_resident_id
 from pipeline.money import mul_round_half_up
-from pipeline.records import Order, Payment, Waybill
+from pipeline.records import Order, Payment, TupleNew, Waybill
 from pipeline.text import norm, norm_id, same, same_id
 
-_new = tuple.__new__
+_new: Final[TupleNew] = tuple.__new__
 
 AMOUNT_FORMULA_MISMATCH = "AMOUNT_FORMULA_MISMATCH"
 ITEM_TOTAL_MISMATCH = "ITEM_TOTAL_MISMATCH"

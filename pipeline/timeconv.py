@@ -38,9 +38,12 @@ def iso_cst(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, CST).isoformat()
 
 
+_MILLIS: Final = tuple(f"{millis:03d}" for millis in range(1000))  # cheaper than a format spec per call
+
+
 def iso_utc_ms(ms: int) -> str:
     """ISO-8601 UTC with milliseconds and Z: 2026-11-26T20:01:02.345Z."""
-    return f"{_utc_second(ms // 1000)}.{ms % 1000:03d}Z"
+    return f"{_utc_second(ms // 1000)}.{_MILLIS[ms % 1000]}Z"
 
 
 @lru_cache(maxsize=256)

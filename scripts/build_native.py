@@ -35,6 +35,7 @@ MODULES = (
     "codec",
     "decisions",
     "engine",
+    "feed",
     "idcard",
     "join",
     "money",

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -455,3 +456,9 @@ def test_watermarks_of_several_join_partitions_in_one_record() -> None:
     for corrupt in (b"[1, 2]", b'{"watermark": [[1, 2]]}', b'{"watermark": [[1, 2, 0]]}', b'{"watermark": "x"}', b"{"):
         with pytest.raises(StateCodecError):
             decode_watermarks(corrupt)
+
+
+@pytest.mark.parametrize("ms", [0, 5, 45, 999, 1_790_000_000_000, 1_790_000_000_007, 1_790_000_000_123])
+def test_utc_times_carry_three_digits_of_milliseconds(ms: int) -> None:
+    expected = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_utc_ms(ms) == expected

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
@@ -7,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import InvalidRecord
-from pipeline.money import format_fen, mul_round_half_up, parse_money
+from pipeline.money import format_fen, mul_round_half_up, parse_money, remember_fen
+from pipeline.patterns import MONEY_STRING_PATTERN
 
 
 @pytest.mark.parametrize(
@@ -82,3 +84,27 @@ def test_mul_round_half_up_is_exact(fen: int, factor: int | Decimal) -> None:
         ctx.prec = 100
         expected = int((Decimal(fen) * factor).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     assert mul_round_half_up(fen, factor) == expected
+
+
+_MONEY_TEXT = st.one_of(
+    st.text(alphabet="0123456789.", max_size=16),
+    st.text(max_size=6),  # any character: other digits ("１", "²"), signs, spaces
+    st.sampled_from(["0", "00", "01", "0.5", ".5", "5.", "12.345", "999999999999.99", "1000000000000"]),
+)
+
+
+@given(_MONEY_TEXT)
+def test_a_remembered_money_string_is_checked_as_the_pattern_checks_it(text: str) -> None:
+    """remember_fen checks a string by hand: it accepts exactly what the schema's pattern accepts,
+    with the fen parse_money gives."""
+    if re.fullmatch(MONEY_STRING_PATTERN.removeprefix("^").removesuffix("$"), text):
+        assert remember_fen(text) == parse_money(text, "x")
+    else:
+        with pytest.raises(InvalidRecord):
+            remember_fen(text)
+
+
+@pytest.mark.parametrize("fen", [0, 1, 9, 10, 99, 100, 101, 1234, 99_999_999_999_999, -1, -101])
+def test_format_fen_pads_the_cents(fen: int) -> None:
+    whole, cents = divmod(abs(fen), 100)
+    assert format_fen(fen) == ("-" if fen < 0 else "") + f"{whole}.{cents:02d}"
