@@ -15,6 +15,9 @@ Left to `pipeline.parsing`, each for a reason:
 - a money number has at most two decimals (`multipleOf: 0.01`), which needs the
   float's decimal text;
 - every byte of the message is UTF-8: msgspec skips unknown fields without decoding them.
+
+`pipeline.parsing` reads a decoded Struct's fields by position (`msgspec.structs.astuple`,
+one C call): a field added, removed or moved here is changed there too.
 """
 
 from __future__ import annotations

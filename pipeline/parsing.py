@@ -18,17 +18,14 @@ so `{"payerName": 5, "payerName": "x"}` is rejected.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 
 from pipeline.documents import (
-    ItemDoc,
     Money,
     OrderDoc,
     OrderDocExact,
@@ -54,8 +51,7 @@ _DecodeFailure: Final = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDe
 _known_fen: Final = KNOWN_FEN.get
 _Doc = TypeVar("_Doc", OrderDoc, PaymentDoc, WaybillDoc)
 _new: Final[TupleNew] = tuple.__new__
-_chain: Final = itertools.chain.from_iterable
-_item_money: Final = operator.attrgetter("price", "total_price")
+_fields: Final = msgspec.structs.astuple  # a Struct's fields in order, as a tuple
 
 
 def parse_order(raw: bytes) -> Order:
@@ -64,45 +60,71 @@ def parse_order(raw: bytes) -> Order:
         doc: OrderDoc = _ORDER_EXACT.decode(raw)  # every byte checked (pipeline.documents)
     except _DecodeFailure:
         doc = _decode(_ORDER, raw)
-    entries = doc.items
-    money = [doc.goods_value, doc.freight, doc.discount, doc.tax_total, doc.actural_paid]
-    money += _chain(map(_item_money, entries))
-    known: list[int | None] = list(map(_known_fen, money))  # None where not seen yet
+    # Every field at once, in OrderDoc's order: one C call, not an attribute lookup per field.
+    (
+        guid,
+        app_type,
+        app_time,
+        order_no,
+        ebp_code,
+        ebc_code,
+        goods_value,
+        freight_value,
+        discount_value,
+        tax_value,
+        paid_value,
+        currency,
+        buyer_reg_no,
+        buyer_name,
+        buyer_id_type,
+        buyer_id_number,
+        buyer_telephone,
+        consignee,
+        consignee_telephone,
+        consignee_address,
+        entries,
+        pay_code,
+        pay_transaction_id,
+    ) = _fields(doc)
+    lines: list[tuple[Any, ...]] = [_fields(entry) for entry in entries]
+    money: list[Money] = [goods_value, freight_value, discount_value, tax_value, paid_value]
+    for line in lines:
+        money.append(line[4])  # price
+        money.append(line[5])  # totalPrice
+    known: list[int | None] = [_known_fen(value) for value in money]  # None where not seen yet
     # Every element an int unless None is among them (then the fen are filled in).
     fens = (
-        _fill_fens(money, known, lambda: _order_money_fields(len(entries))) if None in known else cast(list[int], known)
+        _fill_fens(money, known, lambda: _order_money_fields(len(lines))) if None in known else cast(list[int], known)
     )
-    goods, freight, discount, tax, paid = fens[:5]
-    app_time = doc.app_time
     app_time_ms = _KNOWN_TIMES.get(app_time)
     # tuple.__new__ with every field in order: Order's generated __new__ is a Python function.
     return _new(
         Order,
         (
-            doc.guid,
-            _app_type(doc.app_type),
+            guid,
+            _app_type(app_type),
             app_time,
             _time_ms(app_time, "appTime") if app_time_ms is None else app_time_ms,
-            doc.order_no,
-            doc.ebp_code,
-            doc.ebc_code,
-            goods,
-            freight,
-            discount,
-            tax,
-            paid,
-            doc.currency,
-            doc.buyer_reg_no,
-            doc.buyer_name,
-            doc.buyer_id_type,
-            doc.buyer_id_number,
-            doc.buyer_telephone,
-            doc.pay_code,
-            doc.pay_transaction_id,
-            doc.consignee,
-            doc.consignee_telephone,
-            doc.consignee_address,
-            _items(entries, fens),
+            order_no,
+            ebp_code,
+            ebc_code,
+            fens[0],
+            fens[1],
+            fens[2],
+            fens[3],
+            fens[4],
+            currency,
+            buyer_reg_no,
+            buyer_name,
+            buyer_id_type,
+            buyer_id_number,
+            buyer_telephone,
+            pay_code,
+            pay_transaction_id,
+            consignee,
+            consignee_telephone,
+            consignee_address,
+            _items(lines, fens),
             "order",
         ),
     )
@@ -114,27 +136,42 @@ def parse_payment(raw: bytes) -> Payment:
         doc: PaymentDoc = _PAYMENT_EXACT.decode(raw)  # every byte checked (pipeline.documents)
     except _DecodeFailure:
         doc = _decode(_PAYMENT, raw)
-    amount = _known_fen(doc.amount_paid)
+    (
+        guid,
+        app_type,
+        app_time,
+        order_no,
+        ebp_code,
+        pay_code,
+        pay_transaction_id,
+        payer_id_type,
+        payer_id_number,
+        payer_name,
+        amount_paid,
+        currency,
+        pay_time,
+    ) = _fields(doc)  # in PaymentDoc's order
+    amount = _known_fen(amount_paid)
     if amount is None:
-        amount = _fill_fens([doc.amount_paid], [None], _payment_money)[0]
-    _time_ms(doc.pay_time, "payTime")
+        amount = _fill_fens([amount_paid], [None], _payment_money)[0]
+    _time_ms(pay_time, "payTime")
     return _new(
         Payment,
         (
-            doc.guid,
-            _app_type(doc.app_type),
-            doc.app_time,
-            _time_ms(doc.app_time, "appTime"),
-            doc.order_no,
-            doc.pay_code,
-            doc.pay_transaction_id,
-            doc.ebp_code,
-            doc.payer_id_type,
-            doc.payer_id_number,
-            doc.payer_name,
+            guid,
+            _app_type(app_type),
+            app_time,
+            _time_ms(app_time, "appTime"),
+            order_no,
+            pay_code,
+            pay_transaction_id,
+            ebp_code,
+            payer_id_type,
+            payer_id_number,
+            payer_name,
             amount,
-            doc.currency,
-            doc.pay_time,
+            currency,
+            pay_time,
             "payment",
         ),
     )
@@ -146,28 +183,43 @@ def parse_waybill(raw: bytes) -> Waybill:
         doc: WaybillDoc = _WAYBILL_EXACT.decode(raw)  # every byte checked (pipeline.documents)
     except _DecodeFailure:
         doc = _decode(_WAYBILL, raw)
-    money = [doc.freight, doc.insured_fee]
-    known: list[int | None] = list(map(_known_fen, money))  # None where not seen yet
+    (
+        guid,
+        app_type,
+        app_time,
+        order_no,
+        logistics_code,
+        logistics_no,
+        freight_value,
+        insured_fee,
+        currency,
+        weight,
+        pack_no,
+        consignee,
+        consignee_telephone,
+        consignee_address,
+    ) = _fields(doc)  # in WaybillDoc's order
+    money: list[Money] = [freight_value, insured_fee]
+    known: list[int | None] = [_known_fen(freight_value), _known_fen(insured_fee)]  # None where not seen yet
     fens = _fill_fens(money, known, _waybill_money) if None in known else cast(list[int], known)
-    weight = doc.weight
     return _new(
         Waybill,
         (
-            doc.guid,
-            _app_type(doc.app_type),
-            doc.app_time,
-            _time_ms(doc.app_time, "appTime"),
-            doc.order_no,
-            doc.logistics_code,
-            doc.logistics_no,
+            guid,
+            _app_type(app_type),
+            app_time,
+            _time_ms(app_time, "appTime"),
+            order_no,
+            logistics_code,
+            logistics_no,
             fens[0],
             fens[1],
-            doc.currency,
+            currency,
             Decimal(weight) if type(weight) is int else Decimal(repr(weight)),
-            _count(doc.pack_no, "packNo"),
-            doc.consignee,
-            doc.consignee_telephone,
-            doc.consignee_address,
+            _count(pack_no, "packNo"),
+            consignee,
+            consignee_telephone,
+            consignee_address,
             "waybill",
         ),
     )
@@ -257,26 +309,27 @@ def _count(value: int | float, field: str) -> int:
     return int(value)
 
 
-def _items(docs: Sequence[ItemDoc], fens: list[int]) -> tuple[Item, ...]:
-    """The order lines; `fens` holds each line's price and totalPrice from index 5 on."""
+def _items(lines: list[tuple[Any, ...]], fens: list[int]) -> tuple[Item, ...]:
+    """The order lines from each ItemDoc's fields (in order).
+
+    `fens` holds each line's price and totalPrice from index 5 on.
+    """
     items: list[Item] = []
-    for doc, price, total in zip(docs, fens[5::2], fens[6::2], strict=True):
-        gcode = doc.gcode
-        gnum: int | float = doc.gnum
-        qty: int | float | Decimal = doc.qty  # a Decimal where fractional (_unusual_item)
+    at = 5
+    for gnum, item_name, gcode, qty, _, _, item_no, unit, country in lines:
         if type(gnum) is not int or type(qty) is not int or not (gcode.isascii() and gcode.isdigit()):
-            gnum, qty = _unusual_item(doc, len(items))
+            gnum, qty = _unusual_item(gnum, gcode, qty, len(items))
         # tuple.__new__: the NamedTuple's own __new__ is a Python function (0.2 us per call).
-        items.append(_new(Item, (gnum, doc.item_no, doc.item_name, gcode, qty, doc.unit, price, total, doc.country)))
+        items.append(_new(Item, (gnum, item_no, item_name, gcode, qty, unit, fens[at], fens[at + 1], country)))
+        at += 2
     return tuple(items)
 
 
-def _unusual_item(doc: ItemDoc, index: int) -> tuple[int, int | Decimal]:
+def _unusual_item(gnum: int | float, gcode: str, qty: int | float, index: int) -> tuple[int, int | Decimal]:
     """An integral float gnum, a fractional qty (a Decimal of the sender's text), or a bad HS code."""
-    if not (doc.gcode.isascii() and doc.gcode.isdigit()):
+    if not (gcode.isascii() and gcode.isdigit()):
         raise InvalidRecord(_CONSTRAINT["gcode"], f"items[{index}].gcode")
-    qty = doc.qty
-    return _count(doc.gnum, f"items[{index}].gnum"), qty if type(qty) is int else Decimal(repr(qty))
+    return _count(gnum, f"items[{index}].gnum"), qty if type(qty) is int else Decimal(repr(qty))
 
 
 # msgspec's errors in our words. A ValidationError reads "<what> - at `$.<path>`" (no path:
