@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): `./scripts/test.sh [PYTEST ARGS...]`.
-#  1. makes .venv and installs -e '.[dev]' when missing or when pyproject.toml changed
-#     (scripts/venv.sh); installs Java 17, Maven, docker-compose and Chromium (the monitor's
-#     browser test) with apt when missing and running as root;
+#  1. makes .venv and installs -e '.[dev]' when missing or when pyproject.toml changed,
+#     and compiles the core when pipeline/ changed (scripts/venv.sh); installs Java 17,
+#     Maven, docker-compose and Chromium (the monitor's browser test) with apt when missing
+#     and running as root;
 #  2. starts the local Kafka broker (`clearance broker start`) unless KAFKA_BOOTSTRAP is set;
-#  3. runs pytest (over tests/ unless told otherwise) with the arguments given;
-#  4. stops the broker if it started it, and exits with pytest's exit code.
+#  3. runs pytest (over tests/ unless told otherwise) with the arguments given; with none,
+#     and the core compiled (scripts/build_native.py), the core's unit tests once more from
+#     its Python sources (CLEARANCE_NATIVE=0);
+#  4. stops the broker if it started it, and exits with pytest's exit code (1 if either failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,5 +58,11 @@ echo "test.sh: Kafka at $KAFKA_BOOTSTRAP" >&2
 set +e
 "$venv/bin/pytest" "$@"
 code=$?
+if [[ $# == 0 ]] && "$venv/bin/python" -c 'import sys, pipeline.compiled as c, pipeline.rules as r; sys.exit(not c.is_compiled(r))'; then
+    # The tests above ran the compiled core; the core's and the embedded runner's unit tests
+    # run again from the Python sources, the fallback where no C compiler is (~30 s).
+    echo "test.sh: the core's unit tests again from the sources (CLEARANCE_NATIVE=0)" >&2
+    CLEARANCE_NATIVE=0 "$venv/bin/pytest" -q -p no:cacheprovider tests/pipeline tests/embedded || code=1
+fi
 set -e
 exit "$code"
