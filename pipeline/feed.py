@@ -100,7 +100,8 @@ def feed(
             if source.before(best):
                 best = source
         doc = best.doc
-        assert doc is not None  # noqa: S101  # a source without a head has been removed
+        if doc is None:
+            raise AssertionError("a source without a head is removed from the merge")
         raw = best.raw
         # tuple.__new__ with every field: Origin's generated __new__ is a Python function.
         apply(doc, raw, _new(Origin, (best.topic, 0, best.index, None)), clock_ns() // 1_000_000, out)
