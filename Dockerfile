@@ -10,8 +10,11 @@ FROM python:3.11 AS native
 WORKDIR /app
 COPY pipeline ./pipeline
 COPY scripts/build_native.py ./scripts/
-# the versions of pyproject.toml's dev extra and of .venv's setuptools
-RUN pip install --no-cache-dir --disable-pip-version-check mypy==2.4.1 setuptools==65.5.0 && python scripts/build_native.py --strict
+# mypy (mypyc) of pyproject.toml's dev extra, Python 3.11's setuptools, and what the core
+# imports (msgspec, orjson: mypyc needs their types), at pyproject.toml's versions
+RUN pip install --no-cache-dir --disable-pip-version-check \
+        mypy==2.4.1 setuptools==65.5.0 msgspec==0.22.0 orjson==3.13.0 \
+    && python scripts/build_native.py --strict
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
