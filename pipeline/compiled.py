@@ -6,8 +6,8 @@ own build) and writes there a manifest: the sha256 of every `pipeline/*.py` it c
 against, and the ABI it was built for. `pipeline/__init__.py` puts that directory first on
 the package's search path only when the manifest matches the sources on disk, so an
 edited source is never shadowed by an older build: until the build is remade it runs as
-Python (the same results, about half the speed), with one warning. `CLEARANCE_NATIVE=0`
-always runs the sources.
+Python (the same results; the core's own work takes ~1.6x the instructions), with one
+warning. `CLEARANCE_NATIVE=0` always runs the sources.
 
 It reads a few files when the package is first imported: import machinery, not the
 core's work, which stays free of I/O.
@@ -56,7 +56,7 @@ def search_path(path: list[str], native: Path | None = None) -> list[str]:
         return [str(native / "pipeline"), *path]
     warnings.warn(
         f"the compiled core in {native} was built from other sources than {path[0]} (or for another "
-        "Python): running the sources, about half as fast; rebuild with `python scripts/build_native.py`",
+        "Python): running the sources, slower; rebuild with `python scripts/build_native.py`",
         RuntimeWarning,
         stacklevel=2,
     )

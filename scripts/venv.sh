@@ -2,7 +2,7 @@
 # make .venv and install -e '.[dev]' when missing or when pyproject.toml changed since the
 # last install (a stamp file records its hash); then compiles the core's hot modules with
 # mypyc when pipeline/ changed since the last build (scripts/build_native.py, ~20 s; without
-# a C compiler the core runs as Python, the same results at about half the speed).
+# a C compiler the core runs as Python: the same results, slower).
 venv=.venv
 stamp=$venv/.pyproject.sha256
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
