@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import warnings
 from pathlib import Path
+from typing import Any
 
 BUILD_DIR_NAME = "clearance-native"
 MANIFEST = "manifest.json"
@@ -43,16 +44,29 @@ def source_hashes(package_dir: Path) -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(package_dir.glob("*.py"))}
 
 
+def read_manifest(native: Path) -> dict[str, Any] | None:
+    """The manifest of the build in `native`, None where there is none (or it is unreadable)."""
+    try:
+        built = json.loads((native / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return built if isinstance(built, dict) else None
+
+
+def matches(built: dict[str, Any], package_dir: Path) -> bool:
+    """True when a manifest was built for this Python from the modules in `package_dir` as they are."""
+    return bool(built.get("abi") == abi() and built.get("sources") == source_hashes(package_dir))
+
+
 def search_path(path: list[str], native: Path | None = None) -> list[str]:
     """The package's `__path__`: the build's directory first when it matches the sources."""
     if os.environ.get(ENV, "1") == "0" or not path:
         return path
     native = build_dir() if native is None else native
-    try:
-        built = json.loads((native / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    built = read_manifest(native)
+    if built is None:
         return path  # no build here: the sources
-    if built.get("abi") == abi() and built.get("sources") == source_hashes(Path(path[0])):
+    if matches(built, Path(path[0])):
         return [str(native / "pipeline"), *path]
     warnings.warn(
         f"the compiled core in {native} was built from other sources than {path[0]} (or for another "

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["CLEARANCE_NATIVE"] = "0"  # this process reads the sources (no warning about a stale build)
 
-from pipeline.compiled import MANIFEST, abi, build_dir, source_hashes  # noqa: E402
+from pipeline.compiled import MANIFEST, abi, build_dir, matches, read_manifest, source_hashes  # noqa: E402
 
 # The modules on the per-event path. Left as Python: the msgspec Structs and the record
 # types (documents, records), the exception, the settings, the stores (tests pass fakes),
@@ -50,13 +50,9 @@ GROUP = "pipeline.native"  # its shared library: pipeline/native__mypyc.*.so, be
 
 
 def current(target: Path) -> bool:
-    """True when the build in `target` was made from the sources on disk, for this Python."""
-    try:
-        built = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    same_modules = built.get("modules") == list(MODULES)
-    return bool(same_modules and built.get("abi") == abi() and built.get("sources") == source_hashes(ROOT / "pipeline"))
+    """True when the build in `target` was made from the sources on disk, of MODULES, for this Python."""
+    built = read_manifest(target)
+    return built is not None and built.get("modules") == list(MODULES) and matches(built, ROOT / "pipeline")
 
 
 def build(target: Path) -> None:

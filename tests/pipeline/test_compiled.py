@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,30 +42,31 @@ def test_a_build_of_these_sources_comes_first(package: Path, tmp_path: Path, mon
     ]
 
 
-def test_an_edited_source_is_never_shadowed_by_an_older_build(
-    package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(compiled.ENV, raising=False)
-    _manifest(tmp_path / "native", package)
+def _edit_a_source(package: Path) -> dict[str, object]:
     (package / "records.py").write_text((package / "records.py").read_text() + "\n# edited\n")
-    with pytest.warns(RuntimeWarning, match="built from other sources"):
-        assert compiled.search_path([str(package)], tmp_path / "native") == [str(package)]
+    return {}
 
 
-def test_a_new_module_makes_the_build_stale(package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _add_a_module(package: Path) -> dict[str, object]:
+    (package / "extra.py").write_text("X = 1\n")
+    return {}
+
+
+def _another_python(package: Path) -> dict[str, object]:
+    return {"abi": "cpython-39-x86_64-linux-gnu"}
+
+
+@pytest.mark.parametrize("change", [_edit_a_source, _add_a_module, _another_python])
+def test_a_stale_build_is_never_loaded(
+    change: Callable[[Path], dict[str, object]], package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edited source, a new module or another Python: the sources run, with a warning."""
     monkeypatch.delenv(compiled.ENV, raising=False)
     _manifest(tmp_path / "native", package)
-    (package / "extra.py").write_text("X = 1\n")
-    with pytest.warns(RuntimeWarning):
-        assert compiled.search_path([str(package)], tmp_path / "native") == [str(package)]
-
-
-def test_a_build_for_another_python_is_not_loaded(
-    package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv(compiled.ENV, raising=False)
-    _manifest(tmp_path / "native", package, abi="cpython-39-x86_64-linux-gnu")
-    with pytest.warns(RuntimeWarning):
+    over = change(package)
+    if over:
+        _manifest(tmp_path / "native", package, **over)
+    with pytest.warns(RuntimeWarning, match="built from other sources"):
         assert compiled.search_path([str(package)], tmp_path / "native") == [str(package)]
 
 
@@ -82,11 +84,8 @@ def test_no_build_or_native_off_means_the_sources(
 
 
 def _built() -> bool:
-    try:
-        built = json.loads((compiled.build_dir() / compiled.MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return bool(built.get("sources") == compiled.source_hashes(ROOT / "pipeline"))
+    built = compiled.read_manifest(compiled.build_dir())
+    return built is not None and compiled.matches(built, ROOT / "pipeline")
 
 
 needs_build = pytest.mark.skipif(

@@ -94,12 +94,16 @@ _MONEY_TEXT = st.one_of(
 
 
 @given(_MONEY_TEXT)
-def test_a_remembered_money_string_is_checked_as_the_pattern_checks_it(text: str) -> None:
-    """remember_fen checks a string by hand: it accepts exactly what the schema's pattern accepts,
-    with the fen parse_money gives."""
+def test_a_money_string_is_checked_as_the_pattern_checks_it(text: str) -> None:
+    """parse_money and remember_fen check a string by hand: they accept exactly what the schema's
+    pattern accepts, with the fen of the decimal text."""
     if re.fullmatch(MONEY_STRING_PATTERN.removeprefix("^").removesuffix("$"), text):
-        assert remember_fen(text) == parse_money(text, "x")
+        fen = int(Decimal(text) * 100)
+        assert parse_money(text, "x") == fen
+        assert remember_fen(text) == fen
     else:
+        with pytest.raises(InvalidRecord, match="yuan with at most 2 decimals"):
+            parse_money(text, "x")
         with pytest.raises(InvalidRecord):
             remember_fen(text)
 
