@@ -95,9 +95,8 @@ def _status_of(dest: str, value: str) -> str:
 def emit_of(item: Declaration | Candidate) -> Emit:
     """The message an emitted core value becomes."""
     if isinstance(item, Candidate):
-        return Emit(
-            "candidates", item.buyer_key.encode(), encode_candidate(item)
-        )  # Emit's defaults: no status or times
+        # Emit's own defaults: a candidate has no status or times
+        return Emit("candidates", item.buyer_key.encode(), encode_candidate(item))
     dest: Dest = "matched" if item.matched else "flagged"
     value = encode_declaration(item)
     return _new(Emit, (dest, item.order_no.encode(), value, item.status, item.decided_at_ms, item.received_at_ms))

@@ -24,6 +24,7 @@ import orjson
 
 from benchmarks.machine import describe, one_line
 from clearance.traces import FILE_NAMES
+from pipeline.compiled import ENV, build_dir, matches, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,10 +64,12 @@ def raw_loop(trace: Path) -> dict[str, Any]:
     }
 
 
-def runner(trace: Path, out: Path, extra: list[str]) -> dict[str, Any]:
+def runner(trace: Path, out: Path, extra: list[str], *, sources: bool = False) -> dict[str, Any]:
+    """`clearance run` in a child process; `sources`: the core from its Python sources (CLEARANCE_NATIVE=0)."""
     started = time.perf_counter()
+    env = {**os.environ, ENV: "0"} if sources else None
     proc = subprocess.Popen(
-        [*CLI, "run", "--input", str(trace), "--output", str(out), "--progress", "never", "--quiet", *extra]
+        [*CLI, "run", "--input", str(trace), "--output", str(out), "--progress", "never", "--quiet", *extra], env=env
     )
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
@@ -91,14 +94,29 @@ def cpu_rounds(trace: Path, out: Path, rounds: int) -> list[dict[str, Any]]:
     (process time) on either side of it: on a machine shared with other jobs, wall time
     measures the neighbours, and CPU time measured side by side is the fairer ratio."""
     rows = []
+    compare = compiled_core()  # then the sources run in every round too: before and after, side by side
     for index in range(rounds):
-        before, run, after = raw_loop(trace), runner(trace, out / str(index), []), raw_loop(trace)
+        before, run = raw_loop(trace), runner(trace, out / str(index), [])
+        plain = runner(trace, out / f"{index}-sources", [], sources=True) if compare else None
+        after = raw_loop(trace)
         raw_rate = (before["eventsPerCpuSecond"] + after["eventsPerCpuSecond"]) / 2
         row = {"rawEventsPerCpuSecond": round(raw_rate), "runEventsPerCpuSecond": run["eventsPerCpuSecond"]}
         row["ratio"] = round(run["eventsPerCpuSecond"] / raw_rate, 4)
+        if plain is not None:
+            row["sourcesEventsPerCpuSecond"] = plain["eventsPerCpuSecond"]
+            row["sourcesRatio"] = round(plain["eventsPerCpuSecond"] / raw_rate, 4)
+            row["compiledOverSources"] = round(run["eventsPerCpuSecond"] / plain["eventsPerCpuSecond"], 3)
         print(f"cpu round {index + 1}: {row}", file=sys.stderr)
         rows.append(row)
     return rows
+
+
+def compiled_core() -> bool:
+    """True when `clearance run` here loads the compiled core (pipeline/compiled.py)."""
+    if os.environ.get(ENV) == "0":
+        return False
+    built = read_manifest(build_dir())
+    return built is not None and matches(built, ROOT / "pipeline")
 
 
 def profile(trace: Path, out: Path, stamp: str) -> Path:
@@ -159,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cpu-rounds",
         type=int,
         default=0,
-        help="also N interleaved rounds of raw loop, clearance run, raw loop in CPU time (a shared machine)",
+        help="also N interleaved rounds of raw loop, clearance run, raw loop in CPU time (a shared machine); "
+        "with the core compiled, each round also runs it from the sources (CLEARANCE_NATIVE=0)",
     )
     args = parser.parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

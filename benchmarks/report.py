@@ -80,10 +80,9 @@ def _verdict(ok: bool) -> str:
 
 
 def _goals(cases: dict[str, Any], ratios: dict[str, float]) -> list[str]:
-    lines = [
-        f"case {name} not judged: {case['status']}" for name, case in cases.items() if case.get("status", "ok") != "ok"
-    ]
-    cases = _judged(cases)
+    counted = _judged(cases)
+    lines = [f"case {name} not judged: {case['status']}" for name, case in cases.items() if name not in counted]
+    cases = counted
     c = cases.get("c", {})
     if "eventsPerSecond" in c:
         lines.append(
