@@ -57,6 +57,7 @@ from agents.topics import candidates_topic
 from agents.trace import maybe_trace
 from agents.unread import UnreadCheck
 from agents.views import add_views
+from agents.wakeup import Wakeups
 from clearance.clock import wall_ms
 from clearance.kafka import MAX_MESSAGE_BYTES, producer_config, ssl_context
 from clearance.settings import Settings
@@ -123,7 +124,8 @@ def build(settings: Settings) -> Pipeline:
     }
     reads = (sequences["join"], UnreadCheck(app, side, sequences["join"], metrics))
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
-    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog)
+    wakeups = _wakeups(settings, producer, metrics)
+    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog, wakeups)
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
         settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
@@ -134,7 +136,7 @@ def build(settings: Settings) -> Pipeline:
     collector = CyclicGC(settings.gc_young_threshold)
     _timers(app, settings, (delivery, commits), producer, collector)
     hand_over = _hand_over(quota, tables, delivery, producer)
-    _on_stop(app, hand_over, commits)
+    _on_stop(app, hand_over, commits, wakeups)
     _on_rebalance(app, (joiner, quota), (delivery, commits), sequences.values(), hand_over)
     by_topic = dict.fromkeys(join_topics, sequences["join"]) | {candidates.get_topic_name(): sequences["quota"]}
     pipeline = Pipeline(
@@ -300,6 +302,19 @@ def _sequencer(app: faust.App, side: SideReader, metrics: Metrics, topics: set[s
     return Sequencer(start_offsets=side.start_offsets, read_range=side.read, assigned=assigned, metrics=metrics)
 
 
+def _wakeups(settings: Settings, producer: Producer | None, metrics: Metrics) -> Wakeups | None:
+    """Ticks at the moment a partition's merge wait ends (agents/wakeup.py); none with exactly_once
+    (no librdkafka producer there: the regular ticks look again)."""
+    if producer is None:
+        return None
+
+    def send(partition: int) -> None:
+        metrics.inc("merge_wakeups")
+        producer.send(settings.topic_ticks, None, orjson.dumps({"wall": wall_ms()}), partition=partition)
+
+    return Wakeups(send)
+
+
 def _joiner(
     settings: Settings,
     tables: _Tables,
@@ -309,6 +324,7 @@ def _joiner(
     flow: InputFlow,
     spills: Spills,
     changelog: Changelog | None,
+    wakeups: Wakeups | None,
 ) -> JoinProcessor:
     sequence, unread = reads
 
@@ -335,6 +351,7 @@ def _joiner(
         flow=flow,
         merge_buffer=settings.merge_buffer,
         spills=spills.open,
+        wake=wakeups.at if wakeups is not None else None,
     )
 
 
@@ -448,7 +465,7 @@ def _hand_over(quota: QuotaProcessor, tables: _Tables, delivery: Delivery, produ
     return hand_over
 
 
-def _on_stop(app: faust.App, hand_over: HandOverFn, commits: Commits) -> None:
+def _on_stop(app: faust.App, hand_over: HandOverFn, commits: Commits, wakeups: Wakeups | None) -> None:
     """A clean stop commits what it has handled before it leaves the group.
 
     Faust's app stops its consumer's flow, sends `on_before_shutdown`, flushes the producer
@@ -457,9 +474,12 @@ def _on_stop(app: faust.App, hand_over: HandOverFn, commits: Commits) -> None:
     them into that commit; before, up to a batch per partition was re-read by the next
     owner (a graceful hand-over repeated as much as a kill -9). What the quota stage decided
     above its last commit is recorded for the next owner (`_hand_over`). Faust sends no
-    revocation at a stop (`App._on_partitions_revoked` returns when the app is stopping)."""
+    revocation at a stop (`App._on_partitions_revoked` returns when the app is stopping).
+    The merge's wake-ups are dropped: no tick is sent after that."""
 
     async def release_acks_before_the_last_commit(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        if wakeups is not None:
+            wakeups.cancel()
         await hand_over("stopping")
         await commits.commit_all("stopping")
 

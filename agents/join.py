@@ -44,6 +44,7 @@ log = logging.getLogger("clearance.worker.join")
 Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
 Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
+Wake = Callable[[int, int], None]  # (partition, wall ms): a tick to that partition then
 
 
 class Flow(Protocol):
@@ -117,10 +118,13 @@ class JoinProcessor:
         flow: Flow | None = None,
         merge_buffer: int = 0,
         spills: Callable[[int], PartitionSpill] | None = None,
+        wake: Wake | None = None,
     ) -> None:
         """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
         holds `merge_buffer` documents is paused until the queue has drained to half of it.
-        `spills` opens a partition's spill for its deadline index (none: kept in memory)."""
+        `spills` opens a partition's spill for its deadline index (none: kept in memory).
+        `wake(partition, wall_ms)` has a tick sent to a partition at the moment the merge's
+        wait ends (none: the next input or the next regular tick looks again)."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -142,6 +146,7 @@ class JoinProcessor:
         self.wall = wall
         self.partitions: dict[int, Partition] = {}
         self.spills = spills
+        self.wake = wake
         self._retired: list[PartitionSpill] = []  # spills of forgotten partitions, to close
         self.trace: Trace | None = None
 
@@ -207,7 +212,9 @@ class JoinProcessor:
             await self.sender.internal_error(msg, exc, "join")
             doc = None
         wall = self.wall()
-        part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack, rejected)))
+        stamp = msg.timestamp_ms
+        sent = stamp if stamp is not None and stamp <= wall else wall
+        part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack, rejected), sent))
         await self._release(part, msg.partition, wall, drain=False)
         if self.flow is not None:
             self._bound(part, msg.partition)
@@ -290,8 +297,10 @@ class JoinProcessor:
 
     async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
         """The merge rule's second half: the broker holds nothing unread of the empty queues."""
-        passing = merge.passing(wall)
+        passing = merge.passing(wall, head)
         if passing is None:
+            if self.wake is not None:
+                self.wake(partition, merge.ready_ms(head))
             return False
         for rank in passing:
             if await self.unread(self.topics[rank], partition, head.received_ms):

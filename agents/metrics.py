@@ -51,6 +51,7 @@ MetricName = Literal[
     "candidates_out",
     "candidate_records_out",
     "merge_broker_asks",
+    "merge_wakeups",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -101,6 +102,10 @@ _HELP: dict[MetricName, tuple[str, str]] = {
         "counter",
         "ListOffsets requests of the merge and the idle rule (is anything unread?) that the consumer's "
         "own fetches could not answer, by topic",
+    ),
+    "merge_wakeups": (
+        "counter",
+        "ticks sent to a partition when the merge's wait for its silent topics ended (agents/wakeup.py)",
     ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
     "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),

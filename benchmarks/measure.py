@@ -186,7 +186,11 @@ class Sampler(threading.Thread):
 
     def windows_open(self) -> int:
         """Sum of the workers' `clearance_windows_open` gauges (/metrics); -1 if any is unreadable."""
-        total = 0
+        return self.metric_total("clearance_windows_open")
+
+    def metric_total(self, name: str) -> int:
+        """Sum of one metric over the workers' /metrics, every label set; -1 if any is unreadable."""
+        total = 0.0
         for url in self.metric_urls:
             try:
                 with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own localhost URL
@@ -194,9 +198,9 @@ class Sampler(threading.Thread):
             except (urllib.error.URLError, OSError):
                 return -1
             for line in text.splitlines():
-                if line.startswith("clearance_windows_open"):
-                    total += int(float(line.split()[-1]))
-        return total
+                if line.startswith((name + " ", name + "{")):
+                    total += float(line.split()[-1])
+        return int(total)
 
     def lag(self) -> int:
         """Sum over the input partitions of high watermark - committed offset (-1 if unknown)."""

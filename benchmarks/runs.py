@@ -181,6 +181,10 @@ def worker_case(
         result["throughputSeries"] = per_second(stamps, t0)
         result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)
         result["windowsOpenBeforeFlush"] = sampler.windows_open()
+        # ListOffsets the merge needed because no fetch since a document's arrival answered (agents/unread.py)
+        result["mergeBrokerAsks"] = sampler.metric_total("clearance_merge_broker_asks_total")
+        # ticks sent when a partition's merge wait ended (agents/wakeup.py)
+        result["mergeWakeups"] = sampler.metric_total("clearance_merge_wakeups_total")
         result.update(flush_phase(settings, info, collector, sampler, started))
         wrong = output_check(info, collector)
         if wrong:

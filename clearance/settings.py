@@ -77,9 +77,11 @@ class Settings:
     # this bounds the receipt-to-decision time from below (issue 12). 12 x 12 small records per
     # round at 12 partitions.
     watermark_seconds: float = 0.1
-    # How long an input topic of a partition must have been silent before the merge passes its
-    # empty queue over (pipeline/merge.py). 2 s: with 0.5 s the two-process test lost declarations
-    # now and then on a loaded machine (producer skew between topics past 0.5 s; docs/DESIGN-worker.md).
+    # How long an input topic of a partition must have been silent, and how old the head by its
+    # producer's timestamp, before the merge passes the empty queue over (pipeline/merge.py): the
+    # producers' skew between topics it covers. 2 s: with 0.5 s the two-process test lost
+    # declarations now and then on a loaded machine, and with 0 (Kafka Streams' default) a
+    # two-worker stress run differed from `clearance run` in 1 of 8 runs (docs/DESIGN-worker.md).
     merge_wait_seconds: float = 2.0
     # Documents one input topic partition may have waiting in the join's merge queue before it is
     # paused on the consumer (resumed at half): Kafka Streams' buffered.records.per.partition. Under

@@ -12,10 +12,22 @@ When may an empty queue be passed over? The rule has two parts; this module deci
 the first, the shell the second (it needs the broker):
 
 1. the queue's topic has been silent for `silent_ms` (nothing received for a while;
-   after an assignment every queue counts as silent since the assignment), and
+   after an assignment every queue counts as silent since the assignment), and the head
+   is `silent_ms` old by its producer's timestamp (its receipt, when that is earlier or
+   unknown), so that whatever was produced before it, on any topic, had that long to
+   reach the broker; and
 2. the broker holds nothing of that topic partition that was not received yet, asked
    after the head arrived. The consumer's own high watermark is not enough: it comes
    from its last fetch of that partition, which can be seconds old (issue 10).
+
+The head's age is what covers producers' skew: one producer (`clearance replay`) writes
+the three topics in appTime order, but librdkafka builds each produce request partition
+by partition while the application goes on producing, so a later payment can reach the
+broker a request ahead of an earlier waybill: 0.3 s apart on a quiet machine, ~2 s with two
+workers and a full-speed replay on two cores. Silence alone does not cover the first
+documents after a quiet spell (every queue has been silent for long): a two-worker
+stress run with the wait at 0 applied a payment before the first waybills of its
+partition, which came 1.5 s later.
 
 A dead-lettered message waits in its queue too (`doc` None), so that acks stay in
 offset order within a topic partition; at a head it is done at once.
@@ -52,6 +64,7 @@ class Queued(Generic[T]):
     offset: int
     received_ms: int
     handle: T
+    sent_ms: int = -1  # the producer's timestamp, at most `received_ms`; -1: unknown (the receipt counts)
 
 
 def merge_key(item: Queued[T], rank: int) -> tuple[int, int, int]:
@@ -103,19 +116,33 @@ class Merge(Generic[T]):
                     best, found = key, (rank, item)
         return found
 
-    def passing(self, now_ms: int) -> list[int] | None:
-        """The ranks of the empty queues the head would pass; None while one of them is not silent.
+    def passing(self, now_ms: int, head: Queued[T] | None = None) -> list[int] | None:
+        """The ranks of the empty queues the head would pass; None while the first rule holds it.
 
         [] when every queue holds a document; None while an empty queue's topic has
-        delivered something less than `silent_ms` ago.
+        delivered something less than `silent_ms` ago, or `head` (when given) is younger
+        than that by its producer's timestamp (`ready_ms`).
         """
-        empty: list[int] = []
+        q0, q1, q2 = self.queues
+        if q0 and q1 and q2:
+            return []
+        if now_ms < self.ready_ms(head):
+            return None
+        return [rank for rank, queue in enumerate(self.queues) if not queue]
+
+    def ready_ms(self, head: Queued[T] | None = None) -> int:
+        """When the head may pass the empty queues by the first rule (wall ms).
+
+        Every empty queue's topic silent for `silent_ms`, and `head` that old by its
+        producer's timestamp.
+        """
+        ready = -(2**62)
+        if head is not None:
+            ready = (head.sent_ms if head.sent_ms >= 0 else head.received_ms) + self.silent_ms
         for rank, queue in enumerate(self.queues):
             if not queue:
-                if now_ms - self.last_seen_ms[rank] < self.silent_ms:
-                    return None
-                empty.append(rank)
-        return empty
+                ready = max(ready, self.last_seen_ms[rank] + self.silent_ms)
+        return ready
 
     def pop(self, rank: int) -> Queued[T]:
         """Take the head of one queue (the one `head` named)."""

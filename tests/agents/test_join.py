@@ -6,8 +6,8 @@ never met. The trace of the failing run showed the orders of one partition appli
 after the other, long before its payments and waybills: the merge passed over the empty
 payments and waybills queues because the consumer's high watermark of those partitions,
 last fetched while they were still empty, said nothing was unread. These tests pin the
-rule: an empty queue is passed over only after `merge_wait_ms` of silence *and* when the
-broker confirms nothing of it is unread.
+rule: an empty queue is passed over only after `merge_wait_ms` of silence, with the head that
+old by its producer's timestamp, *and* when the broker confirms nothing of it is unread.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Harness:
         self.marks: list[tuple[int, list[list[Any]]]] = []
         self.unread: set[str] = set()  # topics the "broker" holds unread messages of
         self.asked: list[str] = []
+        self.woken: list[tuple[int, int]] = []  # (partition, wall ms) the join asked to be woken at
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.states: dict[bytes, bytes] = {}
         self.offsets = dict.fromkeys(TOPICS, 0)
@@ -92,13 +93,17 @@ class Harness:
             merge_buffer=merge_buffer,
             spills=spills,
             publish_every_ms=publish_every_ms,
+            wake=lambda partition, at: self.woken.append((partition, at)),
         )
 
-    async def feed(self, topic: str, doc: dict[str, Any], partition: int = PARTITION) -> None:
+    async def feed(
+        self, topic: str, doc: dict[str, Any], partition: int = PARTITION, *, sent_ms: int | None = None
+    ) -> None:
+        """One document; `sent_ms`: its producer's timestamp (none: unknown)."""
         self.fed.add(partition)
         offset = self.offsets[topic]
         self.offsets[topic] += 1
-        msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc))
+        msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc), sent_ms)
         await self.join.handle(msg, lambda: self.acked.append((topic, offset)))
 
     async def tick(self, partition: int = PARTITION) -> None:
@@ -154,14 +159,49 @@ def test_an_empty_queue_is_passed_over_after_the_wait_when_the_broker_has_nothin
         await h.feed("payments", payment("PK1", "20261111000100"))
         assert h.join.open_windows == 0, "the waybills queue has not been silent for the wait yet"
         assert h.asked == [], "the broker is asked only once the wait is over"
+        assert h.woken[-1] == (PARTITION, h.wall + WAIT_MS)
         h.wall += WAIT_MS
         await h.tick()
         assert h.asked[0] == "waybills"
         assert h.join.open_windows == 1, "both documents applied into one open window"
         await h.feed("waybills", waybill("PK1", "20261111000200"))
         await h.settle()
+        assert h.candidates() == [], "the waybill is not the wait old yet: an earlier document may be in flight"
+        assert h.woken[-1] == (PARTITION, h.wall + WAIT_MS), "the merge names the moment its wait ends"
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
         assert h.candidates() == ["PK1"]
         assert sorted(h.acked) == [("orders", 0), ("payments", 0), ("waybills", 0)]
+
+    run(body)
+
+
+def test_a_head_waits_out_the_wait_from_its_producer_s_timestamp_not_from_its_receipt() -> None:
+    """After a quiet spell every queue has been silent for long, so silence alone let the first
+    document through at once, while one produced before it on another topic could still be on
+    its way (librdkafka sends the partitions of one producer in separate requests: 1.5 s apart
+    in a two-worker stress run). The head's age by its producer's timestamp covers that; a
+    timestamp in the future counts as the receipt."""
+
+    async def body(h: Harness) -> None:
+        await h.tick()  # the partition's first message after its assignment: its queues count as silent from here
+        h.wall += 60_000  # a quiet minute: every queue silent for long
+        await h.feed("payments", payment("PK1", "20261111000100"), sent_ms=h.wall - 500)
+        assert h.join.open_windows == 0, "produced 0.5 s ago: 1.5 s of the wait left"
+        assert h.woken == [(PARTITION, h.wall + WAIT_MS - 500)]
+        h.wall += WAIT_MS - 501
+        await h.tick()
+        assert h.join.open_windows == 0 and h.asked == [], "1 ms short of the wait: the broker is not asked"
+        h.wall += 1
+        await h.tick()
+        assert h.join.open_windows == 1, "the wait is over and the broker holds nothing unread"
+        h.wall += 60_000
+        await h.feed("orders", order("PK2", "20261111000200"), sent_ms=h.wall + 3_600_000)
+        assert h.woken[-1] == (PARTITION, h.wall + WAIT_MS), "a producer's clock ahead of ours counts as the receipt"
+        h.wall += WAIT_MS
+        await h.tick()
+        assert h.join.open_windows == 2
 
     run(body)
 

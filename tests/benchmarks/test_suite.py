@@ -8,11 +8,13 @@ most of its documents: it declared 20,000 to 22,000 of 50,000 orders and looked 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import fields
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Collector
+from benchmarks.measure import Collector, Sampler
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.suite import _suffixed
@@ -77,3 +79,35 @@ def test_the_table_row_marks_a_case_with_wrong_output() -> None:
     add_ratios(wrong)
     row = _row(wrong, Path("x.json")).split(" | ")
     assert row[6] == "11,000 WRONG OUTPUT" and row[-1] == "- |", "d's figure marked, d/c left out"
+
+
+def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_itself() -> None:
+    body = (
+        b"# HELP clearance_merge_broker_asks_total ListOffsets\n"
+        b"# TYPE clearance_merge_broker_asks_total counter\n"
+        b'clearance_merge_broker_asks_total{topic="orders"} 3.0\n'
+        b'clearance_merge_broker_asks_total{topic="payments"} 4.0\n'
+        b"clearance_merge_broker_asks_total_other 100.0\n"
+        b"clearance_windows_open 7.0\n"
+    )
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the standard library's name
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        sampler = Sampler(Settings(), "g", None, metric_urls=[url, url])
+        assert sampler.metric_total("clearance_merge_broker_asks_total") == 14
+        assert sampler.windows_open() == 14
+        assert Sampler(Settings(), "g", None, metric_urls=["http://127.0.0.1:9/metrics"]).windows_open() == -1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -200,6 +200,35 @@ def test_passing(steps: list[Step], now: int, expected: list[int] | None) -> Non
     assert merge.passing(now) == expected
 
 
+@pytest.mark.parametrize(
+    ("sent_ms", "now", "expected", "ready"),
+    [
+        (1450, 1549, None, 1550),  # the empty queues are silent (since 1000), the head only 99 ms old
+        (1450, 1550, [1, 2], 1550),
+        (-1, 1599, None, 1600),  # no producer's timestamp: the head's age counts from its receipt (1500)
+        (-1, 1600, [1, 2], 1600),
+        (100, 1500, [1, 2], 1100),  # an old head: the empty queues' silence decides
+    ],
+)
+def test_passing_waits_until_the_head_is_the_wait_old_by_its_producer_s_timestamp(
+    sent_ms: int, now: int, expected: list[int] | None, ready: int
+) -> None:
+    merge: Merge[Out] = Merge(100, 1000)
+    head: Queued[Out] = Queued(doc("order", 5), 0, 1500, ("order", 0), sent_ms)
+    merge.push(0, head)
+    assert merge.passing(now, head) == expected
+    assert merge.ready_ms(head) == ready
+    assert merge.passing(now) == [1, 2], "without a head only the silence counts"
+
+
+def test_a_head_s_age_does_not_hold_it_when_every_queue_holds_a_document() -> None:
+    merge: Merge[Out] = Merge(100, 1000)
+    items = [Queued(doc(kind, 5), 0, 1500, (kind, 0), 1500) for kind in KINDS]
+    for rank, item in enumerate(items):
+        merge.push(rank, item)
+    assert merge.passing(1500, items[0]) == []
+
+
 def test_passing_counts_a_queue_holding_only_a_dead_letter_as_not_empty() -> None:
     merge: Merge[Out] = Merge(100, 1000)
     merge.push(0, queued("order", 5, 0, 1000))
