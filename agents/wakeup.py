@@ -32,7 +32,6 @@ class Wakeups:
         self._clock = clock
         self._pending: dict[int, int] = {}  # partition -> the earliest moment a tick is due
         self._handles: dict[tuple[int, int], asyncio.TimerHandle] = {}  # (partition, moment) -> its timer
-        self.sent = 0
 
     def at(self, partition: int, moment_ms: int) -> None:
         """Have a tick sent to `partition` at `moment_ms` (wall ms), unless one is due by then."""
@@ -49,7 +48,6 @@ class Wakeups:
         partition, moment_ms = key
         if self._pending.get(partition) == moment_ms:
             del self._pending[partition]
-        self.sent += 1
         self._send(partition)
 
     def pending(self) -> int:
