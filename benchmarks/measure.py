@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class Collector(threading.Thread):
         self.timestamps: list[int] = []
         self.order_nos: list[str] = []
         self.window_closed: list[bool] = []
+        self.decided_ms: list[int] = []  # each declaration's decidedAt (the join's wall clock), -1 unknown
         self.declaration_ids: set[str] = set()
         self._stop_event = threading.Event()
         self._ready = threading.Event()
@@ -77,9 +79,11 @@ class Collector(threading.Thread):
             record = orjson.loads(value)
             order_no, reasons = str(record.get("orderNo")), record.get("reasons") or []
             self.declaration_ids.add(f"{record.get('declarationId')}/{record.get('status')}")
+            decided = _utc_ms(record.get("decidedAt"))
         except (orjson.JSONDecodeError, AttributeError):
-            order_no, reasons = "", []
+            order_no, reasons, decided = "", [], -1
         self.order_nos.append(order_no)
+        self.decided_ms.append(decided)
         self.window_closed.append(any(r in _MISSING for r in reasons))
         self.timestamps.append(timestamp)  # last: `count` only grows once the row is whole
 
@@ -99,6 +103,16 @@ class Collector(threading.Thread):
             time.sleep(0.05)
         time.sleep(idle)
         return True
+
+
+def _utc_ms(text: object) -> int:
+    """`decidedAt` (ISO-8601 UTC, pipeline.timeconv.iso_utc_ms) -> epoch ms; -1 when absent or not that."""
+    if not isinstance(text, str):
+        return -1
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000 + 0.5)
+    except ValueError:
+        return -1
 
 
 def vm_kb(pid: int, field_name: str) -> int:
@@ -238,22 +252,56 @@ def percentiles(values: Iterable[float]) -> dict[str, float | int]:
     }
 
 
-def latencies(collector: Collector, produced: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(declaration timestamp, latency ms) of every decided-on-completion declaration with a known produce time.
+def latencies(collector: Collector, produced: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(declaration timestamp, latency ms, its decidedAt) of every decided-on-completion declaration with a
+    known produce time.
 
     Window-close declarations (MISSING_*) are left out: they wait for event time, by design.
     Only the first declaration per order counts (a REVIEW after the decision is a later record).
+    decidedAt is when the join found the set complete (-1 unknown); the quota stage keeps it.
     """
     seen: set[str] = set()
     stamps: list[int] = []
     values: list[int] = []
-    for ts, order_no, closed in zip(collector.timestamps, collector.order_nos, collector.window_closed, strict=False):
+    decided: list[int] = []
+    rows = zip(collector.timestamps, collector.order_nos, collector.window_closed, collector.decided_ms, strict=False)
+    for ts, order_no, closed, decided_ms in rows:
         if closed or order_no in seen or order_no not in produced:
             continue
         seen.add(order_no)
         stamps.append(ts)
         values.append(ts - produced[order_no])
-    return np.asarray(stamps, dtype=np.int64), np.asarray(values, dtype=np.int64)
+        decided.append(decided_ms)
+    return (
+        np.asarray(stamps, dtype=np.int64),
+        np.asarray(values, dtype=np.int64),
+        np.asarray(decided, dtype=np.int64),
+    )
+
+
+def by_phase(stamps: np.ndarray, values: np.ndarray, decided: np.ndarray, drain_ms: int) -> dict[str, Any]:
+    """The latencies of `latencies` split by when the order's last document was produced.
+
+    "whileFlowing": before the replay's last `drain_ms` (the merge wait): what a stream that goes
+    on sees. "drain": within it. Those documents had no later input to show the merge that
+    nothing earlier was still on its way, so each waited out the merge wait by design
+    (pipeline/merge.py); a run's whole p99 is theirs once they are more than 1% of it.
+    The end is the last produce time known (the last document of some order).
+
+    Each phase is also split where the join decided (decidedAt, when known): "toJoinDecision",
+    from the produce to the join (the fetch, the merge, the join step), and "afterJoinDecision",
+    from there to the declaration (the candidates' batch and hop, the quota stage's wait for
+    every join partition's watermark, its step and the produce).
+    """
+    phases: dict[str, Any] = {"drainSeconds": round(drain_ms / 1000, 3)}
+    produced = stamps - values
+    end = int(produced.max()) if produced.size else 0
+    for name, mask in (("whileFlowing", produced <= end - drain_ms), ("drain", produced > end - drain_ms)):
+        phases[name] = percentiles(values[mask].tolist())
+        known = mask & (decided >= 0)
+        phases[name]["toJoinDecision"] = percentiles((decided[known] - produced[known]).tolist())
+        phases[name]["afterJoinDecision"] = percentiles((stamps[known] - decided[known]).tolist())
+    return phases
 
 
 def per_second(stamps: np.ndarray, start_ms: int) -> list[list[float]]:

@@ -27,6 +27,7 @@ from confluent_kafka import Producer
 from benchmarks.measure import (
     Collector,
     Sampler,
+    by_phase,
     cpu_seconds,
     du_bytes,
     latencies,
@@ -174,9 +175,11 @@ def worker_case(
             result["replay"] = replayed
         if order_rate is not None:
             produced = read_times(work / "times.csv")
-            stamps_l, values = latencies(collector, produced)
+            stamps_l, values, decided = latencies(collector, produced)
             result["offeredOrderRate"] = order_rate
             result["latencyMs"] = percentiles(values.tolist())
+            # the same while the input flows and in its last merge wait (the drain a replay ends with)
+            result["latencyByPhaseMs"] = by_phase(stamps_l, values, decided, int(settings.merge_wait_seconds * 1000))
             result["latencySeries"] = latency_series(stamps_l, values, t0)
         result["throughputSeries"] = per_second(stamps, t0)
         result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)

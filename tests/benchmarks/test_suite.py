@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import Collector, Sampler
+import numpy as np
+
+from benchmarks.measure import Collector, Sampler, by_phase, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.suite import _suffixed
@@ -78,7 +80,59 @@ def test_the_table_row_marks_a_case_with_wrong_output() -> None:
     wrong["timestamp"], wrong["parameters"] = "2026-12-03T17:07:58", {"orders": 50_000, "messages": 151_725}
     add_ratios(wrong)
     row = _row(wrong, Path("x.json")).split(" | ")
-    assert row[6] == "11,000 WRONG OUTPUT" and row[-1] == "- |", "d's figure marked, d/c left out"
+    assert row[6] == "11,000 WRONG OUTPUT" and row[-2] == "-", "d's figure marked, d/c left out"
+    assert row[-1] == "- |", "no case e: no latency while the input flows"
+
+
+def test_the_drain_is_the_orders_completed_in_the_last_merge_wait_of_input() -> None:
+    # produce times 0..9,900 ms; the last 2 s of input (8,000 ms on: 8,000 ... 9,900) drain
+    produced = np.arange(0, 10_000, 100, dtype=np.int64)
+    values = np.where(produced >= 8_000, 2_300, 200).astype(np.int64)
+    # the join decides 150 ms (the drain: 2,200 ms) after the produce; one decidedAt unknown
+    decided = produced + np.where(produced >= 8_000, 2_200, 150)
+    decided[0] = -1
+    phases = by_phase(produced + values, values, decided, 2_000)
+    assert phases["drainSeconds"] == 2.0
+    flowing, drain = phases["whileFlowing"], phases["drain"]
+    assert flowing["count"] == 80 and flowing["max"] == 200
+    assert flowing["toJoinDecision"]["count"] == 79 and flowing["toJoinDecision"]["max"] == 150
+    assert flowing["afterJoinDecision"]["max"] == 50
+    assert drain["count"] == 20 and drain["p50"] == 2_300
+    assert (drain["toJoinDecision"]["p50"], drain["afterJoinDecision"]["p50"]) == (2_200, 100)
+    assert percentiles(values.tolist())["p99"] == 2_300, "the drain sets the whole run's p99"
+    empty = np.zeros(0, np.int64)
+    assert by_phase(empty, empty, empty, 2_000)["whileFlowing"]["count"] == 0
+
+
+def test_the_collector_reads_the_joins_decision_time_of_a_declaration() -> None:
+    collector = Collector(Settings())
+    collector._take(1_000, b'{"orderNo": "A1", "reasons": [], "decidedAt": "2026-11-26T20:01:02.345Z"}')
+    collector._take(1_001, b'{"orderNo": "A2", "reasons": ["MISSING_PAYMENT"]}')
+    collector._take(1_002, b"not json")
+    assert collector.decided_ms == [1_795_723_262_345, -1, -1]
+    assert collector.window_closed == [False, True, False] and collector.count == 3
+
+
+def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows() -> None:
+    results = _results("ok")
+    flowing: dict[str, Any] = percentiles([300.0] * 90)
+    flowing["toJoinDecision"], flowing["afterJoinDecision"] = percentiles([40.0] * 90), percentiles([260.0] * 90)
+    phases = {"drainSeconds": 2.0, "whileFlowing": flowing, "drain": percentiles([2_300.0] * 10)}
+    results["cases"]["e"] = {
+        "status": "ok",
+        "offeredOrderRate": 1_000.0,
+        "latencyMs": percentiles([300.0] * 90 + [2_300.0] * 10),
+        "latencyByPhaseMs": phases,
+    }
+    add_ratios(results)
+    text = render(results)
+    assert "p99 < 500 ms at 1,000 orders/s: NOT met (2300.0 ms)" in text
+    assert "while the input flows: met (p99 300.0 ms); its last 2 s (the merge wait, 10.0% of" in text
+    assert "produce to the join's decision p50/p99 40.0/40.0 ms, then to the declaration 260.0/260.0 ms" in text
+    results["timestamp"], results["parameters"] = "2026-12-04T03:05:00", {"orders": 100, "messages": 300}
+    assert _row(results, Path("x.json")).split(" | ")[-1] == "300 |"
+    results["cases"]["e"]["offeredOrderRate"] = 300.0
+    assert "while the input flows: not judged" in render(results)
 
 
 def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_itself() -> None:
