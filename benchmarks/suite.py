@@ -5,7 +5,8 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
   b  the embedded runner (no broker) on the same trace files
   c  one Faust worker process, pre-loaded topics: start it, time until every declaration is out
   d  `clearance worker --processes 2` (two processes, one consumer group), same pre-loaded topics
-  e  one worker process at a fixed offered rate (default 3,000 orders/s): end-to-end latency
+  e  one worker process at a fixed offered rate: end-to-end latency, once per rate of
+     `--order-rate` (default 1,000 orders/s, the goal's rate, as "e", and 3,000 as "e3000")
   f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
   s  the soak (not in the default set): one worker's resident memory against the orders it
      declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`,
@@ -142,6 +143,25 @@ def _render_profiles(results: Path, stamp: str) -> None:
         subprocess.run(command, check=False)  # noqa: S603 - our own interpreter and file
 
 
+DEFAULT_ORDER_RATES = (1000.0, 3000.0)
+
+
+def order_rates(text: str) -> tuple[float, ...]:
+    """`--order-rate`: "1000" or "1000,3000" -> positive rates, in the order given, no repeats."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate or a comma-separated list of rates: {text!r}") from None
+    if any(rate <= 0 for rate in rates) or len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive and distinct: {text!r}")
+    return rates
+
+
+def latency_cases(rates: tuple[float, ...]) -> list[tuple[str, float]]:
+    """Case e's runs: (name, offered orders/s); the first rate is "e", each further rate R "eR"."""
+    return [("e" if i == 0 else f"e{rate:g}", rate) for i, rate in enumerate(rates)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearance bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -149,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--partitions", type=int, default=12, help="partitions of every topic (default 12)")
-    parser.add_argument("--order-rate", type=float, default=3000.0, help="case e's offered orders/s")
+    parser.add_argument(
+        "--order-rate",
+        type=order_rates,
+        default=DEFAULT_ORDER_RATES,
+        help="case e's offered orders/s, one run per rate, comma-separated (default 1000,3000: the first is "
+        '"e", judged against the goal; each further rate R is "eR")',
+    )
     parser.add_argument(
         "--soak-rate",
         type=float,
@@ -196,7 +222,8 @@ def cli(argv: list[str]) -> int:
             "messages": info.messages,
             "seed": args.seed,
             "partitions": args.partitions,
-            "offeredOrderRate": args.order_rate,
+            "offeredOrderRate": args.order_rate[0],
+            "offeredOrderRates": list(args.order_rate),
             "cases": args.cases,
         },
         "cases": {},
@@ -232,8 +259,10 @@ def cli(argv: list[str]) -> int:
             _expected(work / "embedded-out") if (work / "embedded-out").exists() else (0, 0, frozenset())
         )
         info.expected_complete, info.expected_total, info.expected_ids = complete, total, ids
-        for name, processes, rate in (("c", 1, None), ("d", 2, None), ("e", 1, args.order_rate)):
-            if name not in args.cases:
+        runs: list[tuple[str, int, float | None]] = [("c", 1, None), ("d", 2, None)]
+        runs += [(name, 1, rate) for name, rate in latency_cases(args.order_rate)]
+        for name, processes, rate in runs:
+            if name[0] not in args.cases:
                 continue
             if not worker_available():
                 cases[name] = {"status": "not run: worker not available"}
@@ -241,7 +270,7 @@ def cli(argv: list[str]) -> int:
             if rate is None:
                 settings = _suffixed(base, run, "in", name, app_id=f"bench-{run}-{name}")
             else:
-                settings = _suffixed(base, run, "e-in", name, app_id=f"bench-{run}-{name}")
+                settings = _suffixed(base, run, f"{name}-in", name, app_id=f"bench-{run}-{name}")
             used.append(settings)
             profile = args.results / f"{stamp}-profile-{name}.pyisession" if args.profile and name == "c" else None
             attempt(

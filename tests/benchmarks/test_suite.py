@@ -8,6 +8,7 @@ most of its documents: it declared 20,000 to 22,000 of 50,000 orders and looked 
 
 from __future__ import annotations
 
+import argparse
 import threading
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from benchmarks.measure import Collector, Sampler, by_phase, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
-from benchmarks.suite import _suffixed
+from benchmarks.suite import DEFAULT_ORDER_RATES, _suffixed, build_parser, latency_cases, order_rates
 from clearance.settings import Settings
 
 
@@ -130,9 +132,27 @@ def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows
     assert "while the input flows: met (p99 300.0 ms); its last 2 s (the merge wait, 10.0% of" in text
     assert "produce to the join's decision p50/p99 40.0/40.0 ms, then to the declaration 260.0/260.0 ms" in text
     results["timestamp"], results["parameters"] = "2026-12-04T03:05:00", {"orders": 100, "messages": 300}
-    assert _row(results, Path("x.json")).split(" | ")[-1] == "300 |"
+    row = _row(results, Path("x.json")).split(" | ")
+    assert row[-1] == "300 |" and row[7] == "at 1,000/s: 300 / 2300 / 2300 / 2300", "the cell names e's rate"
     results["cases"]["e"]["offeredOrderRate"] = 300.0
     assert "while the input flows: not judged" in render(results)
+
+
+def test_case_e_runs_once_per_offered_rate_each_judged() -> None:
+    assert order_rates("1000,3000") == DEFAULT_ORDER_RATES == (1_000.0, 3_000.0)
+    assert order_rates("300") == (300.0,)
+    for bad in ("fast", "1000,0", "1000,1000", "-5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            order_rates(bad)
+    assert latency_cases((1_000.0, 3_000.0, 2_500.5)) == [("e", 1_000.0), ("e3000", 3_000.0), ("e2500.5", 2_500.5)]
+    assert build_parser().parse_args([]).order_rate == (1_000.0, 3_000.0)
+    results = _results("ok")
+    for name, rate, p99 in (("e", 1_000.0, 400.0), ("e3000", 3_000.0, 9_000.0)):
+        results["cases"][name] = {"status": "ok", "offeredOrderRate": rate, "latencyMs": percentiles([p99] * 10)}
+    text = render(results)
+    assert "e3000 1 worker process, fixed offered rate" in text
+    assert "p99 < 500 ms at 1,000 orders/s: met (400.0 ms)" in text
+    assert "p99 < 500 ms at 3,000 orders/s: NOT met (9000.0 ms)" in text
 
 
 def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_itself() -> None:
