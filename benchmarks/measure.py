@@ -279,14 +279,17 @@ def latencies(collector: Collector, produced: dict[str, int]) -> tuple[np.ndarra
     )
 
 
-def by_phase(stamps: np.ndarray, values: np.ndarray, decided: np.ndarray, drain_ms: int) -> dict[str, Any]:
+def by_phase(
+    stamps: np.ndarray, values: np.ndarray, decided: np.ndarray, drain_ms: int, end_ms: int | None = None
+) -> dict[str, Any]:
     """The latencies of `latencies` split by when the order's last document was produced.
 
     "whileFlowing": before the replay's last `drain_ms` (the merge wait): what a stream that goes
     on sees. "drain": within it. Those documents had no later input to show the merge that
     nothing earlier was still on its way, so each waited out the merge wait by design
     (pipeline/merge.py); a run's whole p99 is theirs once they are more than 1% of it.
-    The end is the last produce time known (the last document of some order).
+    `end_ms`: when the replay produced its last document (the last of some order, complete or
+    not); None: the last produce time among `stamps - values`.
 
     Each phase is also split where the join decided (decidedAt, when known): "toJoinDecision",
     from the produce to the join (the fetch, the merge, the join step), and "afterJoinDecision",
@@ -295,7 +298,7 @@ def by_phase(stamps: np.ndarray, values: np.ndarray, decided: np.ndarray, drain_
     """
     phases: dict[str, Any] = {"drainSeconds": round(drain_ms / 1000, 3)}
     produced = stamps - values
-    end = int(produced.max()) if produced.size else 0
+    end = end_ms if end_ms is not None else int(produced.max()) if produced.size else 0
     for name, mask in (("whileFlowing", produced <= end - drain_ms), ("drain", produced > end - drain_ms)):
         phases[name] = percentiles(values[mask].tolist())
         known = mask & (decided >= 0)

@@ -179,7 +179,9 @@ def worker_case(
             result["offeredOrderRate"] = order_rate
             result["latencyMs"] = percentiles(values.tolist())
             # the same while the input flows and in its last merge wait (the drain a replay ends with)
-            result["latencyByPhaseMs"] = by_phase(stamps_l, values, decided, int(settings.merge_wait_seconds * 1000))
+            result["latencyByPhaseMs"] = by_phase(
+                stamps_l, values, decided, int(settings.merge_wait_seconds * 1000), max(produced.values(), default=None)
+            )
             result["latencySeries"] = latency_series(stamps_l, values, t0)
         result["throughputSeries"] = per_second(stamps, t0)
         result["stateBeforeFlushMB"] = round(sum(du_bytes(Path(w.settings.data_dir)) for w in started) / 1e6, 2)

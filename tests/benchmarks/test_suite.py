@@ -102,6 +102,9 @@ def test_the_drain_is_the_orders_completed_in_the_last_merge_wait_of_input() -> 
     assert drain["count"] == 20 and drain["p50"] == 2_300
     assert (drain["toJoinDecision"]["p50"], drain["afterJoinDecision"]["p50"]) == (2_200, 100)
     assert percentiles(values.tolist())["p99"] == 2_300, "the drain sets the whole run's p99"
+    # the replay ended later than the last completed order (an order left incomplete): the end counts
+    later = by_phase(produced + values, values, decided, 2_000, end_ms=10_900)
+    assert (later["whileFlowing"]["count"], later["drain"]["count"]) == (90, 10)
     empty = np.zeros(0, np.int64)
     assert by_phase(empty, empty, empty, 2_000)["whileFlowing"]["count"] == 0
 
