@@ -285,8 +285,9 @@ def by_phase(
     """The latencies of `latencies` split by when the order's last document was produced.
 
     "whileFlowing": before the replay's last `drain_ms` (the merge wait): what a stream that goes
-    on sees. "drain": within it. Those documents had no later input to show the merge that
-    nothing earlier was still on its way, so each waited out the merge wait by design
+    on sees. "drain": within it. Those documents had less than the merge wait of later input
+    behind them, and the ones that end a topic of their partition had none to show the merge
+    that nothing earlier was still on its way, so they waited out the merge wait by design
     (pipeline/merge.py); a run's whole p99 is theirs once they are more than 1% of it.
     `end_ms`: when the replay produced its last document (the last of some order, complete or
     not); None: the last produce time among `stamps - values`.

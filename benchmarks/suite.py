@@ -19,6 +19,7 @@ Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESUL
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -152,8 +153,8 @@ def order_rates(text: str) -> tuple[float, ...]:
         rates = tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a rate or a comma-separated list of rates: {text!r}") from None
-    if any(rate <= 0 for rate in rates) or len(set(rates)) != len(rates):
-        raise argparse.ArgumentTypeError(f"rates must be positive and distinct: {text!r}")
+    if any(not math.isfinite(rate) or rate <= 0 for rate in rates) or len(set(rates)) != len(rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive, finite and distinct: {text!r}")
     return rates
 
 

@@ -144,7 +144,7 @@ def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows
 def test_case_e_runs_once_per_offered_rate_each_judged() -> None:
     assert order_rates("1000,3000") == DEFAULT_ORDER_RATES == (1_000.0, 3_000.0)
     assert order_rates("300") == (300.0,)
-    for bad in ("fast", "1000,0", "1000,1000", "-5"):
+    for bad in ("fast", "1000,0", "1000,1000", "-5", "inf", "nan"):
         with pytest.raises(argparse.ArgumentTypeError):
             order_rates(bad)
     assert latency_cases((1_000.0, 3_000.0, 2_500.5)) == [("e", 1_000.0), ("e3000", 3_000.0), ("e2500.5", 2_500.5)]
