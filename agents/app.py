@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import faust
 import orjson
-from faust.types import StreamT
+from faust.types import TP, StreamT
 
 from agents.acks import Delivery
 from agents.batch import CandidateBatch
@@ -380,9 +380,25 @@ def _agents(
     def refilled(msg: Msg) -> None:
         ack_refilled(app, msg.topic, msg.partition, msg.offset)
 
+    sequence = sequences["join"]
+    stall_ms = int(max(2.0, 2 * settings.tick_seconds) * 1000)
+    limit = settings.max_poll_records or 500
+
+    def high(topic: str, partition: int) -> int | None:
+        try:
+            value = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # noqa: BLE001 - not assigned any more
+            return None
+        return value if isinstance(value, int) else None
+
+    async def tails(msg: Msg) -> list[Msg]:
+        """On a tick: the input tails of its partition the consumer never delivered (agents/sequence.py)."""
+        inputs_of = joiner.unpaused(msg.partition)
+        return await sequence.stalled(msg.partition, inputs_of, high, stall_ms=stall_ms, limit=limit)
+
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: StreamT[bytes]) -> None:
-        await drain(stream, joiner.handle, sequences["join"], delivery, commits, refilled)
+        await drain(stream, joiner.handle, sequence, delivery, commits, refilled, (settings.topic_ticks, tails))
 
     @app.agent(candidates, name="quota", concurrency=1)
     async def quota_stage(stream: StreamT[bytes]) -> None:

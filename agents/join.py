@@ -295,6 +295,13 @@ class JoinProcessor:
         except Exception:  # a bug: the queue stays unbounded until the next try; never stop the join
             log.exception("partition %d: holding or releasing an input failed", partition)
 
+    def unpaused(self, partition: int) -> list[str]:
+        """The input topics of `partition` the worker has not paused (pipeline/merge.py's bound):
+        those whose undelivered tail may be read directly (agents/sequence.py `stalled`)."""
+        part = self.partitions.get(partition)
+        paused = part.merge.paused if part is not None else set()
+        return [topic for rank, topic in sorted(self.topics.items()) if rank not in paused]
+
     async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
         """The merge rule's second half: the broker holds nothing unread of the empty queues."""
         passing = merge.passing(wall, head)

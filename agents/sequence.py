@@ -21,6 +21,16 @@ at the group's committed offset (or the log start when none) after every assignm
 
 The agents' acks are strictly in offset order per topic partition (agents/acks.py),
 so Faust's commit can no longer pass a message this worker has not handled.
+
+A hole is seen when a later message arrives. At the end of the input none may: when
+the messages that lost the race were the last ones of their topic partition (two
+processes starting on a backlog: the first committed most of it, then handed half its
+partitions to the second; the other half's last payment and waybills were never
+delivered again), the merge waited for them for good and the partition's commits
+stopped short (1 run in 5 of the two-process backlog test, 4 December). So on each
+tick of a partition the join also asks `stalled`: a topic partition whose next offset
+has not moved for `stall_ms` while the consumer's high watermark is beyond it has its
+tail read directly, as a hole is.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from agents.metrics import Metrics
 from agents.sender import Msg
+from clearance.clock import wall_ms
 
 log = logging.getLogger("clearance.worker")
 
@@ -48,7 +59,10 @@ class Sequencer:
         read_range: ReadRange,
         assigned: Callable[[], Iterable[TopicPartition]],
         metrics: Metrics,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
+        self._clock = clock
+        self._since: dict[TopicPartition, tuple[int, int]] = {}  # tp -> (next offset, when first seen unmoved)
         self._start_offsets = start_offsets
         self._read_range = read_range
         self._assigned = assigned
@@ -70,6 +84,7 @@ class Sequencer:
         """A rebalance: start again from the committed offsets."""
         self._next.clear()
         self._starts.clear()
+        self._since.clear()
         self._generation += 1
 
     def in_turn(self, msg: Msg) -> bool:
@@ -112,6 +127,54 @@ class Sequencer:
                 log.debug("%s[%d]: offsets %d..%d hold no message", msg.topic, msg.partition, expected, msg.offset - 1)
         self._next[key] = msg.offset + 1
         return missing, True
+
+    async def stalled(
+        self,
+        partition: int,
+        topics: Iterable[str],
+        end_of: Callable[[str, int], int | None],
+        *,
+        stall_ms: int,
+        limit: int,
+    ) -> list[Msg]:
+        """The tails the consumer did not deliver: for each of `partition`'s `topics` whose next
+        offset has not moved for `stall_ms` while `end_of` (the consumer's high watermark; None:
+        unknown) is beyond it, up to `limit` messages read directly, to handle now, in order,
+        before the message that asked. Faust may still deliver them: they are then below the next
+        offset and dropped, as any redelivery. Leave out topic partitions the worker paused."""
+        out: list[Msg] = []
+        now = self._clock()
+        for topic in topics:
+            key = (topic, partition)
+            expected = self._next.get(key)
+            if expected is None:
+                continue  # nothing known since the assignment: the first message starts every partition
+            seen = self._since.get(key)
+            if seen is None or seen[0] != expected:
+                self._since[key] = (expected, now)
+                continue
+            end = end_of(topic, partition)
+            if end is None or end <= expected or now - seen[1] < stall_ms:
+                continue
+            generation = self._generation
+            upto = min(end, expected + limit)
+            missing = await self._read_range(topic, partition, expected, upto)
+            if generation != self._generation or self._next.get(key) != expected:
+                continue  # a rebalance, or the consumer delivered meanwhile
+            log.warning(
+                "%s[%d]: offsets %d..%d were not delivered by the consumer for %d ms; read %d message(s) directly",
+                topic,
+                partition,
+                expected,
+                upto - 1,
+                now - seen[1],
+                len(missing),
+            )
+            self._metrics.inc("input_gap_messages_refilled", topic, len(missing))
+            self._next[key] = upto
+            self._since[key] = (upto, now)
+            out += missing
+        return out
 
     async def _start(self, key: TopicPartition) -> int | None:
         """The committed offsets (log start when none) of `key` and every other unknown assigned partition."""

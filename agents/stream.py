@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -12,6 +13,8 @@ from agents.acks import Ack, Delivery
 from agents.commits import Commits
 from agents.sender import Msg
 from agents.sequence import Sequencer
+
+log = logging.getLogger("clearance.worker")
 
 # Nothing in the per-message path waits for the network, so with a full stream buffer an agent
 # could run long stretches without giving the event loop back; yield every few messages so the
@@ -30,12 +33,15 @@ async def drain(
     delivery: Delivery,
     commits: Commits,
     ack_refilled: Callable[[Msg], None] = lambda msg: None,
+    tails: tuple[str, Callable[[Msg], Awaitable[list[Msg]]]] | None = None,
 ) -> None:
     """Hand every event to `handle` with its ack (acks are ours: delivery-gated, see
     agents/acks.py), in offset order without holes (see agents/sequence.py), giving the
     event loop back every few messages. Every released ack moves the committable offset
-    (agents/commits.py)."""
+    (agents/commits.py). `tails` (topic, ask): a message of that topic (a tick) first has `ask`
+    name what the consumer never delivered of its partition (Sequencer.stalled), handled before it."""
     event: EventT[bytes]
+    tail_topic, ask = tails if tails is not None else ("", None)
     handled = 0
     in_turn = sequencer.in_turn
     async for event in stream.noack().events():  # type: ignore[attr-defined]  # StreamT omits noack
@@ -48,6 +54,11 @@ async def drain(
             except Exception as exc:  # noqa: BLE001 - the check failed: go on, but commit nothing more
                 delivery.fail(f"offset check of {msg.topic}[{msg.partition}]@{msg.offset} failed: {type(exc).__name__}")
                 before, admit = _NONE, True
+        if ask is not None and msg.topic == tail_topic:
+            try:
+                before = [*before, *await ask(msg)]
+            except Exception:  # noqa: BLE001 - the next tick asks again; never stop the agent
+                log.exception("%s[%d]: the check for undelivered tails failed", msg.topic, msg.partition)
         for missed in before:  # read beside Faust: acked in Faust's books in their turn
             await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
         if admit:

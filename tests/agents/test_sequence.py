@@ -145,3 +145,42 @@ def test_the_committed_offset_at_the_assignment_is_kept_for_the_outbox() -> None
     assert sequencer.committed(TOPIC, 0) == 40 and sequencer.next_offset(TOPIC, 0) == 60
     sequencer.reset()
     assert sequencer.committed(TOPIC, 0) is None, "a rebalance: read again at the next assignment"
+
+
+def test_a_tail_the_consumer_never_delivers_is_read_once_it_has_not_moved_for_the_stall_time() -> None:
+    # The two-process backlog test (4 December): the last messages of a topic partition lost the race
+    # with Faust's seek after the assignment; nothing later came to show the hole, and the merge
+    # waited for them for good.
+    log = FakeLog(list(range(10)), committed=0)
+    now = [0]
+    sequencer = Sequencer(
+        start_offsets=log.start_offsets,
+        read_range=log.read,
+        assigned=lambda: [(TOPIC, 0)],
+        metrics=Metrics(),
+        clock=lambda: now[0],
+    )
+    assert handled(sequencer, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4]
+
+    def ask(end: int | None = 10, limit: int = 100) -> list[int]:
+        tails = asyncio.run(sequencer.stalled(0, [TOPIC], lambda t, p: end, stall_ms=2_000, limit=limit))
+        return [m.offset for m in tails]
+
+    assert ask() == [], "first seen unmoved now"
+    now[0] = 1_999
+    assert ask() == [] and log.reads == [], "not for the stall time yet"
+    assert handled(sequencer, [5]) == [5], "the consumer delivers: it moved"
+    now[0] = 3_000
+    assert ask() == [], "seen unmoved again from now"
+    now[0] = 5_000
+    assert ask(end=None) == [] and ask(end=6) == [], "nothing known beyond, or nothing beyond"
+    assert ask(limit=3) == [6, 7, 8] and log.reads == [(6, 9)]
+    assert sequencer.next_offset(TOPIC, 0) == 9
+    assert handled(sequencer, [6, 7]) == [], "Faust's late delivery of them is dropped"
+    now[0] = 6_000
+    assert ask() == [], "a read restarts the stall time"
+    now[0] = 7_000
+    assert ask() == [9] and sequencer.next_offset(TOPIC, 0) == 10
+    assert handled(sequencer, [10]) == [10]
+    sequencer.reset()
+    assert ask() == [], "nothing known after a rebalance until the first message"
