@@ -62,6 +62,9 @@ def test_a_topic_read_ahead_is_paused_while_the_merge_waits_for_the_orders() -> 
             await h.feed("waybills", waybill(_no(n), f"202611110002{n:02d}"))
         assert flow.calls == [("pause", "payments"), ("pause", "waybills")]
         assert h.join.paused == 2 and h.join.buffered == 20
+        # a paused topic's tail is not read beside the consumer (agents/sequence.py `stalled`)
+        assert h.join.unpaused(PARTITION) == ["orders"]
+        assert h.join.unpaused(PARTITION + 1) == ["orders", "payments", "waybills"], "a partition not seen yet"
         assert h.declarations() == [] and not h.acked
         h.unread = set()
         for n in range(10):
@@ -73,6 +76,7 @@ def test_a_topic_read_ahead_is_paused_while_the_merge_waits_for_the_orders() -> 
         assert flow.calls[2:] == [("resume", "payments"), ("resume", "waybills")]
         assert "orders" not in {topic for _, topic in flow.calls}
         assert h.join.paused == 0 and h.join.buffered == 0
+        assert h.join.unpaused(PARTITION) == ["orders", "payments", "waybills"]
         assert len(h.acked) == 30
 
     run(body, flow)
