@@ -136,6 +136,70 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far, every core together (/proc/stat: user, nice,
+    system, irq, softirq and steal; not idle or iowait); 0.0 where /proc/stat is unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    except (OSError, ValueError):
+        return 0.0
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process, every thread (the bench's collector and sampler)."""
+    times = os.times()
+    return times.user + times.system
+
+
+@dataclass
+class CpuShares:
+    """Who used the machine's cores over a span: the workers, the broker (when its pid is
+    known: the local one), this process (the bench's collector and sampler) and the rest
+    (the replayer, the system). On a 2-core machine with the broker beside the workers, this
+    is what bounds two processes against one (d/c)."""
+
+    workers: Sequence[int]
+    broker: int | None = None
+    _start: tuple[float, ...] = ()
+
+    def _now(self) -> tuple[float, ...]:
+        broker = cpu_seconds(self.broker) if self.broker else 0.0
+        workers = sum(cpu_seconds(pid) for pid in self.workers)
+        return (time.monotonic(), machine_cpu_seconds(), workers, broker, own_cpu_seconds())
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def cores(self) -> dict[str, float]:
+        """Cores used on average since `start()`: each part's CPU seconds / the span's seconds
+        ({} before `start()`)."""
+        if not self._start:
+            return {}
+        now = self._now()
+        span = now[0] - self._start[0]
+        if span <= 0:
+            return {}
+        machine, workers, broker, bench = ((b - a) / span for a, b in zip(self._start[1:], now[1:], strict=True))
+        shares = {"seconds": span, "machine": machine, "workers": workers}
+        if self.broker:
+            shares["broker"] = broker
+        shares["bench"] = bench
+        shares["other"] = machine - workers - broker - bench
+        return {name: round(value, 3) for name, value in shares.items()}
+
+
+def broker_pid(pid_file: Path) -> int | None:
+    """The local broker's pid from its pid file, if that process runs; None otherwise."""
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
 def du_bytes(path: Path) -> int:
     """Disk usage of a directory tree (allocated blocks, as `du`)."""
     total = 0

@@ -103,6 +103,7 @@ def _goals(cases: dict[str, Any], ratios: dict[str, float]) -> list[str]:
         lines.append(
             f"two processes >= {GOAL_D_OVER_C} x one: {_verdict(ratios['d/c'] >= GOAL_D_OVER_C)} ({ratios['d/c']:.3f})"
         )
+        lines += [f"  {name}: {cores_line(cases[name]['cores'])}" for name in "cd" if cases.get(name, {}).get("cores")]
     for e in (case for name, case in cases.items() if name.startswith("e")):
         lines += _latency_goal(e)
     flush = c.get("afterFlush")
@@ -112,6 +113,12 @@ def _goals(cases: dict[str, Any], ratios: dict[str, float]) -> list[str]:
             f"(before: {c.get('windowsOpenBeforeFlush')} open, {c.get('stateBeforeFlushMB')} MB)"
         )
     return lines
+
+
+def cores_line(cores: dict[str, float]) -> str:
+    """A case's use of the machine's cores from ready to its last declaration, by part."""
+    parts = ", ".join(f"{name} {cores[name]:.2f}" for name in ("workers", "broker", "bench", "other") if name in cores)
+    return f"{cores.get('machine', 0):.2f} cores busy ({parts}) over {cores.get('seconds', 0):.0f} s"
 
 
 def _latency_goal(e: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 
 from benchmarks.measure import (
     Collector,
+    CpuShares,
     Sampler,
     by_phase,
     cpu_seconds,
@@ -112,7 +113,9 @@ def worker_case(
     processes: int,
     order_rate: float | None,
     profile: Path | None = None,
+    broker: int | None = None,
 ) -> dict[str, Any]:
+    """One worker case; `broker` is the local broker's pid, to tell its CPU from the workers'."""
     collector = open_collector(settings, work)
     own = settings.with_overrides(data_dir=str(work / "worker"), web_port=16066, processes=processes)
     started = [start_worker(own, work / "worker.log", profile=profile)]
@@ -134,6 +137,8 @@ def worker_case(
         # CPU from /readyz on (start-up and recovery left out); with a pre-loaded backlog the
         # worker may have begun before the poll saw it ready, so this undercounts by < 0.25 s.
         cpu_ready = sum(cpu_seconds(pid) for pid in pids) if ready else 0.0
+        shares = CpuShares(pids, broker)
+        shares.start()
         if order_rate is not None:
             if not ready:
                 raise RuntimeError(f"worker not ready; see {started[0].log}")
@@ -144,6 +149,8 @@ def worker_case(
             replayed = out.decode().strip().splitlines()[-1] if out else ""
         complete = wait_complete(collector, info.expected_complete, stall=20, timeout=1800, startup=100)
         cpu_whole = sum(cpu_seconds(pid) for pid in pids)
+        # the machine's cores over the same span: the workers, the broker, the bench, the rest
+        result["cores"] = shares.cores()
         cpu = cpu_whole - cpu_ready
         t1_count = collector.count
         stamps = np.asarray(collector.timestamps[:t1_count], dtype=np.int64)

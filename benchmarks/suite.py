@@ -39,6 +39,7 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import machine, report
+from benchmarks.measure import broker_pid
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
 from benchmarks.soak import plot as soak_plot
@@ -59,12 +60,14 @@ DEFAULT_ORDERS = 50_000
 SOAK_RATE = 1000.0
 
 
-def _ensure_broker(settings: Settings) -> None:
+def _ensure_broker(settings: Settings) -> int | None:
+    """Start the local broker unless KAFKA_BOOTSTRAP names one; the local broker's pid (None: another)."""
     if "KAFKA_BOOTSTRAP" in os.environ:
-        return
+        return None
     files = broker_files(default_home(settings), settings.broker_port)
     if start_broker(files):
         print(f"started the local broker on {files.bootstrap}", file=sys.stderr)
+    return broker_pid(files.pid)
 
 
 def _trace(work: Path, orders: int, seed: int) -> Path:
@@ -199,7 +202,7 @@ def cli(argv: list[str]) -> int:
     run = uuid.uuid4().hex[:6]
     base = Settings.from_env().with_overrides(partitions=args.partitions, log_level="WARNING")
     try:
-        _ensure_broker(base)
+        broker = _ensure_broker(base)
         probe(base)
     except BrokerError as exc:
         print(f"clearance bench: no broker: {exc}", file=sys.stderr)
@@ -285,6 +288,7 @@ def cli(argv: list[str]) -> int:
                     processes=processes,
                     order_rate=rate,
                     profile=profile,
+                    broker=broker,
                 ),
             )
         if "s" in args.cases:

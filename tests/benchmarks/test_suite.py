@@ -9,7 +9,9 @@ most of its documents: it declared 20,000 to 22,000 of 50,000 orders and looked 
 from __future__ import annotations
 
 import argparse
+import os
 import threading
+import time
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.measure import Collector, Sampler, by_phase, percentiles
+from benchmarks.measure import Collector, CpuShares, Sampler, broker_pid, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.suite import DEFAULT_ORDER_RATES, _suffixed, build_parser, latency_cases, order_rates
@@ -75,6 +77,54 @@ def test_a_case_with_wrong_output_is_in_no_ratio_and_no_goal() -> None:
     text = render(wrong)
     assert "case d not judged: wrong output" in text and "two processes >=" not in text
     assert "two processes >= 1.6 x one: met" in render(good)
+
+
+def test_the_cores_each_part_used_are_named_under_two_processes_against_one() -> None:
+    results = _results("ok")
+    results["cases"]["c"]["cores"] = {"seconds": 80.0, "machine": 1.5, "workers": 1.0, "broker": 0.4, "bench": 0.05}
+    results["cases"]["d"]["cores"] = {"seconds": 50.0, "machine": 1.96, "workers": 1.5, "broker": 0.41, "other": 0.0}
+    add_ratios(results)
+    text = render(results)
+    assert "  c: 1.50 cores busy (workers 1.00, broker 0.40, bench 0.05) over 80 s" in text
+    assert "  d: 1.96 cores busy (workers 1.50, broker 0.41, other 0.00) over 50 s" in text
+    del results["cases"]["c"]["cores"]
+    assert "c: " not in render(results) and "  d: 1.96 cores" in render(results), "a case without them has no line"
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_shares_tell_the_workers_from_the_broker_and_the_bench(tmp_path: Path) -> None:
+    me = os.getpid()
+    assert machine_cpu_seconds() > 0
+    # this process stands in for a worker, and for the broker in the second span
+    shares = CpuShares([me])
+    shares.start()
+    _spin(0.3)
+    cores = shares.cores()
+    assert set(cores) == {"seconds", "machine", "workers", "bench", "other"}, "no broker pid: no broker share"
+    assert cores["workers"] > 0.5 and cores["bench"] > 0.5, "the spin is the worker's and this process's"
+    assert cores["machine"] >= cores["workers"] - 0.1
+    assert cores["other"] == pytest.approx(cores["machine"] - cores["workers"] - cores["bench"], abs=0.002)
+    broker = CpuShares([], me)
+    broker.start()
+    _spin(0.3)
+    assert broker.cores()["broker"] > 0.5 and broker.cores()["workers"] == 0
+    assert CpuShares([me]).cores() == {}, "not started: no span"
+
+
+def test_the_local_brokers_pid_is_read_from_its_pid_file_only_while_it_runs(tmp_path: Path) -> None:
+    pid_file = tmp_path / "kafka.pid"
+    assert broker_pid(pid_file) is None, "no file"
+    pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
+    assert broker_pid(pid_file) == os.getpid()
+    pid_file.write_text("not a pid", encoding="ascii")
+    assert broker_pid(pid_file) is None
+    pid_file.write_text("4194304999", encoding="ascii")
+    assert broker_pid(pid_file) is None, "a pid no process has"
 
 
 def test_the_table_row_marks_a_case_with_wrong_output() -> None:
