@@ -249,7 +249,7 @@ def run_processes(settings: Settings, environ: Mapping[str, str], command: Seque
 
 def supervise(settings: Settings) -> int:
     """`clearance worker` with CLEARANCE_PROCESSES > 1: check once, then run the processes."""
-    from agents.worker import prepare_broker
+    from agents.topics import prepare_broker  # not agents.worker: that imports Faust
 
     logging.basicConfig(
         level=settings.log_level, format="[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s"

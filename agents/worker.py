@@ -20,12 +20,10 @@ from pathlib import Path
 
 import orjson
 
-from agents.app import build
 from agents.deadline import StopDeadline
-from agents.faust_internals import DeadlineWorker
 from agents.memory import limit_arenas
-from agents.topics import TABLES, changelog_topic, ensure_internal_topics
-from clearance.kafka import KafkaUnavailable, admin_config, probe
+from agents.topics import TABLES, changelog_topic, prepare_broker
+from clearance.kafka import admin_config
 from clearance.settings import Settings
 from clearance.topics import TopicsError
 
@@ -61,6 +59,16 @@ def cli(argv: list[str]) -> int:
         from agents.processes import supervise
 
         return supervise(settings)
+    return run(settings)
+
+
+def run(settings: Settings) -> int:
+    """One worker in this process, until it stops: its exit code."""
+    # Faust is imported here, not at the module's top: the `--processes N` supervisor runs
+    # `cli` without it (importing it cost the supervisor 0.6 CPU-s before it started a process).
+    from agents.app import build
+    from agents.faust_internals import DeadlineWorker
+
     limit_arenas()  # before RocksDB's and librdkafka's threads (agents/memory.py)
     use_event_loop(settings.event_loop)  # before Faust's app, its consumer thread and their loops
     try:
@@ -127,18 +135,6 @@ def use_event_loop(name: str) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     else:
         asyncio.set_event_loop_policy(None)  # asyncio's default
-
-
-def prepare_broker(settings: Settings) -> int:
-    """Reach the broker and create the worker's internal topics: 0, or exit code 1 after one
-    line on stderr (a missing broker, refused credentials, topics that cannot be made)."""
-    try:
-        probe(settings)
-        ensure_internal_topics(settings)
-    except (TopicsError, KafkaUnavailable) as exc:
-        print(f"clearance worker: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 CLEAN_STOP = "clean-stop"
