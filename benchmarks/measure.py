@@ -158,8 +158,9 @@ def own_cpu_seconds() -> float:
 class CpuShares:
     """Who used the machine's cores over a span: the workers, the broker (when its pid is
     known: the local one), this process (the bench's collector and sampler) and the rest
-    (the replayer, the system). On a 2-core machine with the broker beside the workers, this
-    is what bounds two processes against one (d/c)."""
+    (the replayer, `--processes N`'s supervisor, the system; a few hundredths below 0 is the
+    clock ticks' rounding). On a 2-core machine with the broker beside the workers, this is
+    what bounds two processes against one (d/c)."""
 
     workers: Sequence[int]
     broker: int | None = None
