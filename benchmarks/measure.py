@@ -192,15 +192,6 @@ class CpuShares:
         return {name: round(value, 3) for name, value in shares.items()}
 
 
-def broker_pid(pid_file: Path) -> int | None:
-    """The local broker's pid from its pid file, if that process runs; None otherwise."""
-    try:
-        pid = int(pid_file.read_text(encoding="ascii").split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if Path(f"/proc/{pid}").exists() else None
-
-
 def du_bytes(path: Path) -> int:
     """Disk usage of a directory tree (allocated blocks, as `du`)."""
     total = 0

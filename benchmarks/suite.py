@@ -39,7 +39,6 @@ import orjson
 from confluent_kafka.admin import AdminClient
 
 from benchmarks import machine, report
-from benchmarks.measure import broker_pid
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
 from benchmarks.soak import plot as soak_plot
@@ -49,7 +48,7 @@ from clearance.kafka import KafkaUnavailable, client_config, probe
 from clearance.settings import Settings
 from clearance.topics import ensure_topics
 from embedded.runner import run_trace
-from ops.broker import BrokerError, default_home, start_broker
+from ops.broker import BrokerError, broker_pid, default_home, start_broker
 from ops.files import broker_files
 from ops.replay import replay
 
@@ -67,7 +66,7 @@ def _ensure_broker(settings: Settings) -> int | None:
     files = broker_files(default_home(settings), settings.broker_port)
     if start_broker(files):
         print(f"started the local broker on {files.bootstrap}", file=sys.stderr)
-    return broker_pid(files.pid)
+    return broker_pid(files)
 
 
 def _trace(work: Path, orders: int, seed: int) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import fields
@@ -20,11 +22,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.measure import Collector, CpuShares, Sampler, broker_pid, by_phase, machine_cpu_seconds, percentiles
+from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.suite import DEFAULT_ORDER_RATES, _suffixed, build_parser, latency_cases, order_rates
 from clearance.settings import Settings
+from ops.broker import broker_pid
+from ops.files import broker_files
 
 
 def test_cases_share_the_documents_and_nothing_else() -> None:
@@ -116,15 +120,25 @@ def test_cpu_shares_tell_the_workers_from_the_broker_and_the_bench(tmp_path: Pat
     assert CpuShares([me]).cores() == {}, "not started: no span"
 
 
-def test_the_local_brokers_pid_is_read_from_its_pid_file_only_while_it_runs(tmp_path: Path) -> None:
-    pid_file = tmp_path / "kafka.pid"
-    assert broker_pid(pid_file) is None, "no file"
-    pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
-    assert broker_pid(pid_file) == os.getpid()
-    pid_file.write_text("not a pid", encoding="ascii")
-    assert broker_pid(pid_file) is None
-    pid_file.write_text("4194304999", encoding="ascii")
-    assert broker_pid(pid_file) is None, "a pid no process has"
+def test_the_bench_takes_the_local_brokers_pid_from_its_pid_file_only_while_it_runs(tmp_path: Path) -> None:
+    # ops.broker.broker_pid, as `clearance broker` reads it: a pid whose command line names the
+    # broker's properties file (a stand-in process started with that path as an argument)
+    files = broker_files(tmp_path, 19092)
+    files.root.mkdir(parents=True)
+    assert broker_pid(files) is None, "no file"
+    code = "import time; time.sleep(60)"
+    with subprocess.Popen([sys.executable, "-c", code, str(files.properties)]) as standin:
+        try:
+            files.pid.write_text(f"{standin.pid}\n", encoding="ascii")
+            assert broker_pid(files) == standin.pid
+            files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
+            assert broker_pid(files) is None, "a running process that is not this broker"
+            files.pid.write_text("not a pid", encoding="ascii")
+            assert broker_pid(files) is None
+        finally:
+            standin.kill()
+    files.pid.write_text("4194304999", encoding="ascii")
+    assert broker_pid(files) is None, "a pid no process has"
 
 
 def test_the_table_row_marks_a_case_with_wrong_output() -> None:
