@@ -164,7 +164,7 @@ class CpuShares:
 
     workers: Sequence[int]
     broker: int | None = None
-    _start: tuple[float, ...] = ()
+    _start: tuple[float, ...] = field(default=(), init=False)  # set by `start()`
 
     def _now(self) -> tuple[float, ...]:
         broker = cpu_seconds(self.broker) if self.broker else 0.0
