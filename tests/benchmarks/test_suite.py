@@ -129,6 +129,11 @@ def test_the_bench_takes_the_local_brokers_pid_from_its_pid_file_only_while_it_r
     code = "import time; time.sleep(60)"
     with subprocess.Popen([sys.executable, "-c", code, str(files.properties)]) as standin:
         try:
+            # until it has exec'd: between fork and exec its command line is still this process's
+            cmdline = Path(f"/proc/{standin.pid}/cmdline")
+            deadline = time.monotonic() + 10
+            while str(files.properties).encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.01)
             files.pid.write_text(f"{standin.pid}\n", encoding="ascii")
             assert broker_pid(files) == standin.pid
             files.pid.write_text(f"{os.getpid()}\n", encoding="ascii")
