@@ -134,6 +134,7 @@ def worker_case(
     try:
         replayed = None
         ready = all(w.ready() for w in started)
+        t_ready = now_ms() if ready else None
         # CPU from /readyz on (start-up and recovery left out); with a pre-loaded backlog the
         # worker may have begun before the poll saw it ready, so this undercounts by < 0.25 s.
         cpu_ready = sum(cpu_seconds(pid) for pid in pids) if ready else 0.0
@@ -178,6 +179,10 @@ def worker_case(
                 "cpuSecondsAtReady": round(cpu_ready, 2),
             }
         )
+        if order_rate is None and t_ready is not None and t_last > t_ready:
+            # the same without the start-up: from the poll seeing /readyz (every process's) to
+            # the last declaration, the span of `cores`; what a worker does once it runs
+            result["eventsPerSecondFromReady"] = round(info.messages / ((t_last - t_ready) / 1000), 1)
         if replayed:
             result["replay"] = replayed
         if order_rate is not None:

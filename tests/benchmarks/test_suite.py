@@ -83,6 +83,25 @@ def test_a_case_with_wrong_output_is_in_no_ratio_and_no_goal() -> None:
     assert "two processes >= 1.6 x one: met" in render(good)
 
 
+def test_two_processes_against_one_is_also_said_from_ready_but_judged_from_the_start() -> None:
+    results = _results("ok")
+    results["cases"]["c"]["eventsPerSecondFromReady"] = 5_400.0
+    results["cases"]["d"]["eventsPerSecondFromReady"] = 9_180.0
+    add_ratios(results)
+    assert results["readyRatios"] == {"d/c": 1.7}, "only the worker cases have a rate from ready"
+    text = render(results)
+    assert "two processes >= 1.6 x one: met (2.200; from ready 1.700)" in text
+    assert "from ready (start-up left out): d/c 1.700" in text
+    assert "5,000 events/s, 5,400 from ready" in text
+    results["cases"]["d"]["eventsPerSecond"] = 7_500.0  # 1.5 from the start, 1.7 from ready
+    add_ratios(results)
+    assert "two processes >= 1.6 x one: NOT met (1.500; from ready 1.700)" in render(results)
+    del results["cases"]["c"]["eventsPerSecondFromReady"]
+    add_ratios(results)
+    text = render(results)
+    assert results["readyRatios"] == {} and "from ready (" not in text and "; from ready" not in text
+
+
 def test_the_cores_each_part_used_are_named_under_two_processes_against_one() -> None:
     results = _results("ok")
     results["cases"]["c"]["cores"] = {"seconds": 80.0, "machine": 1.5, "workers": 1.0, "broker": 0.4, "bench": 0.05}
