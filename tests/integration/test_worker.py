@@ -351,6 +351,11 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
     assert status == 200 and "clearance_declarations_out_total{" in body and "clearance_consumer_lag{" in body
     assert workers[0].get("/healthz")[0] == 200
     assert workers[0].stop(signal.SIGTERM) == 0, "SIGTERM must stop the worker cleanly"
+    # Faust declared no topic of its own (its leader topic among them): the worker's are those it made first
+    made = AdminClient(admin_config(kafka_settings)).list_topics(timeout=30).topics
+    assert {t for t in made if t.startswith(f"{kafka_settings.app_id}-")} == {
+        spec.name for spec in internal_specs(kafka_settings)
+    }
 
 
 def _check_received_at(got: dict[str, list[Any]]) -> None:
