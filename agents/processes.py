@@ -260,4 +260,4 @@ def supervise(settings: Settings) -> int:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 2
     code = prepare_broker(settings)
-    return code or run_processes(settings, os.environ)
+    return code or run_processes(settings, os.environ, (*WORKER_COMMAND, "--broker-prepared"))

@@ -306,3 +306,38 @@ def test_the_supervisor_runs_without_importing_faust(tmp_path: Path) -> None:
         [sys.executable, "-c", driver], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert "code 1 faust imported False" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_broker_is_checked_once_the_supervisors_processes_skip_the_check(tmp_path: Path) -> None:
+    # The supervisor reaches the broker and makes the internal topics (prepare_broker), then starts
+    # its processes with --broker-prepared; each did both again before (0.2 s of its start).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
+    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
+    supervisor = (
+        "import agents.processes as p, agents.topics as t\n"
+        "from agents.worker import cli\n"
+        "checks, started = [], []\n"
+        "t.prepare_broker = lambda s: checks.append(s.app_id) or 0\n"
+        "p.run_processes = lambda settings, environ, command: started.append(list(command)) or 0\n"
+        "print('code', cli(['--processes', '2']), 'checks', len(checks), 'command', started)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", supervisor], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "code 0 checks 1 command [[" in result.stdout, result.stdout + result.stderr
+    assert "'worker', '--broker-prepared']]" in result.stdout, result.stdout
+    process = (  # one process: it checks unless told; the changelogs' lookup after the check stops it here
+        "import agents.worker as w\n"
+        "from clearance.topics import TopicsError\n"
+        "checks = []\n"
+        "w.prepare_broker = lambda s: checks.append(s.app_id) or 0\n"
+        "def stop(s): raise TopicsError('stopped after the check')\n"
+        "w.changelog_ids = stop\n"
+        "told = w.cli(['--processes', '1', '--broker-prepared']), len(checks)\n"
+        "untold = w.cli(['--processes', '1']), len(checks)\n"
+        "print('told', told, 'untold', untold)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", process], env=env, cwd=ROOT, capture_output=True, text=True, timeout=90
+    )
+    assert "told (1, 0) untold (1, 1)" in result.stdout, result.stdout + result.stderr
