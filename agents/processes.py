@@ -137,7 +137,10 @@ class Supervisor:
     poll_seconds: float = 0.2
     children: list[Child] = field(default_factory=list)
     failed: Child | None = None
-    _signals: int = 0
+    # A second stop signal this soon after the first is the same request delivered twice (`timeout`
+    # signals its command and then the command's process group), not an operator asking again.
+    repeat_seconds: float = 1.0
+    _signalled: list[float] = field(default_factory=list)  # when each stop signal came (monotonic)
     _handled: int = 0
 
     def start(self) -> None:
@@ -152,8 +155,8 @@ class Supervisor:
             log.info("%s: pid %d, web port %d, data directory %s", spec.name, process.pid, spec.port, spec.data_dir)
 
     def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
-        """The SIGTERM/SIGINT handler: only counts; the loop acts (no Popen calls inside a handler)."""
-        self._signals += 1
+        """The SIGTERM/SIGINT handler: only notes the time; the loop acts (no Popen calls inside a handler)."""
+        self._signalled.append(time.monotonic())
 
     def alive(self, name: str) -> bool:
         return any(c.spec.name == name and c.running for c in self.children)
@@ -176,11 +179,14 @@ class Supervisor:
             time.sleep(self.poll_seconds)
 
     def _take_signals(self) -> None:
-        while self._handled < self._signals:
+        while self._handled < len(self._signalled):
+            after = self._signalled[self._handled] - self._signalled[0]
             self._handled += 1
             if self._handled == 1:
                 log.info("stopping: SIGTERM to %d processes", sum(c.running for c in self.children))
                 self._send(signal.SIGTERM)
+            elif after < self.repeat_seconds:
+                log.info("stop signal again %.2f s after the first: the same request, the clean stop goes on", after)
             else:
                 log.warning("second stop signal: killing the processes (SIGKILL)")
                 self._send(signal.SIGKILL)

@@ -3,7 +3,8 @@
 It serves /healthz, /readyz and /metrics on CLEARANCE_WEB_PORT, writes `pid` into its
 CLEARANCE_DATA_DIR, and on SIGTERM writes `terminated` there and exits 0. The process whose
 data directory is named STANDIN_FAIL exits by itself with STANDIN_EXIT_CODE after
-STANDIN_EXIT_AFTER seconds; STANDIN_READY_AFTER delays its readiness.
+STANDIN_EXIT_AFTER seconds; STANDIN_READY_AFTER delays its readiness; STANDIN_STOP_SECONDS makes
+its clean stop take that long.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
     (DATA / "terminated").write_text(str(signum), encoding="utf-8")
+    time.sleep(float(os.environ.get("STANDIN_STOP_SECONDS", "0")))
     sys.exit(0)
 
 

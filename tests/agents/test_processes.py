@@ -205,6 +205,32 @@ def test_sigint_is_forwarded_as_sigterm(tmp_path: Path, supervised: list[Supervi
     assert (s.data / "p1" / "terminated").read_text() == str(int(signal.SIGTERM))
 
 
+def test_a_stop_signal_delivered_twice_at_once_is_one_request(tmp_path: Path, supervised: list[Supervised]) -> None:
+    # `timeout` signals its command, then the command's process group: two SIGTERMs within
+    # microseconds. Before, the second one killed every process (SIGKILL) in the middle of its clean stop.
+    s = Supervised(tmp_path, STANDIN_STOP_SECONDS="1.5")
+    supervised.append(s)
+    s.wait_for("/readyz", 200)
+    s.proc.send_signal(signal.SIGTERM)
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.wait() == 0, s.log.read_text()
+    assert "the same request" in s.log.read_text()
+    assert all((s.data / name / "terminated").read_text() == str(int(signal.SIGTERM)) for name in ("p0", "p1"))
+
+
+def test_a_second_stop_signal_later_kills_the_processes(tmp_path: Path, supervised: list[Supervised]) -> None:
+    s = Supervised(tmp_path, STANDIN_STOP_SECONDS="30")
+    supervised.append(s)
+    s.wait_for("/readyz", 200)
+    pids = [s.pid("p0"), s.pid("p1")]
+    s.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # the clean stops take 30 s; an operator asks again
+    s.proc.send_signal(signal.SIGINT)
+    assert s.wait() == 128 + signal.SIGKILL, s.log.read_text()
+    assert "killing the processes (SIGKILL)" in s.log.read_text()
+    assert all(_gone(pid) for pid in pids)
+
+
 def test_a_process_that_exits_stops_the_others_loudly_and_is_not_restarted(
     tmp_path: Path, supervised: list[Supervised]
 ) -> None:
