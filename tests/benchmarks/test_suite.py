@@ -25,6 +25,7 @@ import pytest
 from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
+from benchmarks.startup import own_settings
 from benchmarks.suite import DEFAULT_ORDER_RATES, _suffixed, build_parser, latency_cases, order_rates
 from clearance.settings import Settings
 from ops.broker import broker_pid
@@ -276,3 +277,14 @@ def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_i
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_timed_start_has_topics_a_group_and_a_data_directory_of_its_own(tmp_path: Path) -> None:
+    base = Settings()
+    one, two = own_settings(base, tmp_path, 17001), own_settings(base, tmp_path, 17002)
+    names = [f.name for f in fields(base) if f.name.startswith("topic_")]
+    assert names and all(getattr(one, n) != getattr(two, n) for n in names)
+    assert all(getattr(one, n).startswith(f"{getattr(base, n)}.startup-") for n in names)
+    assert one.app_id != two.app_id and one.app_id.startswith("startup-")
+    assert Path(one.data_dir).parent == tmp_path and one.data_dir != two.data_dir
+    assert (one.web_port, two.web_port) == (17001, 17002)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from agents.topics import internal_specs
 from clearance.kafka import admin_config, client_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
@@ -101,7 +102,9 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     yield settings
     if os.environ.get("CLEARANCE_TEST_KEEP_TOPICS"):  # debugging: leave them for a look afterwards
         return
-    names = [spec.name for spec in topic_specs(settings)]
+    # the worker's internal topics too: left behind, every run added a few hundred partitions to
+    # a development broker (8,000 after a few days), and its background work grew with them
+    names = [spec.name for spec in (*topic_specs(settings), *internal_specs(settings))]
     admin = AdminClient(admin_config(settings))  # keep a reference: a destroyed client drops its requests
     for future in admin.delete_topics(names, operation_timeout=30).values():
         future.exception()  # wait; a topic a test already deleted is fine

@@ -25,6 +25,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from agents.topics import internal_specs
 from clearance.kafka import client_config, producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
@@ -125,7 +126,8 @@ def secure_settings(secure_broker: SecureBroker, tmp_path: Path) -> Iterator[Set
     ensure_topics(settings)
     yield settings
     admin = AdminClient(client_config(settings))
-    for future in admin.delete_topics([s.name for s in topic_specs(settings)], operation_timeout=30).values():
+    names = [s.name for s in (*topic_specs(settings), *internal_specs(settings))]
+    for future in admin.delete_topics(names, operation_timeout=30).values():
         future.exception()
 
 
