@@ -43,13 +43,13 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 
-from agents.topics import TABLES, changelog_topic, ensure_internal_topics, internal_specs
+from agents.topics import TABLES, changelog_topic, ensure_internal_topics
+from benchmarks.suite import delete_run_topics
 from benchmarks.workers import Worker, settings_env, start_worker
-from clearance.kafka import admin_config, producer_config
+from clearance.kafka import producer_config
 from clearance.settings import Settings
-from clearance.topics import ensure_topics, topic_specs
+from clearance.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 _STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
@@ -181,16 +181,6 @@ def _settings(base: Settings, work: Path, keys: int) -> Settings:
     return base.with_overrides(app_id=f"restore-{keys}-{suffix}", data_dir=str(work / suffix), processes=1, **topics)
 
 
-def _cleanup(settings: Settings) -> None:
-    names = [s.name for s in (*topic_specs(settings), *internal_specs(settings))]
-    names.append(f"{settings.app_id}-__assignor-__leader")
-    admin = AdminClient(admin_config(settings))
-    existing = set(admin.list_topics(timeout=30).topics)
-    doomed = [n for n in names if n in existing]
-    for future in admin.delete_topics(doomed, operation_timeout=60).values() if doomed else ():
-        future.exception()
-
-
 def _spawn(settings: Settings, log: Path, port: int, data: str, **env: str) -> Worker:
     """A worker with `settings`, its own port and data directory, INFO logs and `env` (CLEARANCE_*) on top."""
     one = replace(settings, web_port=port, data_dir=data, log_level="INFO")
@@ -254,7 +244,7 @@ def cold(base: Settings, work: Path, keys: int, env: dict[str, str]) -> dict[str
             "log": str(log),
         }
     finally:
-        _cleanup(settings)
+        delete_run_topics([settings])
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -329,7 +319,7 @@ def standby(base: Settings, work: Path, keys: int, replicas: int, env: dict[str,
             if w.process.poll() is None:
                 w.process.send_signal(signal.SIGKILL)
                 w.process.wait()
-        _cleanup(settings)
+        delete_run_topics([settings])
 
 
 def _ready_after_rebalance(worker: Worker, killed: float, timeout: float) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,16 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka.admin import AdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.topics import internal_specs  # noqa: E402
+from agents.processes import free_ports  # noqa: E402
+from benchmarks.suite import delete_run_topics  # noqa: E402
 from benchmarks.workers import settings_env  # noqa: E402
-from clearance.kafka import admin_config  # noqa: E402
 from clearance.settings import Settings  # noqa: E402
-from clearance.topics import ensure_topics, topic_specs  # noqa: E402
+from clearance.topics import ensure_topics  # noqa: E402
 
 POLL_SECONDS = 0.02
 
@@ -81,23 +79,8 @@ def one_start(repo: Path, settings: Settings, log: Path, timeout: float) -> dict
             process.send_signal(signal.SIGTERM)
             code = process.wait(60)
     finally:
-        _delete(settings)
+        delete_run_topics([settings])
     return {"readySeconds": None if seconds is None else round(seconds, 3), "exitCode": code}
-
-
-def _delete(settings: Settings) -> None:
-    names = [s.name for s in (*topic_specs(settings), *internal_specs(settings))]
-    admin = AdminClient(admin_config(settings))
-    existing = set(admin.list_topics(timeout=30).topics)
-    doomed = [n for n in names if n in existing]
-    for future in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else ():
-        future.exception()  # wait
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(1, args.rounds + 1):
         for repo in args.repo:
             for processes in args.processes:
-                settings = own_settings(base, args.work, _free_port()).with_overrides(processes=processes)
+                settings = own_settings(base, args.work, free_ports(1)[0]).with_overrides(processes=processes)
                 log = args.work / f"{settings.app_id}.log"
                 head = _head(repo)
                 result = {

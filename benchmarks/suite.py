@@ -127,7 +127,8 @@ def _expected(out_dir: Path) -> tuple[int, int, frozenset[str]]:
     return complete, total, frozenset(ids)
 
 
-def _cleanup(settings_list: list[Settings]) -> None:
+def delete_run_topics(settings_list: list[Settings]) -> None:
+    """Delete every topic the runs with these settings named, and every topic of their app ids."""
     admin = AdminClient(client_config(settings_list[0]))
     prefixes = {s.app_id for s in settings_list}
     names = {getattr(s, f.name) for s in settings_list for f in fields(s) if f.name.startswith("topic_")}
@@ -302,7 +303,7 @@ def cli(argv: list[str]) -> int:
         _render_profiles(args.results, stamp)
     finally:
         if not args.keep:
-            _cleanup(used)
+            delete_run_topics(used)
             shutil.rmtree(work, ignore_errors=True)
     report.add_ratios(results)
     json_path = args.results / f"{stamp}.json"

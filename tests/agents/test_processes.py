@@ -304,12 +304,24 @@ def test_the_worker_command_refuses_zero_processes() -> None:
     assert result.returncode == 2 and "CLEARANCE_PROCESSES must be at least 1" in result.stderr
 
 
-def test_without_a_broker_the_supervisor_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
+def _no_broker_env(tmp_path: Path) -> dict[str, str]:
+    """This environment without our settings, a broker address nothing listens on, a data dir in tmp."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
-    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
+    return env | {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
+
+
+def _python(code: str, tmp_path: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -c code` from the repository's root, with `_no_broker_env`."""
+    env = _no_broker_env(tmp_path)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_without_a_broker_the_supervisor_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "clearance.cli", "worker", "--processes", "2"],
-        env=env,
+        env=_no_broker_env(tmp_path),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -322,25 +334,19 @@ def test_without_a_broker_the_supervisor_says_so_in_one_line_and_starts_nothing(
 
 def test_the_supervisor_runs_without_importing_faust(tmp_path: Path) -> None:
     # Importing Faust cost the supervisor 0.6 CPU-s before it started the first process.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
-    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
     driver = (
         "import sys\n"
         "from agents.worker import cli\n"
         "code = cli(['--processes', '2'])\n"  # no broker: the supervisor's check fails, exit 1
         "print('code', code, 'faust imported', 'faust' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", driver], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = _python(driver, tmp_path)
     assert "code 1 faust imported False" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_broker_is_checked_once_the_supervisors_processes_skip_the_check(tmp_path: Path) -> None:
     # The supervisor reaches the broker and makes the internal topics (prepare_broker), then starts
     # its processes with --broker-prepared; each did both again before (0.2 s of its start).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
-    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{_port()}", "CLEARANCE_DATA_DIR": str(tmp_path / "data")}
     supervisor = (
         "import agents.processes as p, agents.topics as t\n"
         "from agents.worker import cli\n"
@@ -349,9 +355,7 @@ def test_the_broker_is_checked_once_the_supervisors_processes_skip_the_check(tmp
         "p.run_processes = lambda settings, environ, command: started.append(list(command)) or 0\n"
         "print('code', cli(['--processes', '2']), 'checks', len(checks), 'command', started)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", supervisor], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = _python(supervisor, tmp_path)
     assert "code 0 checks 1 command [[" in result.stdout, result.stdout + result.stderr
     assert "'worker', '--broker-prepared']]" in result.stdout, result.stdout
     process = (  # one process: it checks unless told; the changelogs' lookup after the check stops it here
@@ -365,7 +369,5 @@ def test_the_broker_is_checked_once_the_supervisors_processes_skip_the_check(tmp
         "untold = w.cli(['--processes', '1']), len(checks)\n"
         "print('told', told, 'untold', untold)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", process], env=env, cwd=ROOT, capture_output=True, text=True, timeout=90
-    )
+    result = _python(process, tmp_path, timeout=90)
     assert "told (1, 0) untold (1, 1)" in result.stdout, result.stdout + result.stderr
