@@ -8,10 +8,13 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
   e  one worker process at a fixed offered rate: end-to-end latency, once per rate of
      `--order-rate` (default 1,000 orders/s, the goal's rate, as "e", and 3,000 as "e3000")
   f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
+  t  (not in the default set) case f given what the worker gives Faust: uvloop, the Cython
+     stream iterator, the raw schema and the quiet monitor (benchmarks/faustfloor.py "tuned"):
+     the part of c's cost that is Faust's path as the worker runs it
   s  the soak (not in the default set): one worker's resident memory against the orders it
      declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`,
      the trace offered at 1,000 messages/s; `--soak-rate 0` offers it all at once)
-Ratios of the same run: c/f, c/a, d/c (and every case x a). The default trace (50,000 orders,
+Ratios of the same run: c/f, c/a, d/c, c/t (and every case x a). The default trace (50,000 orders,
 about 150,000 messages) is long enough that start-up does not dominate.
 Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
 """
@@ -69,7 +72,7 @@ def _ensure_broker(settings: Settings) -> int | None:
     return broker_pid(files)
 
 
-def _trace(work: Path, orders: int, seed: int) -> Path:
+def peak_trace(work: Path, orders: int, seed: int) -> Path:
     """A peak-hour trace from `clearance generate`, cached by size and seed."""
     target = Path(tempfile.gettempdir()) / "clearance-bench" / f"peak-hour-{orders}-{seed}"
     if not (target / "trace.json").exists():
@@ -81,7 +84,7 @@ def _trace(work: Path, orders: int, seed: int) -> Path:
     return target
 
 
-def _suffixed(base: Settings, run: str, inputs: str, outputs: str, **over: Any) -> Settings:
+def run_settings(base: Settings, run: str, inputs: str, outputs: str, **over: Any) -> Settings:
     """The run's topic names: the three document topics shared by the cases that read the
     pre-loaded trace (`inputs`), every other topic the case's own (`outputs`).
 
@@ -212,11 +215,11 @@ def cli(argv: list[str]) -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix=f"clearance-bench-{stamp}-"))
     args.results.mkdir(parents=True, exist_ok=True)
-    trace = _trace(work, args.orders, args.seed)
+    trace = peak_trace(work, args.orders, args.seed)
     info = TraceInfo.scan(trace)
     print(f"trace {trace}: {info.messages:,} messages, {info.orders:,} orders", file=sys.stderr)
 
-    loaded = _suffixed(base, run, "in", "a", app_id=f"bench-{run}-a")
+    loaded = run_settings(base, run, "in", "a", app_id=f"bench-{run}-a")
     used = [loaded]
     results: dict[str, Any] = {
         "timestamp": started.isoformat(timespec="seconds"),
@@ -247,17 +250,19 @@ def cli(argv: list[str]) -> int:
         print(f"case {name}: {report.brief(cases[name])}", file=sys.stderr)
 
     try:
-        needs_load = any(c in args.cases for c in "acdf")
+        needs_load = any(c in args.cases for c in "acdft")
         if needs_load:
             ensure_topics(loaded)
             pre = replay(trace, loaded)
             results["preload"] = pre.as_dict()
         if "a" in args.cases:
             attempt("a", lambda: consume_and_parse(loaded, info.messages))
+        if any(c in args.cases for c in "ft"):
+            from benchmarks.faustfloor import faust_floor  # imports Faust: only when case f or t runs
         if "f" in args.cases:
-            from benchmarks.faustfloor import faust_floor  # imports Faust: only when case f runs
-
             attempt("f", lambda: faust_floor(loaded, info.messages, work / "f"))
+        if "t" in args.cases:
+            attempt("t", lambda: faust_floor(loaded, info.messages, work / "t", variant="tuned"))
         attempt("b", lambda: _case_b(trace, base, work))
         complete, total, ids = (
             _expected(work / "embedded-out") if (work / "embedded-out").exists() else (0, 0, frozenset())
@@ -272,9 +277,9 @@ def cli(argv: list[str]) -> int:
                 cases[name] = {"status": "not run: worker not available"}
                 continue
             if rate is None:
-                settings = _suffixed(base, run, "in", name, app_id=f"bench-{run}-{name}")
+                settings = run_settings(base, run, "in", name, app_id=f"bench-{run}-{name}")
             else:
-                settings = _suffixed(base, run, f"{name}-in", name, app_id=f"bench-{run}-{name}")
+                settings = run_settings(base, run, f"{name}-in", name, app_id=f"bench-{run}-{name}")
             used.append(settings)
             profile = args.results / f"{stamp}-profile-{name}.pyisession" if args.profile and name == "c" else None
             attempt(
@@ -292,7 +297,7 @@ def cli(argv: list[str]) -> int:
                 ),
             )
         if "s" in args.cases:
-            soaked = _suffixed(base, run, "s-in", "s", app_id=f"bench-{run}-s")
+            soaked = run_settings(base, run, "s-in", "s", app_id=f"bench-{run}-s")
             used.append(soaked)
             attempt("s", partial(soak_case, soaked, trace, info, work / "s", rate=args.soak_rate))
             soak_png = soak_plot(

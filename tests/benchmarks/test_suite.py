@@ -26,7 +26,7 @@ from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
 from benchmarks.startup import own_settings
-from benchmarks.suite import DEFAULT_ORDER_RATES, _suffixed, build_parser, latency_cases, order_rates
+from benchmarks.suite import DEFAULT_ORDER_RATES, build_parser, latency_cases, order_rates, run_settings
 from clearance.settings import Settings
 from ops.broker import broker_pid
 from ops.files import broker_files
@@ -34,8 +34,8 @@ from ops.files import broker_files
 
 def test_cases_share_the_documents_and_nothing_else() -> None:
     base = Settings()
-    c = _suffixed(base, "r1", "in", "c", app_id="bench-r1-c")
-    d = _suffixed(base, "r1", "in", "d", app_id="bench-r1-d")
+    c = run_settings(base, "r1", "in", "c", app_id="bench-r1-c")
+    d = run_settings(base, "r1", "in", "d", app_id="bench-r1-d")
     assert (c.topic_orders, c.topic_payments, c.topic_waybills) == (d.topic_orders, d.topic_payments, d.topic_waybills)
     assert c.topic_ticks != d.topic_ticks, "c's flush ticks must not reach d"
     others = [f.name for f in fields(base) if f.name.startswith("topic_")][3:]
@@ -82,6 +82,18 @@ def test_a_case_with_wrong_output_is_in_no_ratio_and_no_goal() -> None:
     text = render(wrong)
     assert "case d not judged: wrong output" in text and "two processes >=" not in text
     assert "two processes >= 1.6 x one: met" in render(good)
+
+
+def test_case_t_gives_one_process_against_faust_as_the_worker_configures_it() -> None:
+    results = _results("ok")
+    add_ratios(results)
+    assert "c/t" not in results["ratios"], "case t is not in the default set"
+    results["cases"]["t"] = {"status": "ok", "eventsPerSecond": 12_500.0, "eventsPerCpuSecond": 12_000.0}
+    add_ratios(results)
+    assert results["ratios"]["c/t"] == 0.4 and results["ratios"]["c/f"] == 0.5
+    assert results["cpuRatios"]["c/t"] == round(5_000 / 12_000, 4)
+    assert "c/t 0.400" in render(results)
+    assert "t" not in build_parser().parse_args([]).cases
 
 
 def test_two_processes_against_one_is_also_said_from_ready_but_judged_from_the_start() -> None:
