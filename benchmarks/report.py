@@ -24,7 +24,7 @@ _TITLES = {
     "d": "--processes 2, pre-loaded",
     "e": "1 worker process, fixed offered rate",
     "f": "Faust floor (read, parse, ack)",
-    "t": "Faust floor with the worker's settings",
+    "t": "Faust floor as the worker runs it",
     "s": "soak: 1 worker, memory against orders",
 }
 # The ratios the issue asks for (numerator, denominator): one process against Faust's floor and
