@@ -45,7 +45,7 @@ from clearance.clock import wall_ms
 from clearance.settings import Settings
 
 VARIANTS = ("plain", "take", "tuned", "tuned-direct", "tuned-take")
-TAKE_MAX = 500  # events per batch at most (the worker's fetches bring up to 500 a partition)
+TAKE_MAX = 500  # events per batch at most: as many as Faust's consumer takes per fetch loop (max_poll_records)
 TAKE_WITHIN = 0.05  # seconds a part-filled batch waits
 
 
@@ -97,6 +97,8 @@ def floor_app(settings: Settings, expected: int, out: Path, variant: str = "plai
                 "eventsPerCpuSecond": round(seen["count"] / cpu, 1) if cpu > 0 else 0.0,
                 "firstWallMs": seen["firstWallMs"],
             }
+            if "batches" in seen:  # the take variants: how full their batches were
+                figures["batches"] = seen["batches"]
             out.write_bytes(orjson.dumps(figures))
 
     if variant.endswith("take"):

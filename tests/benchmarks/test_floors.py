@@ -71,6 +71,9 @@ def test_every_variant_counts_every_message_once(variant: str, tmp_path: Path) -
     assert figures["bytes"] == sum(len(v) for v in stream.values)
     if variant.endswith("take"):
         assert stream.batches == [TAKE_MAX, TAKE_MAX, 7]
+        assert figures["batches"] == 3
+    else:
+        assert "batches" not in figures
 
 
 def test_figures_wait_for_the_expected_count(tmp_path: Path) -> None:
