@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.faustfloor import VARIANTS, faust_floor  # noqa: E402
 from benchmarks.runs import TraceInfo  # noqa: E402
 from benchmarks.suite import delete_run_topics, peak_trace, run_settings  # noqa: E402
+from clearance.kafka import KafkaUnavailable, probe  # noqa: E402
 from clearance.settings import Settings  # noqa: E402
 from clearance.topics import ensure_topics  # noqa: E402
 from ops.replay import replay  # noqa: E402
@@ -49,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "floors.jsonl")
     args = parser.parse_args(argv)
     base = Settings.from_env().with_overrides(partitions=args.partitions, log_level="WARNING")
+    try:
+        probe(base)  # one line and exit 1 without a broker, as every command does (not a retry loop)
+    except KafkaUnavailable as exc:
+        print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
+        return 1
     run = uuid.uuid4().hex[:6]
     loaded = run_settings(base, run, "in", "floors", app_id=f"floors-{run}")
     work = Path(tempfile.mkdtemp(prefix="clearance-floors-"))

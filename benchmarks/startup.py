@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from agents.processes import free_ports  # noqa: E402
 from benchmarks.suite import delete_run_topics  # noqa: E402
 from benchmarks.workers import settings_env  # noqa: E402
+from clearance.kafka import KafkaUnavailable, probe  # noqa: E402
 from clearance.settings import Settings  # noqa: E402
 from clearance.topics import ensure_topics  # noqa: E402
 
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "clearance-startup")
     args = parser.parse_args(argv)
     base = Settings.from_env()
+    try:
+        probe(base)  # one line and exit 1 without a broker, as every command does (not a retry loop)
+    except KafkaUnavailable as exc:
+        print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
+        return 1
     args.work.mkdir(parents=True, exist_ok=True)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     times: dict[tuple[str, int], list[float]] = {}

@@ -9,6 +9,10 @@ the tuned variants are given what the worker gives Faust.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -91,3 +95,23 @@ def test_the_tuned_variants_get_the_workers_settings(variant: str, tmp_path: Pat
     assert bool(app.conf.cython_optimizations) is tuned
     channel = next(iter(app.agents.values())).channel
     assert isinstance(channel.schema, RawSchema) is tuned
+
+
+@pytest.mark.parametrize("script", ["benchmarks.floors", "benchmarks.startup"])
+def test_without_a_broker_the_scripts_say_so_in_one_line(script: str, tmp_path: Path) -> None:
+    # Before, both waited in librdkafka's retries until they were killed.
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARANCE_", "KAFKA_"))}
+    env |= {"KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "CLEARANCE_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", script, "--results", str(tmp_path / "out.jsonl")],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no Kafka broker reachable" in result.stderr and not (tmp_path / "out.jsonl").exists()
