@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import time
@@ -55,10 +56,72 @@ def describe() -> dict[str, Any]:
     }
 
 
+def host_speed(turns: int = 10_000, steps: int = 2_000_000) -> dict[str, float]:
+    """This host's speed now, for the two kinds of Python work in the benchmarks (best of three).
+
+    `loopNs`: nanoseconds per step of a bare `for` loop, the interpreter alone. `asyncioWaitUs`:
+    microseconds per `asyncio.wait` over four futures (two tasks, two bare futures; the first done
+    wins, the rest cancelled) on a fresh standard loop: what Faust's consumer does per message
+    (mode's `wait_first`). The two need not move together: on 4 December a new host ran the loop
+    as fast as the old one and Faust's floor at a third of its speed (RESULTS, "The host since
+    3 December"), so a run records both, and runs on different hosts are not compared."""
+
+    def loop_ns() -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            pass
+        return (time.perf_counter() - start) / steps * 1e9
+
+    async def waits() -> float:
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        ready.set()
+
+        async def done() -> int:
+            return 1
+
+        start = time.perf_counter()
+        for _ in range(turns):
+            futures = [
+                asyncio.ensure_future(done()),
+                asyncio.ensure_future(ready.wait()),
+                loop.create_future(),
+                loop.create_future(),
+            ]
+            _done, pending = await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+            for future in pending:
+                future.cancel()
+        await asyncio.sleep(0)  # let the cancelled ones finish before the loop closes
+        return (time.perf_counter() - start) / turns * 1e6
+
+    def wait_us() -> float:
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(waits())
+        finally:
+            loop.close()
+
+    return {
+        "loopNs": round(min(loop_ns() for _ in range(3)), 1),
+        "asyncioWaitUs": round(min(wait_us() for _ in range(3)), 1),
+    }
+
+
+def host_line(machine: dict[str, Any]) -> str:
+    """The kernel and the host's speed, when the run recorded them (runs before 4 December did not)."""
+    parts = [f"kernel {machine['kernel']}"] if machine.get("kernel") else []
+    speed = machine.get("speed") or {}
+    if speed:
+        parts.append(f"asyncio wait {speed['asyncioWaitUs']:.0f} us, loop {speed['loopNs']:.0f} ns/step")
+    return ", ".join(parts)
+
+
 def one_line(machine: dict[str, Any]) -> str:
+    host = host_line(machine)
     return (
         f"{machine['nproc']} CPU ({machine['cpu']}), {machine['ramGB']} GB RAM, Python {machine['python']}, "
         f"Kafka {machine['kafka']}, librdkafka {machine['librdkafka']}, faust-streaming {machine['faust']}"
+        + (f"; {host}" if host else "")
     )
 
 

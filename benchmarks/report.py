@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import one_line
+from benchmarks.machine import host_line, one_line
 from benchmarks.soak import brief as soak_brief
 
 # Issue 12's goals: one process >= 5,000 events/s and >= 0.5 x Faust's floor, two processes
@@ -248,9 +248,10 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
     rss = cases.get("c", {}).get("peakRssMB", {})
     state = cases.get("c", {}).get("afterFlush", {})
     m = results["machine"]
+    host = ", " + host_line(m) if host_line(m) else ""
     return (
         f"| {results['timestamp'][:16]} | {m['nproc']} x {m['cpu']}, {m['ramGB']} GB, Py {m['python']}, "
-        f"Kafka {m['kafka']} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "
+        f"Kafka {m['kafka']}{host} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "
         f"| {rate('a')} | {rate('b')} | {rate('c')} | {rate('d')} | {latency} "
         f"| {max(rss.values()) if rss else '-'} | {state.get('windowsOpen', '-')} | {json_path.name} "
         f"| {rate('f')} | {ratio('c/f')} | {ratio('d/c')} | {flowing_p99} |"

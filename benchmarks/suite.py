@@ -223,7 +223,7 @@ def cli(argv: list[str]) -> int:
     used = [loaded]
     results: dict[str, Any] = {
         "timestamp": started.isoformat(timespec="seconds"),
-        "machine": machine.describe(),
+        "machine": {**machine.describe(), "speed": machine.host_speed()},  # before any case loads the box
         "parameters": {
             "orders": info.orders,
             "messages": info.messages,

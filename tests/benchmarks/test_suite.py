@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.machine import host_speed, one_line
 from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
@@ -185,6 +186,28 @@ def test_the_table_row_marks_a_case_with_wrong_output() -> None:
     row = _row(wrong, Path("x.json")).split(" | ")
     assert row[6] == "11,000 WRONG OUTPUT" and row[-2] == "-", "d's figure marked, d/c left out"
     assert row[-1] == "- |", "no case e: no latency while the input flows"
+
+
+def test_a_run_names_its_host_kernel_and_speed_and_older_runs_still_render() -> None:
+    results = _results("ok")
+    results["timestamp"], results["parameters"] = "2026-12-04T15:30:00", {"orders": 50_000, "messages": 151_725}
+    add_ratios(results)
+    old_row, old_line = _row(results, Path("x.json")).split(" | ")[1], one_line(results["machine"])
+    assert old_row == "2 x test, 1 GB, Py 3.11, Kafka 4", "no kernel, no speed"
+    assert old_line.endswith("faust-streaming 0")
+    results["machine"] |= {"kernel": "6.18.44-fc-v1147", "speed": {"loopNs": 31.04, "asyncioWaitUs": 59.4}}
+    expected = "kernel 6.18.44-fc-v1147, asyncio wait 59 us, loop 31 ns/step"
+    assert _row(results, Path("x.json")).split(" | ")[1] == f"2 x test, 1 GB, Py 3.11, Kafka 4, {expected}"
+    assert one_line(results["machine"]).endswith(f"faust-streaming 0; {expected}")
+    assert render(results).splitlines()[0] == one_line(results["machine"])
+
+
+def test_the_host_speed_is_measured_not_made_up() -> None:
+    quick = host_speed(turns=200, steps=20_000)
+    assert set(quick) == {"loopNs", "asyncioWaitUs"}
+    assert 0 < quick["loopNs"] < 10_000, "a for loop's step: nanoseconds"
+    # a wait over four futures runs the loop at least once and builds two tasks: microseconds, many loop steps
+    assert quick["asyncioWaitUs"] > 0.5 and quick["asyncioWaitUs"] * 1_000 > 5 * quick["loopNs"]
 
 
 def test_the_drain_is_the_orders_completed_in_the_last_merge_wait_of_input() -> None:
