@@ -19,13 +19,13 @@ RUN pip install --no-cache-dir --disable-pip-version-check \
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY pipeline ./pipeline
 COPY clearance ./clearance
 COPY agents ./agents
 COPY ops ./ops
 COPY monitor ./monitor
-RUN pip install . && mkdir -p /data && chown nobody /data
+RUN pip install -c constraints.txt . && mkdir -p /data && chown nobody /data
 COPY --from=native /usr/local/clearance-native /usr/local/clearance-native
 USER nobody
 # The worker's HTTP endpoints bind to 127.0.0.1 by default; in a container the probes and
