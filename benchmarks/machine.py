@@ -57,7 +57,7 @@ def describe() -> dict[str, Any]:
 
 
 def host_speed(turns: int = 10_000, steps: int = 2_000_000) -> dict[str, float]:
-    """This host's speed now, for the two kinds of Python work in the benchmarks (best of three).
+    """This host's speed now, for the two kinds of Python work in the benchmarks (best of 7 and of 3).
 
     `loopNs`: nanoseconds per step of a bare `for` loop, the interpreter alone. `asyncioWaitUs`:
     microseconds per `asyncio.wait` over four futures (two tasks, two bare futures; the first done
@@ -102,18 +102,39 @@ def host_speed(turns: int = 10_000, steps: int = 2_000_000) -> dict[str, float]:
             loop.close()
 
     return {
-        "loopNs": round(min(loop_ns() for _ in range(3)), 1),
+        "loopNs": round(min(loop_ns() for _ in range(7)), 1),  # 7 x ~60 ms: a blip of the host spans fewer
         "asyncioWaitUs": round(min(wait_us() for _ in range(3)), 1),
     }
 
 
+# A host figure that moves more than this between a run's start and its end makes its ratios suspect
+SPEED_MOVED = 0.15
+
+
 def host_line(machine: dict[str, Any]) -> str:
-    """The kernel and the host's speed, when the run recorded them (runs before 4 December did not)."""
+    """The kernel and the host's speed at the run's start (and its end, "start->end"), when the run
+    recorded them (runs before 4 December did not; the end since the same afternoon)."""
     parts = [f"kernel {machine['kernel']}"] if machine.get("kernel") else []
-    speed = machine.get("speed") or {}
+    speed, after = machine.get("speed") or {}, machine.get("speedAfter") or {}
+
+    def figure(key: str) -> str:
+        return f"{speed[key]:.0f}->{after[key]:.0f}" if key in after else f"{speed[key]:.0f}"
+
     if speed:
-        parts.append(f"asyncio wait {speed['asyncioWaitUs']:.0f} us, loop {speed['loopNs']:.0f} ns/step")
+        parts.append(f"asyncio wait {figure('asyncioWaitUs')} us, loop {figure('loopNs')} ns/step")
     return ", ".join(parts)
+
+
+def speed_moved(machine: dict[str, Any]) -> str:
+    """Which host figure moved by more than SPEED_MOVED between the run's start and its end ("" if none):
+    the cases then ran at different speeds, and "the same run" does not make their ratios fair."""
+    speed, after = machine.get("speed") or {}, machine.get("speedAfter") or {}
+    moved = [
+        f"{name} {speed[key]:.0f} -> {after[key]:.0f} {unit}"
+        for key, name, unit in (("asyncioWaitUs", "asyncio wait", "us"), ("loopNs", "loop", "ns/step"))
+        if key in speed and key in after and abs(after[key] - speed[key]) > SPEED_MOVED * speed[key]
+    ]
+    return ", ".join(moved)
 
 
 def one_line(machine: dict[str, Any]) -> str:

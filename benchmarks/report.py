@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.machine import host_line, one_line
+from benchmarks.machine import host_line, one_line, speed_moved
 from benchmarks.soak import brief as soak_brief
 
 # Issue 12's goals: one process >= 5,000 events/s and >= 0.5 x Faust's floor, two processes
@@ -178,6 +178,9 @@ def render(results: dict[str, Any]) -> str:
     ready_ratios = results.get("readyRatios", {})
     if ready_ratios:
         lines.append("from ready (start-up left out): " + ", ".join(f"{n} {v:.3f}" for n, v in ready_ratios.items()))
+    moved = speed_moved(results["machine"])
+    if moved:
+        lines.append(f"the host's speed moved during the run ({moved}): its cases ran at different speeds")
     lines += ["goals:"] + [f"  {line}" for line in _goals(results["cases"], ratios, ready_ratios)]
     return "\n".join(lines)
 

@@ -310,6 +310,7 @@ def cli(argv: list[str]) -> int:
         if not args.keep:
             delete_run_topics(used)
             shutil.rmtree(work, ignore_errors=True)
+    results["machine"]["speedAfter"] = machine.host_speed()  # did the host's speed move during the run?
     report.add_ratios(results)
     json_path = args.results / f"{stamp}.json"
     json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))

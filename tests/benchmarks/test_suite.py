@@ -202,6 +202,24 @@ def test_a_run_names_its_host_kernel_and_speed_and_older_runs_still_render() -> 
     assert render(results).splitlines()[0] == one_line(results["machine"])
 
 
+def test_a_host_whose_speed_moved_during_the_run_is_named_and_flagged() -> None:
+    results = _results("ok")
+    results["timestamp"], results["parameters"] = "2026-12-04T16:00:00", {"orders": 50_000, "messages": 151_725}
+    results["machine"] |= {"kernel": "k", "speed": {"loopNs": 53.0, "asyncioWaitUs": 77.0}}
+    add_ratios(results)
+    results["machine"]["speedAfter"] = {"loopNs": 58.0, "asyncioWaitUs": 80.0}  # within 15%: same speed
+    host = _row(results, Path("x.json")).split(" | ")[1]
+    assert host.endswith("kernel k, asyncio wait 77->80 us, loop 53->58 ns/step")
+    assert "moved" not in render(results)
+    results["machine"]["speedAfter"] = {"loopNs": 60.0, "asyncioWaitUs": 93.0}  # the wait 21% slower at the end
+    warning = [line for line in render(results).splitlines() if "moved" in line]
+    assert warning == [
+        "the host's speed moved during the run (asyncio wait 77 -> 93 us): its cases ran at different speeds"
+    ]
+    results["machine"]["speedAfter"] = {"loopNs": 40.0, "asyncioWaitUs": 77.0}  # faster counts too
+    assert "(loop 53 -> 40 ns/step)" in render(results)
+
+
 def test_the_host_speed_is_measured_not_made_up() -> None:
     quick = host_speed(turns=200, steps=20_000)
     assert set(quick) == {"loopNs", "asyncioWaitUs"}
