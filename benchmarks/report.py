@@ -251,7 +251,8 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
     rss = cases.get("c", {}).get("peakRssMB", {})
     state = cases.get("c", {}).get("afterFlush", {})
     m = results["machine"]
-    host = ", " + host_line(m) if host_line(m) else ""
+    host = host_line(m)
+    host = f", {host}" if host else ""
     return (
         f"| {results['timestamp'][:16]} | {m['nproc']} x {m['cpu']}, {m['ramGB']} GB, Py {m['python']}, "
         f"Kafka {m['kafka']}{host} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "

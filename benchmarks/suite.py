@@ -306,11 +306,13 @@ def cli(argv: list[str]) -> int:
             if soak_png:
                 print(f"soak plot: {soak_png}", file=sys.stderr)
         _render_profiles(args.results, stamp)
+        # Did the host's speed move during the run? Measured before the topics are deleted, which
+        # keeps the broker busy removing their logs for a while.
+        results["machine"]["speedAfter"] = machine.host_speed()
     finally:
         if not args.keep:
             delete_run_topics(used)
             shutil.rmtree(work, ignore_errors=True)
-    results["machine"]["speedAfter"] = machine.host_speed()  # did the host's speed move during the run?
     report.add_ratios(results)
     json_path = args.results / f"{stamp}.json"
     json_path.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
