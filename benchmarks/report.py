@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks import rounds
 from benchmarks.machine import host_line, one_line, speed_moved
 from benchmarks.soak import brief as soak_brief
 
@@ -39,35 +40,35 @@ def title(name: str) -> str:
 
 
 def add_ratios(results: dict[str, Any]) -> None:
-    """Each case's events/s as a ratio to the raw limit of the same run; `ratios`: c/f, c/a, d/c, f/a, c/t."""
+    """Each case's events/s as a ratio to the raw limit of the same run; `ratios`: c/f, c/a, d/c, f/a, c/t.
+
+    With rounds (`--rounds`), each ratio is the median of the ratios within the rounds, and
+    `roundRatios` (`roundCpuRatios`, `roundReadyRatios`) lists them (benchmarks/rounds.py)."""
     cases = _judged(results["cases"])
-    raw = cases.get("a", {}).get("eventsPerSecond")
+    raw = cases.get("a", {})
     for case in cases.values():
-        rate = case.get("eventsPerSecond")
-        if raw and rate:
-            case["ratioToRaw"] = round(rate / raw, 4)
-    ratios = {}
-    cpu_ratios = {}
-    ready_ratios = {}
-    for top, bottom in RATIOS:  # a case that failed or published wrong output is in no ratio
-        over = cases.get(top, {}).get("eventsPerSecond")
-        under = cases.get(bottom, {}).get("eventsPerSecond")
-        if over and under:
-            ratios[f"{top}/{bottom}"] = round(over / under, 4)
+        value, _ = rounds.ratio(case, raw, "eventsPerSecond")
+        if value:
+            case["ratioToRaw"] = value
+    for key, field in (
+        ("eventsPerSecond", "ratios"),
         # The same per CPU second of the process(es) doing the work: what a shared, loaded
         # machine does not distort (d/c per CPU second says what a second process costs).
-        over = cases.get(top, {}).get("eventsPerCpuSecond")
-        under = cases.get(bottom, {}).get("eventsPerCpuSecond")
-        if over and under:
-            cpu_ratios[f"{top}/{bottom}"] = round(over / under, 4)
+        ("eventsPerCpuSecond", "cpuRatios"),
         # The same from each case's /readyz (its start-up left out): the worker cases only
-        over = cases.get(top, {}).get("eventsPerSecondFromReady")
-        under = cases.get(bottom, {}).get("eventsPerSecondFromReady")
-        if over and under:
-            ready_ratios[f"{top}/{bottom}"] = round(over / under, 4)
-    results["ratios"] = ratios
-    results["cpuRatios"] = cpu_ratios
-    results["readyRatios"] = ready_ratios
+        ("eventsPerSecondFromReady", "readyRatios"),
+    ):
+        medians: dict[str, float] = {}
+        by_round: dict[str, list[float]] = {}
+        for top, bottom in RATIOS:  # a case that failed or published wrong output is in no ratio
+            value, values = rounds.ratio(cases.get(top, {}), cases.get(bottom, {}), key)
+            if value is not None:
+                medians[f"{top}/{bottom}"] = value
+            if values:
+                by_round[f"{top}/{bottom}"] = values
+        results[field] = medians
+        if by_round:
+            results["round" + field[0].upper() + field[1:]] = by_round
 
 
 def brief(case: dict[str, Any]) -> str:
@@ -88,14 +89,20 @@ def brief(case: dict[str, Any]) -> str:
 
 def _judged(cases: dict[str, Any]) -> dict[str, Any]:
     """The cases whose figures count: not failed, output the embedded runner's."""
-    return {name: case for name, case in cases.items() if case.get("status", "ok") == "ok"}
+    return {name: case for name, case in cases.items() if rounds.ok(case)}
 
 
 def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def _goals(cases: dict[str, Any], ratios: dict[str, float], ready_ratios: dict[str, float]) -> list[str]:
+def _goals(
+    cases: dict[str, Any],
+    ratios: dict[str, float],
+    ready_ratios: dict[str, float],
+    by_round: dict[str, list[float]] | None = None,
+) -> list[str]:
+    spread = {name: f"; rounds {' '.join(f'{v:.3f}' for v in values)}" for name, values in (by_round or {}).items()}
     counted = _judged(cases)
     lines = [f"case {name} not judged: {case['status']}" for name, case in cases.items() if name not in counted]
     cases = counted
@@ -108,14 +115,14 @@ def _goals(cases: dict[str, Any], ratios: dict[str, float], ready_ratios: dict[s
     if "c/f" in ratios:
         lines.append(
             f"one worker >= {GOAL_C_OVER_F} x Faust's floor: {_verdict(ratios['c/f'] >= GOAL_C_OVER_F)} "
-            f"({ratios['c/f']:.3f})"
+            f"({ratios['c/f']:.3f}{spread.get('c/f', '')})"
         )
     if "d/c" in ratios:
         # judged from each process's start, as case c's events/s; from ready said beside it
         ready = f"; from ready {ready_ratios['d/c']:.3f}" if "d/c" in ready_ratios else ""
         lines.append(
             f"two processes >= {GOAL_D_OVER_C} x one: {_verdict(ratios['d/c'] >= GOAL_D_OVER_C)} "
-            f"({ratios['d/c']:.3f}{ready})"
+            f"({ratios['d/c']:.3f}{spread.get('d/c', '')}{ready})"
         )
         lines += [f"  {name}: {cores_line(cases[name]['cores'])}" for name in "cd" if cases.get(name, {}).get("cores")]
     for e in (case for name, case in cases.items() if name.startswith("e")):
@@ -164,24 +171,49 @@ def _latency_goal(e: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratios_line(label: str, values: dict[str, float], by_round: dict[str, list[float]]) -> str:
+    """ "c/f 0.548" per ratio; with rounds, the rounds' own beside the median: "c/f 0.548 (0.431 0.548 0.560)"."""
+
+    def one(name: str, value: float) -> str:
+        spread = by_round.get(name, [])
+        return f"{name} {value:.3f}" + (f" ({' '.join(f'{v:.3f}' for v in spread)})" if len(spread) > 1 else "")
+
+    return label + ", ".join(one(name, value) for name, value in values.items())
+
+
+def _rounds_brief(case: dict[str, Any]) -> str:
+    """A case's rounds: "; rounds 4,506 / 5,870 / 5,100 events/s, the median round 3's figures"."""
+    runs = case.get("rounds") or []
+    if len(runs) < 2:
+        return ""
+    each = " / ".join(f"{r['eventsPerSecond']:,.0f}" if "eventsPerSecond" in r else r["status"] for r in runs)
+    return f"; rounds {each} events/s, the median round {case['round']}'s figures"
+
+
 def render(results: dict[str, Any]) -> str:
-    lines = [one_line(results["machine"]), f"trace: {results['parameters']}"]
+    machine = results["machine"]
+    lines = [one_line(machine), f"trace: {results['parameters']}"]
+    if machine.get("speedByRound"):
+        lines.append(rounds.speeds_line(machine["speedByRound"]))
     for name, case in results["cases"].items():
         ratio = f" ({case['ratioToRaw']:.3f} x raw)" if "ratioToRaw" in case else ""
-        lines.append(f"  {name} {title(name):<36} {brief(case)}{ratio}")
-    ratios = results.get("ratios", {})
-    if ratios:
-        lines.append("ratios: " + ", ".join(f"{name} {value:.3f}" for name, value in ratios.items()))
-    cpu_ratios = results.get("cpuRatios", {})
-    if cpu_ratios:
-        lines.append("per CPU second: " + ", ".join(f"{name} {value:.3f}" for name, value in cpu_ratios.items()))
-    ready_ratios = results.get("readyRatios", {})
-    if ready_ratios:
-        lines.append("from ready (start-up left out): " + ", ".join(f"{n} {v:.3f}" for n, v in ready_ratios.items()))
-    moved = speed_moved(results["machine"])
+        lines.append(f"  {name} {title(name):<36} {brief(case)}{ratio}{_rounds_brief(case)}")
+    count = results.get("parameters", {}).get("rounds", 1)
+    label = f"ratios (the median of {count} rounds' own): " if count > 1 else "ratios: "
+    for field, text in (
+        ("ratios", label),
+        ("cpuRatios", "per CPU second: "),
+        ("readyRatios", "from ready (start-up left out): "),
+    ):
+        if results.get(field):
+            lines.append(_ratios_line(text, results[field], results.get("round" + field[0].upper() + field[1:], {})))
+    moved = speed_moved(machine)
     if moved:
-        lines.append(f"the host's speed moved during the run ({moved}): its cases ran at different speeds")
-    lines += ["goals:"] + [f"  {line}" for line in _goals(results["cases"], ratios, ready_ratios)]
+        tail = "each ratio is taken within one round" if count > 1 else "its cases ran at different speeds"
+        lines.append(f"the host's speed moved during the run ({moved}): {tail}")
+    ratios, ready_ratios = results.get("ratios", {}), results.get("readyRatios", {})
+    goals = _goals(results["cases"], ratios, ready_ratios, results.get("roundRatios", {}))
+    lines += ["goals:"] + [f"  {line}" for line in goals]
     return "\n".join(lines)
 
 
@@ -253,9 +285,12 @@ def _row(results: dict[str, Any], json_path: Path) -> str:
     m = results["machine"]
     host = host_line(m)
     host = f", {host}" if host else ""
+    count = results["parameters"].get("rounds", 1)
+    size = f"{results['parameters']['orders']:,} / {results['parameters']['messages']:,}"
+    size += f", {count} rounds (medians)" if count > 1 else ""
     return (
         f"| {results['timestamp'][:16]} | {m['nproc']} x {m['cpu']}, {m['ramGB']} GB, Py {m['python']}, "
-        f"Kafka {m['kafka']}{host} | {results['parameters']['orders']:,} / {results['parameters']['messages']:,} "
+        f"Kafka {m['kafka']}{host} | {size} "
         f"| {rate('a')} | {rate('b')} | {rate('c')} | {rate('d')} | {latency} "
         f"| {max(rss.values()) if rss else '-'} | {state.get('windowsOpen', '-')} | {json_path.name} "
         f"| {rate('f')} | {ratio('c/f')} | {ratio('d/c')} | {flowing_p99} |"

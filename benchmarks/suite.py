@@ -15,7 +15,9 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
      declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`,
      the trace offered at 1,000 messages/s; `--soak-rate 0` offers it all at once)
 Ratios of the same run: c/f, c/a, d/c, c/t (and every case x a). The default trace (50,000 orders,
-about 150,000 messages) is long enough that start-up does not dominate.
+about 150,000 messages) is long enough that start-up does not dominate. `--rounds N` runs a, f, t,
+b, c and d N times, a round after a round, and takes each ratio within a round (benchmarks/rounds.py):
+the host's speed moves within the hour, and a ratio of cases run minutes apart says it.
 Writes benchmarks/results/<timestamp>.json and .png and updates benchmarks/RESULTS.md.
 """
 
@@ -41,7 +43,7 @@ from typing import Any
 import orjson
 from confluent_kafka.admin import AdminClient
 
-from benchmarks import machine, report
+from benchmarks import machine, report, rounds
 from benchmarks.rawlimit import consume_and_parse
 from benchmarks.runs import TraceInfo, worker_case
 from benchmarks.soak import plot as soak_plot
@@ -169,6 +171,16 @@ def latency_cases(rates: tuple[float, ...]) -> list[tuple[str, float]]:
     return [("e" if i == 0 else f"e{rate:g}", rate) for i, rate in enumerate(rates)]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clearance bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -191,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         "as issue 13 measured; 0: all at once, a backlog)",
     )
     parser.add_argument("--cases", default=CASES, help=f"which cases to run (default {CASES})")
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        default=1,
+        help="run cases a, f, t, b, c and d this many times, a round after a round, and take each ratio "
+        "within a round (the median of the rounds'; each case's figures its median round's). Case e and s "
+        "run once, after the rounds. Default 1",
+    )
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
     parser.add_argument("--no-table", action="store_true", help="do not update benchmarks/RESULTS.md")
@@ -232,13 +252,14 @@ def cli(argv: list[str]) -> int:
             "offeredOrderRate": args.order_rate[0],
             "offeredOrderRates": list(args.order_rate),
             "cases": args.cases,
+            "rounds": args.rounds,
         },
         "cases": {},
     }
     cases: dict[str, dict[str, Any]] = results["cases"]
 
-    def attempt(name: str, body: Callable[[], dict[str, Any]]) -> None:
-        print(f"case {name} ...", file=sys.stderr)
+    def attempt(name: str, body: Callable[[], dict[str, Any]], label: str = "") -> None:
+        print(f"case {name}{label} ...", file=sys.stderr)
         began = time.monotonic()
         try:
             cases[name] = body()
@@ -247,7 +268,29 @@ def cli(argv: list[str]) -> int:
             cases[name] = {"status": f"failed: {type(exc).__name__}: {exc}"}
         cases[name].setdefault("status", "ok")
         cases[name]["wallSeconds"] = round(time.monotonic() - began, 1)
-        print(f"case {name}: {report.brief(cases[name])}", file=sys.stderr)
+        print(f"case {name}{label}: {report.brief(cases[name])}", file=sys.stderr)
+
+    def worker(name: str, processes: int, rate: float | None, where: Path, suffix: str = "", label: str = "") -> None:
+        if not worker_available():
+            cases[name] = {"status": "not run: worker not available"}
+            return
+        inputs = "in" if rate is None else f"{name}-in"
+        settings = run_settings(base, run, inputs, name + suffix, app_id=f"bench-{run}-{name}{suffix}")
+        used.append(settings)
+        profiled = args.profile and name == "c" and suffix in ("", "-r1")  # the first round's c only
+        profile = args.results / f"{stamp}-profile-{name}.pyisession" if profiled else None
+        body = partial(
+            worker_case,
+            settings,
+            trace,
+            info,
+            where / name,
+            processes=processes,
+            order_rate=rate,
+            profile=profile,
+            broker=broker,
+        )
+        attempt(name, body, label)
 
     try:
         needs_load = any(c in args.cases for c in "acdft")
@@ -255,47 +298,42 @@ def cli(argv: list[str]) -> int:
             ensure_topics(loaded)
             pre = replay(trace, loaded)
             results["preload"] = pre.as_dict()
-        if "a" in args.cases:
-            attempt("a", lambda: consume_and_parse(loaded, info.messages))
         if any(c in args.cases for c in "ft"):
             from benchmarks.faustfloor import faust_floor  # imports Faust: only when case f or t runs
-        if "f" in args.cases:
-            attempt("f", lambda: faust_floor(loaded, info.messages, work / "f"))
-        if "t" in args.cases:
-            attempt("t", lambda: faust_floor(loaded, info.messages, work / "t", variant="tuned"))
-        attempt("b", lambda: _case_b(trace, base, work))
-        complete, total, ids = (
-            _expected(work / "embedded-out") if (work / "embedded-out").exists() else (0, 0, frozenset())
-        )
-        info.expected_complete, info.expected_total, info.expected_ids = complete, total, ids
-        runs: list[tuple[str, int, float | None]] = [("c", 1, None), ("d", 2, None)]
-        runs += [(name, 1, rate) for name, rate in latency_cases(args.order_rate)]
-        for name, processes, rate in runs:
-            if name[0] not in args.cases:
-                continue
-            if not worker_available():
-                cases[name] = {"status": "not run: worker not available"}
-                continue
-            if rate is None:
-                settings = run_settings(base, run, "in", name, app_id=f"bench-{run}-{name}")
-            else:
-                settings = run_settings(base, run, f"{name}-in", name, app_id=f"bench-{run}-{name}")
-            used.append(settings)
-            profile = args.results / f"{stamp}-profile-{name}.pyisession" if args.profile and name == "c" else None
-            attempt(
-                name,
-                partial(
-                    worker_case,
-                    settings,
-                    trace,
-                    info,
-                    work / name,
-                    processes=processes,
-                    order_rate=rate,
-                    profile=profile,
-                    broker=broker,
-                ),
-            )
+        runs: dict[str, list[dict[str, Any]]] = {}
+        speeds = [results["machine"]["speed"]]
+        for turn in range(1, args.rounds + 1):
+            # Each round runs a, f, t, b, c, d in turn, in a directory (and with worker topics) of its own
+            several = args.rounds > 1
+            where = work / f"round-{turn}" if several else work
+            suffix, label = (f"-r{turn}", f" (round {turn} of {args.rounds})") if several else ("", "")
+            if turn > 1:
+                speeds.append(machine.host_speed())
+            if "a" in args.cases:
+                attempt("a", partial(consume_and_parse, loaded, info.messages), label)
+            if "f" in args.cases:
+                attempt("f", partial(faust_floor, loaded, info.messages, where / "f"), label)
+            if "t" in args.cases:
+                attempt("t", partial(faust_floor, loaded, info.messages, where / "t", variant="tuned"), label)
+            if turn == 1 or "b" in args.cases:  # the first round's gives the output every worker case must match
+                attempt("b", partial(_case_b, trace, base, where), label)
+            if turn == 1:  # what every worker case must publish: the embedded runner's output
+                embedded = where / "embedded-out"
+                complete, total, ids = _expected(embedded) if embedded.exists() else (0, 0, frozenset())
+                info.expected_complete, info.expected_total, info.expected_ids = complete, total, ids
+            for name, processes in (("c", 1), ("d", 2)):
+                if name in args.cases:
+                    worker(name, processes, None, where, suffix, label)
+            for name in rounds.ROUND_CASES:
+                if name in cases:
+                    runs.setdefault(name, []).append(cases.pop(name))
+        for name, each in runs.items():
+            cases[name] = rounds.merge(each)
+        if args.rounds > 1:
+            results["machine"]["speedByRound"] = speeds
+        for name, rate in latency_cases(args.order_rate):
+            if name[0] in args.cases:
+                worker(name, 1, rate, work)
         if "s" in args.cases:
             soaked = run_settings(base, run, "s-in", "s", app_id=f"bench-{run}-s")
             used.append(soaked)
