@@ -75,9 +75,9 @@ def test_the_host_speed_at_each_rounds_start_is_reported() -> None:
     assert "the host at each round's start: asyncio wait 27/33 us, loop 17/16 ns/step" in render(results)
 
 
-def test_rounds_are_a_positive_number_and_one_by_default() -> None:
-    assert build_parser().parse_args([]).rounds == 1
-    assert build_parser().parse_args(["--rounds", "3"]).rounds == 3
+def test_rounds_are_a_positive_number_and_three_by_default() -> None:
+    assert build_parser().parse_args([]).rounds == 3
+    assert build_parser().parse_args(["--rounds", "1"]).rounds == 1
     for bad in ("0", "-1", "two"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--rounds", bad])
