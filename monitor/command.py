@@ -14,6 +14,8 @@ from monitor.tally import Tally, day_start, parse_iso_ms
 from pipeline.timeconv import CST
 
 log = logging.getLogger("clearance.monitor")
+# How long a stopping monitor waits for a request still open (its live streams end at once).
+SHUTDOWN_SECONDS = 5.0
 
 
 def since(text: str, now_ms: int) -> tuple[int | None, bool]:
@@ -62,7 +64,14 @@ def cli(argv: list[str]) -> int:
     url = f"http://{settings.monitor_bind}:{settings.monitor_port}/"
     log.info("clearance monitor on %s (group %s, worker group %s)", url, settings.monitor_group, settings.app_id)
     try:
-        web.run_app(build_app(monitor), host=settings.monitor_bind, port=settings.monitor_port, print=None)
+        # The open /events streams end on shutdown (monitor/server.py); 5 s for any other request
+        web.run_app(
+            build_app(monitor),
+            host=settings.monitor_bind,
+            port=settings.monitor_port,
+            print=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
     except OSError as exc:
         print(f"clearance monitor: cannot listen on {url}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,7 @@ def monitor(kafka_settings: Settings, tmp_path: Path) -> Iterator[tuple[subproce
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        pytest.fail(f"the monitor did not stop within 15 s of SIGTERM:\n{log.read_text()[-3000:]}")
 
 
 def expected_figures(got: dict[str, list[Any]]) -> dict[str, Any]:
@@ -238,6 +239,41 @@ def test_the_floor_in_a_browser(
     assert browser.eval("document.body.dataset.mode") == "report"
     browser.screenshot(ARTIFACTS / "monitor-report.png")
     print(f"monitor: test took {time.monotonic() - started:.1f} s")
+
+
+def test_a_live_screen_does_not_hold_up_the_monitors_stop(
+    monitor: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    """SIGTERM with a live page's event stream open: the stream ends and the monitor exits at once
+    (it waited out aiohttp's 60 s for open requests, twice: 122 s, until 4 December)."""
+    import urllib.request
+
+    proc, port, log = monitor
+    deadline = time.monotonic() + 30
+    while True:  # listening
+        try:
+            urllib_get(f"http://127.0.0.1:{port}/healthz")
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as stream:  # noqa: S310
+        assert stream.readline().startswith(b"data: {"), "the stream sends the summary first"
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        tail = b""
+        while line := stream.readline():  # to the end of the stream: the monitor ends it
+            tail += line
+            if time.monotonic() - stopped > 10:
+                pytest.fail(f"the event stream still open 10 s after SIGTERM:\n{log.read_text()[-3000:]}")
+        try:
+            code = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no stop within 10 s of SIGTERM with a live page open:\n{log.read_text()[-3000:]}")
+    assert code == 0, log.read_text()[-3000:]
+    events = [chunk for chunk in tail.strip().split(b"\n\n") if chunk]
+    assert all(chunk.startswith(b"data: {") for chunk in events), tail[-300:]  # whole events, then the end
+    print(f"monitor: stopped {time.monotonic() - stopped:.2f} s after SIGTERM with a live page open")
 
 
 def _wait(check: Any, timeout: float) -> bool:
