@@ -245,7 +245,7 @@ def test_a_live_screen_does_not_hold_up_the_monitors_stop(
     monitor: tuple[subprocess.Popen[bytes], int, Path],
 ) -> None:
     """SIGTERM with a live page's event stream open: the stream ends and the monitor exits at once
-    (it waited out aiohttp's 60 s for open requests, twice: 122 s, until 4 December)."""
+    (until 4 December it took 122 s: aiohttp waits 60 s by default for open requests)."""
     import urllib.request
 
     proc, port, log = monitor
