@@ -125,6 +125,13 @@ def host_line(machine: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def speeds_line(speeds: list[dict[str, float]]) -> str:
+    """The host's speed at the start of each round of a run (`clearance bench --rounds`)."""
+    waits = "/".join(f"{s['asyncioWaitUs']:.0f}" for s in speeds)
+    loops = "/".join(f"{s['loopNs']:.0f}" for s in speeds)
+    return f"the host at each round's start: asyncio wait {waits} us, loop {loops} ns/step"
+
+
 def speed_moved(machine: dict[str, Any]) -> str:
     """Which host figure moved by more than SPEED_MOVED between the run's start and its end ("" if none):
     the cases then ran at different speeds, and "the same run" does not make their ratios fair."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import rounds
-from benchmarks.machine import host_line, one_line, speed_moved
+from benchmarks.machine import host_line, one_line, speed_moved, speeds_line
 from benchmarks.soak import brief as soak_brief
 
 # Issue 12's goals: one process >= 5,000 events/s and >= 0.5 x Faust's floor, two processes
@@ -32,6 +32,15 @@ _TITLES = {
 # the raw loop, two processes against one, and Faust's floor against the raw loop; and (case t,
 # when run) one process against Faust's floor as the worker configures Faust.
 RATIOS = (("c", "f"), ("c", "a"), ("d", "c"), ("f", "a"), ("c", "t"))
+# Each kind of ratio (the figure it divides) and, with rounds, where the rounds' own are kept
+_KINDS = (
+    ("eventsPerSecond", "ratios", "roundRatios"),
+    # The same per CPU second of the process(es) doing the work: what a shared, loaded
+    # machine does not distort (d/c per CPU second says what a second process costs).
+    ("eventsPerCpuSecond", "cpuRatios", "roundCpuRatios"),
+    # The same from each case's /readyz (its start-up left out): the worker cases only
+    ("eventsPerSecondFromReady", "readyRatios", "roundReadyRatios"),
+)
 
 
 def title(name: str) -> str:
@@ -50,14 +59,7 @@ def add_ratios(results: dict[str, Any]) -> None:
         value, _ = rounds.ratio(case, raw, "eventsPerSecond")
         if value:
             case["ratioToRaw"] = value
-    for key, field in (
-        ("eventsPerSecond", "ratios"),
-        # The same per CPU second of the process(es) doing the work: what a shared, loaded
-        # machine does not distort (d/c per CPU second says what a second process costs).
-        ("eventsPerCpuSecond", "cpuRatios"),
-        # The same from each case's /readyz (its start-up left out): the worker cases only
-        ("eventsPerSecondFromReady", "readyRatios"),
-    ):
+    for key, field, round_field in _KINDS:
         medians: dict[str, float] = {}
         by_round: dict[str, list[float]] = {}
         for top, bottom in RATIOS:  # a case that failed or published wrong output is in no ratio
@@ -68,7 +70,7 @@ def add_ratios(results: dict[str, Any]) -> None:
                 by_round[f"{top}/{bottom}"] = values
         results[field] = medians
         if by_round:
-            results["round" + field[0].upper() + field[1:]] = by_round
+            results[round_field] = by_round
 
 
 def brief(case: dict[str, Any]) -> str:
@@ -102,7 +104,7 @@ def _goals(
     ready_ratios: dict[str, float],
     by_round: dict[str, list[float]] | None = None,
 ) -> list[str]:
-    spread = {name: f"; rounds {' '.join(f'{v:.3f}' for v in values)}" for name, values in (by_round or {}).items()}
+    spread = {name: f"; rounds {_listed(values)}" for name, values in (by_round or {}).items()}
     counted = _judged(cases)
     lines = [f"case {name} not judged: {case['status']}" for name, case in cases.items() if name not in counted]
     cases = counted
@@ -171,12 +173,17 @@ def _latency_goal(e: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _listed(values: list[float]) -> str:
+    """The rounds' own ratios: "0.431 0.548 0.520"."""
+    return " ".join(f"{v:.3f}" for v in values)
+
+
 def _ratios_line(label: str, values: dict[str, float], by_round: dict[str, list[float]]) -> str:
     """ "c/f 0.548" per ratio; with rounds, the rounds' own beside the median: "c/f 0.548 (0.431 0.548 0.560)"."""
 
     def one(name: str, value: float) -> str:
         spread = by_round.get(name, [])
-        return f"{name} {value:.3f}" + (f" ({' '.join(f'{v:.3f}' for v in spread)})" if len(spread) > 1 else "")
+        return f"{name} {value:.3f}" + (f" ({_listed(spread)})" if len(spread) > 1 else "")
 
     return label + ", ".join(one(name, value) for name, value in values.items())
 
@@ -194,19 +201,16 @@ def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [one_line(machine), f"trace: {results['parameters']}"]
     if machine.get("speedByRound"):
-        lines.append(rounds.speeds_line(machine["speedByRound"]))
+        lines.append(speeds_line(machine["speedByRound"]))
     for name, case in results["cases"].items():
         ratio = f" ({case['ratioToRaw']:.3f} x raw)" if "ratioToRaw" in case else ""
         lines.append(f"  {name} {title(name):<36} {brief(case)}{ratio}{_rounds_brief(case)}")
     count = results.get("parameters", {}).get("rounds", 1)
     label = f"ratios (the median of {count} rounds' own): " if count > 1 else "ratios: "
-    for field, text in (
-        ("ratios", label),
-        ("cpuRatios", "per CPU second: "),
-        ("readyRatios", "from ready (start-up left out): "),
-    ):
+    labels = {"ratios": label, "cpuRatios": "per CPU second: ", "readyRatios": "from ready (start-up left out): "}
+    for _, field, round_field in _KINDS:
         if results.get(field):
-            lines.append(_ratios_line(text, results[field], results.get("round" + field[0].upper() + field[1:], {})))
+            lines.append(_ratios_line(labels[field], results[field], results.get(round_field, {})))
     moved = speed_moved(machine)
     if moved:
         tail = "each ratio is taken within one round" if count > 1 else "its cases ran at different speeds"

@@ -62,10 +62,3 @@ def ratio(top: dict[str, Any], bottom: dict[str, Any], key: str) -> tuple[float 
         return (median_low(values) if values else None), values
     over, under = top.get(key), bottom.get(key)
     return (round(over / under, 4) if over and under else None), []
-
-
-def speeds_line(speeds: list[dict[str, float]]) -> str:
-    """The host's speed at the start of each round, for the report."""
-    waits = "/".join(f"{s['asyncioWaitUs']:.0f}" for s in speeds)
-    loops = "/".join(f"{s['loopNs']:.0f}" for s in speeds)
-    return f"the host at each round's start: asyncio wait {waits} us, loop {loops} ns/step"
