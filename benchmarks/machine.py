@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import os
 import platform
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+import numpy as np
 import orjson
 
 from ops.distribution import KAFKA_VERSION
@@ -56,15 +58,51 @@ def describe() -> dict[str, Any]:
     }
 
 
-def host_speed(turns: int = 10_000, steps: int = 2_000_000) -> dict[str, float]:
-    """This host's speed now, for the two kinds of Python work in the benchmarks (best of 7 and of 3).
+def random_cycle(n: int) -> tuple[array.array[int], int]:
+    """n slots, each the index of the next: one cycle through every slot in a random order; and
+    where it starts."""
+    order = np.random.default_rng(7).permutation(n)
+    following = np.empty(n, dtype=np.int64)
+    following[order] = np.roll(order, -1)
+    slots = array.array("q")
+    slots.frombytes(following.tobytes())
+    return slots, int(order[0])
+
+
+def memory_ns(far_bytes: int = 32 << 20, near_bytes: int = 256 << 10, steps: int = 200_000) -> float:
+    """Nanoseconds a read from far memory costs over one from the caches: a walk of dependent
+    reads (each index read is the next one read) through a random cycle over `far_bytes`,
+    less the same walk over `near_bytes` (the interpreter's own cost per step), best of 3 each.
+
+    Why: on 4 December this host's reads beyond ~4 MB cost 170 to 300 ns each (a C walk: ~20 ns
+    within 2 MB), and a document's parse took 25 us inside the worker against 6.4 us in a loop
+    (RESULTS, "Where the worker's time goes on this host: memory"). The worker's working set is
+    far larger than the caches, the floors' is not, so this figure moves c/f from host to host."""
+
+    def walk(size: int) -> float:
+        slots, first = random_cycle(max(size // 8, 2))
+        best = float("inf")
+        for _ in range(3):
+            at = first
+            start = time.perf_counter()
+            for _ in range(steps):
+                at = slots[at]
+            best = min(best, time.perf_counter() - start)
+        return best / steps * 1e9
+
+    return max(walk(far_bytes) - walk(near_bytes), 0.0)
+
+
+def host_speed(turns: int = 10_000, steps: int = 2_000_000, memory_steps: int = 200_000) -> dict[str, float]:
+    """This host's speed now, for the kinds of Python work in the benchmarks (best of 7 and of 3).
 
     `loopNs`: nanoseconds per step of a bare `for` loop, the interpreter alone. `asyncioWaitUs`:
     microseconds per `asyncio.wait` over four futures (two tasks, two bare futures; the first done
     wins, the rest cancelled) on a fresh standard loop: what Faust's consumer does per message
-    (mode's `wait_first`). The two need not move together: on 4 December a new host ran the loop
-    as fast as the old one and Faust's floor at a third of its speed (RESULTS, "The host since
-    3 December"), so a run records both, and runs on different hosts are not compared."""
+    (mode's `wait_first`). `memoryNs`: what a read from far memory costs (`memory_ns`). They need
+    not move together: on 4 December a new host ran the loop as fast as the old one and Faust's
+    floor at a third of its speed (RESULTS, "The host since 3 December"), so a run records all
+    three, and runs on different hosts are not compared."""
 
     def loop_ns() -> float:
         start = time.perf_counter()
@@ -104,8 +142,11 @@ def host_speed(turns: int = 10_000, steps: int = 2_000_000) -> dict[str, float]:
     return {
         "loopNs": round(min(loop_ns() for _ in range(7)), 1),  # 7 x ~60 ms: a blip of the host spans fewer
         "asyncioWaitUs": round(min(wait_us() for _ in range(3)), 1),
+        "memoryNs": round(memory_ns(steps=memory_steps), 1),
     }
 
+
+_FIGURES = (("asyncioWaitUs", "asyncio wait", "us"), ("loopNs", "loop", "ns/step"), ("memoryNs", "memory", "ns/read"))
 
 # A host figure that moves more than this between a run's start and its end makes its ratios suspect
 SPEED_MOVED = 0.15
@@ -122,6 +163,8 @@ def host_line(machine: dict[str, Any]) -> str:
 
     if speed:
         parts.append(f"asyncio wait {figure('asyncioWaitUs')} us, loop {figure('loopNs')} ns/step")
+    if "memoryNs" in speed:  # since the evening of 4 December
+        parts[-1] += f", memory {figure('memoryNs')} ns/read"
     return ", ".join(parts)
 
 
@@ -129,7 +172,10 @@ def speeds_line(speeds: list[dict[str, float]]) -> str:
     """The host's speed at the start of each round of a run (`clearance bench --rounds`)."""
     waits = "/".join(f"{s['asyncioWaitUs']:.0f}" for s in speeds)
     loops = "/".join(f"{s['loopNs']:.0f}" for s in speeds)
-    return f"the host at each round's start: asyncio wait {waits} us, loop {loops} ns/step"
+    line = f"the host at each round's start: asyncio wait {waits} us, loop {loops} ns/step"
+    if all("memoryNs" in s for s in speeds):
+        line += ", memory " + "/".join(f"{s['memoryNs']:.0f}" for s in speeds) + " ns/read"
+    return line
 
 
 def speed_moved(machine: dict[str, Any]) -> str:
@@ -138,7 +184,7 @@ def speed_moved(machine: dict[str, Any]) -> str:
     speed, after = machine.get("speed") or {}, machine.get("speedAfter") or {}
     moved = [
         f"{name} {speed[key]:.0f} -> {after[key]:.0f} {unit}"
-        for key, name, unit in (("asyncioWaitUs", "asyncio wait", "us"), ("loopNs", "loop", "ns/step"))
+        for key, name, unit in _FIGURES
         if key in speed and key in after and abs(after[key] - speed[key]) > SPEED_MOVED * speed[key]
     ]
     return ", ".join(moved)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.machine import host_speed, one_line
+from benchmarks.machine import host_speed, one_line, random_cycle
 from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check
@@ -220,9 +220,37 @@ def test_a_host_whose_speed_moved_during_the_run_is_named_and_flagged() -> None:
     assert "(loop 53 -> 40 ns/step)" in render(results)
 
 
+def test_the_memory_walk_is_one_cycle_through_every_slot() -> None:
+    """Each read names the next (a dependent walk: no read can start before the one before it
+    ends), and the walk meets every slot once before it comes back, so it touches all of far memory."""
+    slots, first = random_cycle(10_000)
+    seen, at = set(), first
+    for _ in range(10_000):
+        seen.add(at)
+        at = slots[at]
+    assert at == first and len(seen) == 10_000
+    assert list(slots[:20]) != list(range(1, 21)), "in a random order, not slot after slot"
+
+
+def test_the_memorys_speed_is_named_and_flagged_when_recorded() -> None:
+    results = _results("ok")
+    results["timestamp"], results["parameters"] = "2026-12-04T21:00:00", {"orders": 50_000, "messages": 151_725}
+    results["machine"] |= {"kernel": "k", "speed": {"loopNs": 17.0, "asyncioWaitUs": 31.0, "memoryNs": 140.0}}
+    add_ratios(results)
+    assert one_line(results["machine"]).endswith("kernel k, asyncio wait 31 us, loop 17 ns/step, memory 140 ns/read")
+    results["machine"]["speedAfter"] = {"loopNs": 17.0, "asyncioWaitUs": 31.0, "memoryNs": 200.0}
+    host = _row(results, Path("x.json")).split(" | ")[1]
+    assert host.endswith("kernel k, asyncio wait 31->31 us, loop 17->17 ns/step, memory 140->200 ns/read")
+    warning = [line for line in render(results).splitlines() if "moved" in line]
+    assert warning == [
+        "the host's speed moved during the run (memory 140 -> 200 ns/read): its cases ran at different speeds"
+    ]
+
+
 def test_the_host_speed_is_measured_not_made_up() -> None:
-    quick = host_speed(turns=200, steps=20_000)
-    assert set(quick) == {"loopNs", "asyncioWaitUs"}
+    quick = host_speed(turns=200, steps=20_000, memory_steps=20_000)
+    assert set(quick) == {"loopNs", "asyncioWaitUs", "memoryNs"}
+    assert 0 <= quick["memoryNs"] < 100_000, "a read from far memory: nanoseconds"
     assert 0 < quick["loopNs"] < 10_000, "a for loop's step: nanoseconds"
     # a wait over four futures runs the loop at least once and builds two tasks: microseconds, many loop steps
     assert quick["asyncioWaitUs"] > 0.5 and quick["asyncioWaitUs"] * 1_000 > 5 * quick["loopNs"]
