@@ -17,6 +17,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,10 +247,21 @@ def output_check(info: TraceInfo, collector: Collector) -> str:
     if not info.expected_ids:
         return ""
     published = collector.declaration_ids
-    missing, extra = len(info.expected_ids - published), len(published - info.expected_ids)
+    missing, extra = info.expected_ids - published, published - info.expected_ids
     if not missing and not extra:
         return ""
-    return f"{missing:,} of the embedded runner's {len(info.expected_ids):,} declarations missing, {extra:,} others"
+    return (
+        f"{len(missing):,} of the embedded runner's {len(info.expected_ids):,} declarations missing{_named(missing)}, "
+        f"{len(extra):,} others{_named(extra)}"
+    )
+
+
+def _named(ids: Iterable[str], most: int = 4) -> str:
+    """ " (a, b, ...)": the first `most` of `ids` in order, to find them in the topics and the logs."""
+    first = sorted(ids)[: most + 1]
+    if not first:
+        return ""
+    return " (" + ", ".join(first[:most]) + (", ..." if len(first) > most else "") + ")"
 
 
 def flush_phase(

@@ -56,8 +56,10 @@ def test_the_output_check_names_what_is_missing_and_what_is_not_expected() -> No
     info = TraceInfo(messages=9, orders=3, last_app_ms=0, expected_ids=frozenset({"a/RELEASED", "b/REJECTED"}))
     assert output_check(info, _collected("a/RELEASED", "b/REJECTED")) == ""
     assert output_check(info, _collected("a/RELEASED", "b/REVIEW", "c/REJECTED")) == (
-        "1 of the embedded runner's 2 declarations missing, 2 others"
+        "1 of the embedded runner's 2 declarations missing (b/REJECTED), 2 others (b/REVIEW, c/REJECTED)"
     )
+    many = _collected(*(f"o{n}/RELEASED" for n in range(6)))
+    assert output_check(info, many).endswith("6 others (o0/RELEASED, o1/RELEASED, o2/RELEASED, o3/RELEASED, ...)")
     assert output_check(TraceInfo(9, 3, 0), _collected("x/RELEASED")) == "", "no embedded output: not judged"
 
 
