@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import machine
-from benchmarks.machine import random_cycle
+from benchmarks.machine import random_cycle, walk_ns
 from pipeline import parsing
 
 RESULTS = Path(__file__).resolve().parent / "results" / "locality.jsonl"
@@ -40,21 +40,9 @@ WALK_KB = (256, 1024, 4096, 16384, 65536)
 FAR_BYTES = 64 << 20
 
 
-def walk_ns(size: int, steps: int = 200_000) -> float:
-    """Nanoseconds per read of a dependent walk over `size` bytes of slots, best of 3."""
-    slots, first = random_cycle(max(size // 8, 2))
-    best = float("inf")
-    for _ in range(3):
-        at = first
-        started = time.perf_counter()
-        for _ in range(steps):
-            at = slots[at]
-        best = min(best, time.perf_counter() - started)
-    return round(best / steps * 1e9, 1)
-
-
 def documents(trace: Path, count: int) -> list[tuple[Callable[[bytes], object], bytes]]:
-    """Up to `count` valid documents of each kind, shuffled together, with their parse function."""
+    """`count` valid documents with their parse function: up to `count` of each kind read, the
+    three kinds shuffled together, the first `count` kept."""
     docs: list[tuple[Callable[[bytes], object], bytes]] = []
     for kind, name in KINDS.items():
         parse: Callable[[bytes], object] = getattr(parsing, f"parse_{kind}")
@@ -113,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "locality",
         "speed": speed,
-        "walkNsPerRead": {f"{kb}KB": walk_ns(kb << 10) for kb in WALK_KB},
+        "walkNsPerRead": {f"{kb}KB": round(walk_ns(kb << 10), 1) for kb in WALK_KB},
         "documents": len(docs),
         "parseUs": {str(reads): parse_us(docs, reads, far) for reads in (int(r) for r in args.reads.split(","))},
     }

@@ -69,28 +69,29 @@ def random_cycle(n: int) -> tuple[array.array[int], int]:
     return slots, int(order[0])
 
 
-def memory_ns(far_bytes: int = 32 << 20, near_bytes: int = 256 << 10, steps: int = 200_000) -> float:
-    """Nanoseconds a read from far memory costs over one from the caches: a walk of dependent
-    reads (each index read is the next one read) through a random cycle over `far_bytes`,
-    less the same walk over `near_bytes` (the interpreter's own cost per step), best of 3 each.
+def walk_ns(size: int, steps: int = 200_000) -> float:
+    """Nanoseconds per read of a walk of dependent reads (each slot read names the next) through a
+    random cycle over `size` bytes of slots, the interpreter's cost per step included; best of 3."""
+    slots, first = random_cycle(max(size // 8, 2))
+    best = float("inf")
+    for _ in range(3):
+        at = first
+        start = time.perf_counter()
+        for _ in range(steps):
+            at = slots[at]
+        best = min(best, time.perf_counter() - start)
+    return best / steps * 1e9
 
-    Why: on 4 December this host's reads beyond ~4 MB cost 170 to 300 ns each (a C walk: ~20 ns
-    within 2 MB), and a document's parse took 25 us inside the worker against 6.4 us in a loop
+
+def memory_ns(far_bytes: int = 32 << 20, near_bytes: int = 256 << 10, steps: int = 200_000) -> float:
+    """Nanoseconds a read from far memory costs over one from the caches: the walk over
+    `far_bytes` less the walk over `near_bytes` (the interpreter's own cost per step).
+
+    Why: on 4 December this host's reads beyond ~4 MB cost 150 to 315 ns each (a C walk: ~20 ns
+    within 2 MB), and a document's parse took 25.5 us inside the worker against 6.2 us in a loop
     (RESULTS, "Where the worker's time goes on this host: memory"). The worker's working set is
     far larger than the caches, the floors' is not, so this figure moves c/f from host to host."""
-
-    def walk(size: int) -> float:
-        slots, first = random_cycle(max(size // 8, 2))
-        best = float("inf")
-        for _ in range(3):
-            at = first
-            start = time.perf_counter()
-            for _ in range(steps):
-                at = slots[at]
-            best = min(best, time.perf_counter() - start)
-        return best / steps * 1e9
-
-    return max(walk(far_bytes) - walk(near_bytes), 0.0)
+    return max(walk_ns(far_bytes, steps) - walk_ns(near_bytes, steps), 0.0)
 
 
 def host_speed(turns: int = 10_000, steps: int = 2_000_000, memory_steps: int = 200_000) -> dict[str, float]:

@@ -257,7 +257,7 @@ def output_check(info: TraceInfo, collector: Collector) -> str:
 
 
 def _named(ids: Iterable[str], most: int = 4) -> str:
-    """ " (a, b, ...)": the first `most` of `ids` in order, to find them in the topics and the logs."""
+    """The first `most` of `ids` in order, as " (a, b, ...)", to find them in the topics and the logs."""
     first = sorted(ids)[: most + 1]
     if not first:
         return ""
