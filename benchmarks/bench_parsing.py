@@ -30,6 +30,7 @@ from pipeline import parsing
 from pipeline.documents import OrderDoc, PaymentDoc, WaybillDoc
 
 KINDS = {"order": "orders.jsonl", "payment": "payments.jsonl", "waybill": "waybills.jsonl"}
+DEFAULT_TRACE = Path(tempfile.gettempdir()) / "clearance-bench-parsing"
 STRUCTS: dict[str, Any] = {"order": OrderDoc, "payment": PaymentDoc, "waybill": WaybillDoc}
 
 
@@ -76,19 +77,25 @@ def measure(trace: Path, limit: int, other: ModuleType | None) -> dict[str, dict
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trace", type=Path, default=Path(tempfile.gettempdir()) / "clearance-bench-parsing")
-    parser.add_argument("--lines", type=int, default=20_000)
-    parser.add_argument("--parser", type=Path, help="another parsing module's file, timed beside the current one")
-    args = parser.parse_args(argv)
-    if not (args.trace / "orders.jsonl").exists():
+def ensure_trace(trace: Path) -> None:
+    """Make the default trace in `trace` unless it holds one: `clearance generate` peak-hour,
+    seed 11, 20,000 orders (also benchmarks/locality.py's)."""
+    if not (trace / "orders.jsonl").exists():
         subprocess.run(
-            [sys.executable, "-m", "clearance.cli", "generate", str(args.trace), "--preset", "peak-hour"]
+            [sys.executable, "-m", "clearance.cli", "generate", str(trace), "--preset", "peak-hour"]
             + ["--orders", "20000", "--seed", "11"],
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--parser", type=Path, help="another parsing module's file, timed beside the current one")
+    args = parser.parse_args(argv)
+    ensure_trace(args.trace)
     results = measure(args.trace, args.lines, _load(args.parser) if args.parser else None)
     print(
         orjson.dumps(

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import machine
+from benchmarks.bench_parsing import DEFAULT_TRACE, ensure_trace
 from benchmarks.machine import random_cycle, walk_ns
 from pipeline import parsing
 
@@ -81,20 +80,14 @@ def parse_us(docs: list[tuple[Callable[[bytes], object], bytes]], reads: int, fa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.locality", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trace", type=Path, default=Path(tempfile.gettempdir()) / "clearance-bench-parsing")
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     parser.add_argument("--documents", type=int, default=3_000, help="documents parsed per pass (default 3,000)")
     parser.add_argument(
         "--reads", default="0,1000,4000,16000", help="far reads between two parses, one run each (comma-separated)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON lines file the run is appended to")
     args = parser.parse_args(argv)
-    if not (args.trace / "orders.jsonl").exists():
-        subprocess.run(
-            [sys.executable, "-m", "clearance.cli", "generate", str(args.trace), "--preset", "peak-hour"]
-            + ["--orders", "20000", "--seed", "11"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+    ensure_trace(args.trace)
     docs = documents(args.trace, args.documents)
     far = random_cycle(FAR_BYTES // 8)
     speed = machine.host_speed()
