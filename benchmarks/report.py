@@ -179,7 +179,8 @@ def _listed(values: list[float]) -> str:
 
 
 def _ratios_line(label: str, values: dict[str, float], by_round: dict[str, list[float]]) -> str:
-    """ "c/f 0.548" per ratio; with rounds, the rounds' own beside the median: "c/f 0.548 (0.431 0.548 0.560)"."""
+    """One line of ratios, as "c/f 0.548"; with rounds, the rounds' own beside the median, as
+    "c/f 0.548 (0.431 0.548 0.560)"."""
 
     def one(name: str, value: float) -> str:
         spread = by_round.get(name, [])

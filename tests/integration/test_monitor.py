@@ -249,14 +249,8 @@ def test_a_live_screen_does_not_hold_up_the_monitors_stop(
     import urllib.request
 
     proc, port, log = monitor
-    deadline = time.monotonic() + 30
-    while True:  # listening
-        try:
-            urllib_get(f"http://127.0.0.1:{port}/healthz")
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+    assert _wait(lambda: proc.poll() is not None or _listening(port), 30), log.read_text()[-3000:]
+    assert proc.poll() is None, log.read_text()[-3000:]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as stream:  # noqa: S310
         assert stream.readline().startswith(b"data: {"), "the stream sends the summary first"
         proc.send_signal(signal.SIGTERM)
@@ -283,6 +277,15 @@ def _wait(check: Any, timeout: float) -> bool:
             return True
         time.sleep(0.5)
     return False
+
+
+def _listening(port: int) -> bool:
+    """The monitor answers /healthz."""
+    try:
+        urllib_get(f"http://127.0.0.1:{port}/healthz")
+    except OSError:
+        return False
+    return True
 
 
 def urllib_get(url: str) -> bytes:
