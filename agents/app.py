@@ -122,7 +122,7 @@ def build(settings: Settings) -> Pipeline:
         "join": _sequencer(app, side, metrics, join_topics),
         "quota": _sequencer(app, side, metrics, {candidates.get_topic_name()}),
     }
-    reads = (sequences["join"], UnreadCheck(app, side, sequences["join"], metrics))
+    reads = (sequences["join"], UnreadCheck(app, side, sequences["join"], metrics), side)
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
     wakeups = _wakeups(settings, producer, metrics)
     joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog, wakeups)
@@ -327,13 +327,13 @@ def _joiner(
     tables: _Tables,
     access: _Tables,
     sender: Sender,
-    reads: tuple[Sequencer, UnreadCheck],
+    reads: tuple[Sequencer, UnreadCheck, SideReader],
     flow: InputFlow,
     spills: Spills,
     changelog: Changelog | None,
     wakeups: Wakeups | None,
 ) -> JoinProcessor:
-    sequence, unread = reads
+    sequence, unread, side = reads
 
     def scan(partition: int) -> Iterator[tuple[bytes, bytes]]:
         """The partition's states in RocksDB, the writes still waiting for their batch written first."""
@@ -359,6 +359,8 @@ def _joiner(
         merge_buffer=settings.merge_buffer,
         spills=spills.open,
         wake=wakeups.at if wakeups is not None else None,
+        position=sequence.next_offset,
+        log_end=side.log_end,
     )
 
 

@@ -239,6 +239,9 @@ def replay(
             producer.poll(0)
             bar.update(i)
     if flush_ticks_ms is not None:
+        # The documents are at the broker before the ticks are sent: a worker holds a flush until
+        # it has received what its partition's input topics held when the flush came (agents/join.py).
+        _flush(producer)
         summary.ticks = produce_ticks(producer, settings, max(trace_ms, 0) + flush_ticks_ms)
     _flush(producer)
     summary.seconds = time.perf_counter() - clock.start
@@ -331,10 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=-1.0,
         help="after the trace, one tick per tick-topic partition at the last appTime + HOURS "
-        "(default: window + retention + 1 h), so every window closes. A worker applies a tick to what it "
-        "has fetched so far: on a lagging worker, documents fetched after it count as late. Replay the "
-        "trace first, wait for consumer_lag 0 on the worker's /metrics, then send the ticks alone with "
-        "--ticks-only",
+        "(default: window + retention + 1 h), so every window closes. They are sent once every document "
+        "is delivered; a worker applies a tick after everything its partition's input topics held when "
+        "the tick came, however far behind it is. --ticks-only sends them alone, later",
     )
     parser.add_argument(
         "--ticks-only", action="store_true", help="produce nothing of the trace, only its --flush-ticks (default hours)"

@@ -358,6 +358,28 @@ def test_differential_against_embedded(kafka_settings: Settings, tmp_path: Path,
     }
 
 
+def test_a_flush_sent_with_the_replay_waits_for_its_input(
+    kafka_settings: Settings, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """`clearance replay --flush-ticks` in one go, the worker started after it: every document
+    and every flush tick wait at the broker, and Faust fetches the tiny tick partitions as soon
+    as the input's. Applied on receipt, the flushes closed most windows before their documents
+    were read; each now waits for the input its partition held when it came (agents/join.py),
+    and the output is `clearance run`'s, declaration for declaration."""
+    trace = generate(tmp_path / "trace", orders=2000, seed=23)
+    expected = run_embedded(kafka_settings, trace, tmp_path / "embedded")
+    summary = replay(trace, kafka_settings, flush_ticks_ms=FLUSH_MS)
+    assert summary.errors == 0 and summary.ticks == kafka_settings.partitions
+    workers.append(start_worker(kafka_settings, tmp_path, "w1", CLEARANCE_LOG_LEVEL="INFO"))
+    got = consume(kafka_settings, total_records(expected))
+    stats = compare(expected, got)
+    print(f"flush with the replay: {dict(stats)}")
+    waited = workers[0].log.read_text().count("waits for the input that came before it")
+    assert workers[0].stop(signal.SIGTERM) == 0
+    print(f"flushes that waited for their input: {waited} of {summary.ticks}")
+    assert waited >= 1, "every flush came after its input: the run did not test the wait"
+
+
 def _check_received_at(got: dict[str, list[Any]]) -> None:
     """A complete set's declaration carries receivedAt (the completing document's Kafka
     timestamp), at most its decidedAt; one with a document missing has none (docs/CONTRACT.md)."""
