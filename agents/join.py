@@ -457,6 +457,7 @@ class JoinProcessor:
         if behind:
             if not flush.logged:
                 flush.logged = True
+                self.metrics.inc("flushes_waited")
                 log.info(
                     "partition %d: the flush to event time %d waits for the input that came before it: %s",
                     partition,

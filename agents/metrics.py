@@ -52,6 +52,7 @@ MetricName = Literal[
     "candidate_records_out",
     "merge_broker_asks",
     "merge_wakeups",
+    "flushes_waited",
 ]
 Gauge = tuple[MetricName, dict[str, str], float]
 
@@ -106,6 +107,10 @@ _HELP: dict[MetricName, tuple[str, str]] = {
     "merge_wakeups": (
         "counter",
         "ticks sent to a partition when the merge's wait for its silent topics ended (agents/wakeup.py)",
+    ),
+    "flushes_waited": (
+        "counter",
+        'flush ticks ({"eventTime": ms}) that came before the input sent ahead of them was received, and waited for it',
     ),
     "malloc_bytes": ("gauge", "the C allocator (glibc): in use, free but kept, mmapped (all arenas)"),
     "gc_collections": ("counter", "collections of Python's cyclic GC, by generation (0 young, 2 full)"),

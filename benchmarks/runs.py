@@ -282,6 +282,8 @@ def flush_phase(
         time.sleep(1)
     return {
         "afterFlush": {
+            # flush ticks that came before their partition's input was all received, and waited for it
+            "flushesWaited": sampler.metric_total("clearance_flushes_waited_total"),
             "declarations": collector.count,
             "distinctDeclarations": len(collector.declaration_ids),
             "distinctOrders": len(set(collector.order_nos)),

@@ -386,6 +386,7 @@ def test_a_flush_waits_for_the_input_the_broker_held_when_it_came() -> None:
         assert h.declarations() == [], "no window closed with a document missing"
         assert h.ends_asked == asked, "input does not ask the broker"
         assert h.tick_acks == [0, 1], "the flush's ack, then the tick's after it"
+        assert h.join.metrics.counts[("flushes_waited", "")] == 1
         assert h.join.partitions[PARTITION].loop.event_ms == FLUSH_MS
         assert h.join.partitions[PARTITION].flush is None
 
@@ -401,6 +402,7 @@ def test_a_flush_with_its_input_received_applies_at_once_and_passes_the_merge_s_
         await h.settle()
         assert h.declarations() == [("PK1", ["MISSING_WAYBILL"])]
         assert h.tick_acks == [0]
+        assert h.join.metrics.counts[("flushes_waited", "")] == 0
         assert sorted(h.acked) == [("orders", 0), ("payments", 0)]
 
     run(body)
