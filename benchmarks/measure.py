@@ -46,6 +46,7 @@ class Collector(threading.Thread):
         self.window_closed: list[bool] = []
         self.decided_ms: list[int] = []  # each declaration's decidedAt (the join's wall clock), -1 unknown
         self.declaration_ids: set[str] = set()
+        self.complete = 0  # declarations decided on completion (no MISSING_* reason), repeats included
         self._stop_event = threading.Event()
         self._ready = threading.Event()
 
@@ -84,7 +85,9 @@ class Collector(threading.Thread):
             order_no, reasons, decided = "", [], -1
         self.order_nos.append(order_no)
         self.decided_ms.append(decided)
-        self.window_closed.append(any(r in _MISSING for r in reasons))
+        closed = any(r in _MISSING for r in reasons)
+        self.window_closed.append(closed)
+        self.complete += not closed
         self.timestamps.append(timestamp)  # last: `count` only grows once the row is whole
 
     def wait_ready(self) -> None:

@@ -179,7 +179,9 @@ def soak_case(
         # Declarations trail the input (the quota stage waits for every partition's watermark):
         # on a busy machine the first came 2 minutes after the replay. Flush ticks sent while
         # documents are unread would close their windows early.
-        result["complete"] = wait_complete(collector, info.expected_complete, stall=120, timeout=3600, startup=600)
+        result["complete"] = wait_complete(
+            collector, info.expected_complete, stall=120, timeout=3600, startup=600, decided_on_completion=True
+        )
         result["seconds"] = round(time.monotonic() - began, 1)
         result["declarations"] = collector.count
         result["rssBeforeFlushMB"] = _mb(vm_kb(worker.pid, "VmRSS"))

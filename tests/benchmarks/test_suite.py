@@ -25,7 +25,7 @@ import pytest
 from benchmarks.machine import host_speed, one_line, random_cycle
 from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
 from benchmarks.report import _row, add_ratios, render
-from benchmarks.runs import TraceInfo, output_check
+from benchmarks.runs import TraceInfo, output_check, wait_complete
 from benchmarks.startup import own_settings
 from benchmarks.suite import DEFAULT_ORDER_RATES, build_parser, latency_cases, order_rates, run_settings
 from clearance.settings import Settings
@@ -288,6 +288,19 @@ def test_the_collector_reads_the_joins_decision_time_of_a_declaration() -> None:
     collector._take(1_002, b"not json")
     assert collector.decided_ms == [1_795_723_262_345, -1, -1]
     assert collector.window_closed == [False, True, False] and collector.count == 3
+    assert collector.complete == 2, "the two without a MISSING_* reason"
+
+
+def test_the_first_phase_waits_for_the_declarations_decided_on_completion() -> None:
+    """Window-close declarations come early (a trace's late documents close windows): counted
+    with them, the first phase ended with complete sets undecided, their documents unread."""
+    collector = Collector(Settings())
+    collector._take(1_000, b'{"orderNo": "A1", "reasons": []}')
+    collector._take(1_001, b'{"orderNo": "A2", "reasons": ["MISSING_PAYMENT"]}')
+    assert wait_complete(collector, 2, stall=0.05, timeout=5)
+    assert not wait_complete(collector, 2, stall=0.05, timeout=5, decided_on_completion=True)
+    collector._take(1_002, b'{"orderNo": "A3", "reasons": ["PAID_AMOUNT_MISMATCH"]}')
+    assert wait_complete(collector, 2, stall=0.05, timeout=5, decided_on_completion=True)
 
 
 def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows() -> None:
