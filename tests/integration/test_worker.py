@@ -3,8 +3,10 @@
 The embedded runner closes every window at the end of its input; on Kafka the test
 waits until the worker has consumed every input message and then produces one tick
 per partition with an explicit event time past every deadline (`{"eventTime": ms}`),
-so both runs close the same windows. Waiting first matters: a flush tick read
-before the rest of its partition's input would close windows early.
+so both runs close the same windows. Waiting first mattered while a worker applied a
+flush tick on receipt, ahead of the rest of its partition's input (windows closed early);
+it now holds the flush until that input is received, which
+`test_a_flush_sent_with_the_replay_waits_for_its_input` checks with no wait at all.
 
 Sizes are modest for a 2-core machine, except the crash test's 50,000 orders (the issue's
 minimum). CLEARANCE_TEST_CRASH_ORDERS sets that trace size; CLEARANCE_TEST_EXACTLY_ONCE=1 runs the
@@ -539,7 +541,8 @@ def wait_caught_up(settings: Settings, timeout: float) -> None:
     message received, applied and its sends delivered (an ack waits for all of that). Not the
     workers' consumer_lag: it counts from the consumer's high watermark of its last fetch,
     seconds old for a paused partition (agents/unread.py); a flush sent on it most likely
-    closed windows before the last documents were read (446 declarations missing in one run). Not the
+    closed windows before the last documents were read (446 declarations missing in one run,
+    before a flush waited for its input). Not the
     leaving worker's count before its SIGTERM either: it goes on until its flow stops and
     commits all it handled (a run waited for 29 documents the leaving worker had handled)."""
     deadline = time.monotonic() + timeout
