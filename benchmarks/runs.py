@@ -84,9 +84,10 @@ def wait_complete(
     Phase 1 counts only those decided on completion: the trace's late documents close windows
     (MISSING_*) long before the end (720 of the 30,000-order trace's 30,288 declarations), and
     counted with them the phase could end with as many complete sets not decided yet, their
-    documents perhaps still unread, and send its flush ahead of them. Before the first declaration the workers may take `startup` s more
-    (Faust's start, the group's rebalances: two processes starting together on two cores
-    took over 20 s)."""
+    documents perhaps still unread, and send its flush ahead of them.
+
+    Before the first declaration the workers may take `startup` s more (Faust's start, the
+    group's rebalances: two processes starting together on two cores took over 20 s)."""
 
     def count() -> int:
         return collector.complete if decided_on_completion else collector.count
