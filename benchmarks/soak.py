@@ -177,8 +177,8 @@ def soak_case(
         replay(trace, settings, Pacing("rate", rate) if rate else None)
         result["replaySeconds"] = round(time.monotonic() - began, 1)
         # Declarations trail the input (the quota stage waits for every partition's watermark):
-        # on a busy machine the first came 2 minutes after the replay. Flush ticks sent while
-        # documents are unread would close their windows early.
+        # on a busy machine the first came 2 minutes after the replay. The flush would wait for
+        # unread documents itself (agents/join.py); waiting here keeps the phases' figures apart.
         result["complete"] = wait_complete(
             collector, info.expected_complete, stall=120, timeout=3600, startup=600, decided_on_completion=True
         )
