@@ -7,9 +7,10 @@ Phase 1: the workers process the input (pre-loaded, or replayed at a fixed offer
 rate while they run) until every declaration that is decided on completion is out.
 Phase 2: one tick per partition moves event time past every window and the
 retention of decided orders; the window-close (MISSING_*) declarations follow and
-the join state should empty. Ticks are sent only after phase 1 because Faust
-interleaves the tick topic with the input topics freely: a tick read early would
-close windows of documents still queued.
+the join state should empty. Faust interleaves the tick topic with the input topics
+freely, so a worker holds a flush tick until it has received the input that came before
+it (agents/join.py; `afterFlush.flushesWaited` counts those that waited); the ticks are
+still sent only after phase 1, so that phase 1's figures end where its work does.
 """
 
 from __future__ import annotations
