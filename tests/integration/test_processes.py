@@ -16,8 +16,10 @@ from clearance.kafka import KafkaUnavailable, probe
 from clearance.settings import Settings
 from ops.broker import broker_pid, default_home
 from ops.files import broker_files
+from ops.replay import replay
 from tests.integration.test_worker import (
     CLI,
+    FLUSH_MS,
     ROOT,
     Worker,
     _env,
@@ -49,18 +51,24 @@ def _per_process(supervisor: Worker, metric: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    "preload",
-    [False, True],
-    ids=["replay-after-start", "backlog-before-start"],
+    ("preload", "flush_first"),
+    [(False, False), (True, False), (True, True)],
+    ids=["replay-after-start", "backlog-before-start", "backlog-and-its-flush-before-start"],
 )
 def test_two_processes_share_the_partitions_and_stop_together(
-    kafka_settings: Settings, tmp_path: Path, preload: bool
+    kafka_settings: Settings, tmp_path: Path, preload: bool, flush_first: bool
 ) -> None:
     """Both ways the benchmark and a deploy meet it: input replayed once the processes are ready,
-    and a backlog waiting when both start together (case d of `clearance bench`)."""
+    and a backlog waiting when both start together (case d of `clearance bench`). And the backlog
+    with its flush ticks behind it (`clearance replay --flush-ticks` in one go): the first
+    process to join takes every partition and holds each flush until its input is received; the
+    second's rebalance drops those still waiting, unacked, and their new owners read them again."""
     trace = generate(tmp_path / "trace", orders=600 if preload else 300, seed=12)
     expected = run_embedded(kafka_settings, trace, tmp_path / "embedded")
-    if preload:
+    if flush_first:
+        summary = replay(trace, kafka_settings, flush_ticks_ms=FLUSH_MS)
+        assert summary.errors == 0 and summary.ticks == kafka_settings.partitions
+    elif preload:
         produce_trace(kafka_settings, trace)
     port = _free_port()
     log = tmp_path / "supervisor.log"
@@ -79,11 +87,12 @@ def test_two_processes_share_the_partitions_and_stop_together(
         if not preload:
             produce_trace(kafka_settings, trace)
         wait_consumed([supervisor], input_messages(trace), timeout=60)
-        # documents_in counts what a hand-over makes two processes read twice, so it can reach the
-        # total before every message is handled; the flush (an explicit event time past every
-        # window) must wait until the group has committed the whole input, as the replay's help says.
-        wait_committed(kafka_settings)
-        flush(kafka_settings, trace_max_ms(expected))
+        if not flush_first:
+            # documents_in counts what a hand-over makes two processes read twice, so it can reach
+            # the total before every message is handled; the flush (an explicit event time past
+            # every window) is sent once the group has committed the whole input.
+            wait_committed(kafka_settings)
+            flush(kafka_settings, trace_max_ms(expected))
         got = consume(kafka_settings, total_records(expected), quiet_s=3.0, timeout=60.0)
         # With a backlog waiting, the first process to join takes every partition and hands half
         # over at the second's rebalance: a few repeats (same declarationId and content) are the
@@ -109,6 +118,10 @@ def test_two_processes_share_the_partitions_and_stop_together(
         supervisor.stop(signal.SIGKILL, timeout=10)
     text = log.read_text()
     assert "EXITED" not in text and text.count("stopped, exit code 0") == 2, text[-3000:]
+    if flush_first:
+        waited = text.count("waits for the input that came before it")
+        print(f"flushes that waited for their input: {waited} (a flush the rebalance dropped is read and waits again)")
+        assert waited >= 1, "every flush came after its input: the run did not test the wait"
 
 
 def _broker_pid(settings: Settings) -> int | None:
