@@ -376,11 +376,11 @@ def test_a_flush_sent_with_the_replay_waits_for_its_input(
     # the first, so the flushes are sure to come ahead of their input (with the defaults 1 to 6
     # of the 6 did, run to run).
     small = {"CLEARANCE_MAX_FETCH_KB": "16", "CLEARANCE_MAX_POLL_RECORDS": "50"}
-    workers.append(start_worker(kafka_settings, tmp_path, "w1", CLEARANCE_LOG_LEVEL="INFO", **small))
+    workers.append(start_worker(kafka_settings, tmp_path, "w1", **small))
     got = consume(kafka_settings, total_records(expected))
     stats = compare(expected, got)
     print(f"flush with the replay: {dict(stats)}")
-    waited = workers[0].log.read_text().count("waits for the input that came before it")
+    waited = int(workers[0].metrics().get("clearance_flushes_waited_total", 0))
     assert workers[0].stop(signal.SIGTERM) == 0
     print(f"flushes that waited for their input: {waited} of {summary.ticks}")
     assert waited >= 1, "every flush came after its input: the run did not test the wait"
