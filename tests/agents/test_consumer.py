@@ -1,0 +1,201 @@
+"""agents.consumer: `wait_first` gives mode's answer, finishing in place what does not wait and
+leaving the race to mode's own `wait_first` from the first suspension on.
+
+The consumer's `wait_first` is `first_in_place` over mode's `Service.wait_first`; these tests
+run it on a plain mode service (a Faust consumer starts a thread with an event loop of its own
+as it is made, which a unit test would have to stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import warnings
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mode import Service
+from mode.services import WaitResults
+
+from agents.app import build
+from agents.consumer import Consumer, first_in_place
+from clearance.settings import Settings
+
+
+class _Service(Service):
+    """What the consumer's `wait_first` reads: a mode service, and Faust's `suspend_flow` event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+
+
+Body = Callable[[_Service, list[str]], Awaitable[Any]]
+
+
+async def _ours(service: _Service, *coros: Any, timeout: Any = None) -> WaitResults:
+    return await first_in_place(service, service.wait_first, coros, timeout)
+
+
+async def _modes(service: _Service, *coros: Any, timeout: Any = None) -> WaitResults:
+    return await service.wait_first(*coros, timeout=timeout)
+
+
+def _run(tmp_path: Path, body: Body) -> tuple[Any, list[str]]:
+    """`body(consumer, log)` on a consumer of a fresh app (nothing connects), on a loop of its own."""
+
+    async def main() -> Any:
+        return await body(_Service(), log)
+
+    log: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a coroutine never awaited fails the test
+        return asyncio.run(main()), log
+
+
+def _both(tmp_path: Path, make: Callable[[_Service, list[str]], tuple[Any, ...]]) -> list[tuple[Any, list[str]]]:
+    """The same awaitables through ours and through mode's `wait_first` (the answer without winners' identity)."""
+
+    def through(wait_first: Callable[..., Awaitable[Any]]) -> Body:
+        async def body(consumer: _Service, log: list[str]) -> Any:
+            result = await wait_first(consumer, *make(consumer, log))
+            return (len(result.done), result.results, result.stopped)
+
+        return body
+
+    return [_run(tmp_path, through(_ours)), _run(tmp_path, through(_modes))]
+
+
+async def _step(log: list[str], value: str) -> str:
+    log.append("ran")
+    return value
+
+
+async def _suspends(log: list[str], value: str) -> str:
+    log.append("started")
+    await asyncio.sleep(0)
+    log.append("resumed")
+    future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.set_result, value)
+    got = await future  # a value sent back in through the started coroutine
+    log.append(f"got {got}")
+    return got
+
+
+def test_the_worker_app_makes_this_consumer(tmp_path: Path) -> None:
+    settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2)
+    assert build(settings).app.transport.Consumer is Consumer  # what Transport.create_consumer makes
+
+
+def test_a_callback_that_does_not_wait_finishes_in_place_with_modes_answer(tmp_path: Path) -> None:
+    ours, modes = _both(tmp_path, lambda c, log: (_step(log, "v"), c.suspend_flow.wait()))
+    assert ours == modes == ((1, ["v"], False), ["ran"])
+
+
+def test_in_place_it_makes_no_task(tmp_path: Path) -> None:
+    async def body(consumer: _Service, log: list[str]) -> Any:
+        before = len(asyncio.all_tasks())
+        result = await _ours(consumer, _step(log, "v"), consumer.suspend_flow.wait())
+        return result.results, len(asyncio.all_tasks()) - before
+
+    assert _run(tmp_path, body)[0] == (["v"], 0)
+
+
+def test_a_callback_that_waits_is_resumed_where_it_stopped(tmp_path: Path) -> None:
+    ours, modes = _both(tmp_path, lambda c, log: (_suspends(log, "w"), c.suspend_flow.wait()))
+    assert ours == modes == ((1, ["w"], False), ["started", "resumed", "got w"])
+
+
+def test_a_rebalance_wins_against_a_callback_that_waits_and_it_is_cancelled(tmp_path: Path) -> None:
+    async def blocked(log: list[str], gate: asyncio.Event) -> None:
+        log.append("waiting")
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+
+    async def rebalance(consumer: _Service) -> bool:
+        await asyncio.sleep(0.01)
+        consumer.suspend_flow.set()
+        return True
+
+    def make(consumer: _Service, log: list[str]) -> tuple[Any, ...]:
+        return (blocked(log, asyncio.Event()), rebalance(consumer))
+
+    ours, modes = _both(tmp_path, make)
+    assert ours == modes == ((1, [True], False), ["waiting", "cancelled"])
+
+
+@pytest.mark.parametrize("where", ["in place", "after waiting"])
+def test_an_error_of_the_callback_is_raised_as_mode_raises_it(tmp_path: Path, where: str) -> None:
+    async def fails(log: list[str]) -> None:
+        if where == "after waiting":
+            await asyncio.sleep(0)
+        log.append("raising")
+        raise ValueError("bad message")
+
+    for wait_first in (_ours, _modes):
+
+        async def body(consumer: _Service, log: list[str], wait_first: Any = wait_first) -> Any:
+            other = consumer.suspend_flow.wait()
+            with pytest.raises(ValueError, match="bad message"):
+                await wait_first(consumer, fails(log), other)
+            await asyncio.sleep(0)  # mode's: the loser's task takes its cancellation
+            return inspect.getcoroutinestate(other)
+
+        state, log = _run(tmp_path, body)
+        assert log == ["raising"]
+        assert state == inspect.CORO_CLOSED  # ours closed it, or mode's task ended it: never left unawaited
+
+
+def test_a_stopping_consumer_answers_stopped_after_the_callback_ran(tmp_path: Path) -> None:
+    def make(consumer: _Service, log: list[str]) -> tuple[Any, ...]:
+        consumer._stopped.set()  # what Service.stop sets first
+        return (_step(log, "v"), consumer.suspend_flow.wait())
+
+    ours, modes = _both(tmp_path, make)
+    assert ours == modes == ((0, [], True), ["ran"])
+
+
+def test_the_loser_in_place_is_closed_not_left_unawaited(tmp_path: Path) -> None:
+    async def body(consumer: _Service, log: list[str]) -> Any:
+        other = consumer.suspend_flow.wait()
+        await _ours(consumer, _step(log, "v"), other)
+        return inspect.getcoroutinestate(other)
+
+    assert _run(tmp_path, body)[0] == inspect.CORO_CLOSED
+
+
+def test_anything_but_a_coroutine_first_goes_to_modes_wait_first(tmp_path: Path) -> None:
+    async def body(consumer: _Service, log: list[str]) -> Any:
+        event = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.01, event.set)
+        result = await _ours(consumer, event, timeout=5)  # an event: mode waits on its .wait()
+        return result.results, result.stopped
+
+    assert _run(tmp_path, body)[0] == ([True], False)
+
+
+def test_the_outer_task_cancelled_cancels_the_started_callback(tmp_path: Path) -> None:
+    async def body(consumer: _Service, log: list[str]) -> Any:
+        gate = asyncio.Event()
+
+        async def blocked() -> None:
+            log.append("waiting")
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                log.append("cancelled")
+                raise
+
+        task = asyncio.ensure_future(_ours(consumer, blocked(), consumer.suspend_flow.wait()))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)  # the callback's own task takes its cancellation
+        return None
+
+    assert _run(tmp_path, body)[1] == ["waiting", "cancelled"]
