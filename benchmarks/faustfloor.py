@@ -12,7 +12,8 @@ Variants (`--variant`, for benchmarks/floors.py; case f is "plain"):
 - "take": the same, in batches through `stream.take_events(TAKE_MAX, TAKE_WITHIN)`, the
   batching the issue names for the agents (Faust acks each batch's events after it);
 - "tuned": what the worker gives Faust (uvloop, `cython_optimizations`, the raw schema and
-  the quiet monitor of agents/events.py), `async for event in stream.events()`;
+  the quiet monitor of agents/events.py, the consumer of agents/consumer.py that finishes in
+  place a message callback that does not wait), `async for event in stream.events()`;
 - "tuned-direct": "tuned" iterating the stream itself and reading its `current_event`
   (`events()` is a Python async generator around that same iteration);
 - "tuned-take": "tuned" in batches through `take_events`.
@@ -37,6 +38,7 @@ from typing import Any
 import faust
 import orjson
 
+from agents import consumer
 from agents.app import broker_credentials
 from agents.events import QuietMonitor, RawSchema
 from agents.worker import use_event_loop
@@ -67,6 +69,7 @@ def floor_app(settings: Settings, expected: int, out: Path, variant: str = "plai
         broker_credentials=broker_credentials(settings),
     )
     if tuned:
+        consumer.use_in(app)
         topic = app.topic(*settings.input_topics, schema=RawSchema())
     else:
         topic = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")

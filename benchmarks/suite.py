@@ -9,7 +9,8 @@ Cases, all on one generated trace (`clearance generate --preset peak-hour`):
      `--order-rate` (default 1,000 orders/s, the goal's rate, as "e", and 3,000 as "e3000")
   f  Faust's floor: a bare Faust agent that only reads, parses and acks the same input topics
   t  (not in the default set) case f given what the worker gives Faust: uvloop, the Cython
-     stream iterator, the raw schema and the quiet monitor (benchmarks/faustfloor.py "tuned"):
+     stream iterator, the raw schema, the quiet monitor and the consumer that finishes a
+     message's callback in place (benchmarks/faustfloor.py "tuned"):
      the part of c's cost that is Faust's path as the worker runs it
   s  the soak (not in the default set): one worker's resident memory against the orders it
      declared, then after every window closed (benchmarks/soak.py; `--cases s --orders 100000`,
