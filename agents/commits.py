@@ -45,6 +45,8 @@ class Commits:
         self._released: dict[TopicPartition, int] = {}
         self._behind: dict[TopicPartition, tuple[float, int | None]] = {}  # since when, at which committed offset
         self.caught_up = 0  # partition commits made here because Faust's stayed behind
+        # Bumped at every rebalance: an ack taken before it is dropped (agents/stream.py `_Release`).
+        self.generation = 0
 
     def released(self, topic: str, partition: int, offset: int) -> None:
         """The ack of `offset` was released: every offset up to it is handled and delivered."""
@@ -60,6 +62,7 @@ class Commits:
         """A rebalance: partitions may have moved; start again from the next released acks."""
         self._released.clear()
         self._behind.clear()
+        self.generation += 1
 
     def behind(self) -> dict[TopicPartition, int]:
         """Topic partitions whose committed offset is behind the released acks: the offsets to commit."""
