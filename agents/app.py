@@ -361,7 +361,7 @@ def _joiner(
         merge_buffer=settings.merge_buffer,
         spills=spills.open,
         wake=wakeups.at if wakeups is not None else None,
-        position=sequence.next_offset,
+        start=sequence.committed,
         log_end=side.log_end,
     )
 

@@ -45,7 +45,7 @@ Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
 Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
 Wake = Callable[[int, int], None]  # (partition, wall ms): a tick to that partition then
-Position = Callable[[str, int], int | None]  # (topic, partition) -> the next offset to receive (None: unknown)
+Start = Callable[[str, int], int | None]  # (topic, partition) -> its first offset since the assignment (None: unknown)
 LogEnd = Callable[[str, int], Awaitable[int]]  # (topic, partition) -> the broker's log end offset now
 
 
@@ -112,6 +112,10 @@ class Partition:
     warn_at: int = field(default=_SPLIT_WARN_MIN)
     spill: PartitionSpill | None = None  # the deadline index's chunks on disk, closed once it is forgotten
     flush: Flush | None = None  # an explicit flush waiting for the input that was there before it
+    # The offset after the last message the join received of each input topic since the
+    # assignment (what a waiting flush counts; not the offset guard's next offset, which a tail
+    # read directly moves past messages the join has yet to receive).
+    received: dict[str, int] = field(default_factory=dict)
 
 
 class JoinProcessor:
@@ -137,7 +141,7 @@ class JoinProcessor:
         merge_buffer: int = 0,
         spills: Callable[[int], PartitionSpill] | None = None,
         wake: Wake | None = None,
-        position: Position | None = None,
+        start: Start | None = None,
         log_end: LogEnd | None = None,
     ) -> None:
         """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
@@ -145,9 +149,10 @@ class JoinProcessor:
         `spills` opens a partition's spill for its deadline index (none: kept in memory).
         `wake(partition, wall_ms)` has a tick sent to a partition at the moment the merge's
         wait ends (none: the next input or the next regular tick looks again).
-        `position` (the offset guard's next offset) and `log_end` (the broker's) hold an
-        explicit flush until the input it came after is received (none: a flush applies to
-        what has been received, as before: for tests of the rest)."""
+        `start` (where each input topic partition began at the assignment: the offset guard's
+        committed offset) and `log_end` (the broker's) hold an explicit flush until the input
+        it came after is received (none: a flush applies to what has been received, as before:
+        for tests of the rest)."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -170,7 +175,7 @@ class JoinProcessor:
         self.partitions: dict[int, Partition] = {}
         self.spills = spills
         self.wake = wake
-        self.position = position
+        self.start = start
         self.log_end = log_end
         self._retired: list[PartitionSpill] = []  # spills of forgotten partitions, to close
         self.trace: Trace | None = None
@@ -233,6 +238,7 @@ class JoinProcessor:
             await self.sender.internal_error(msg, exc, "join")
             await self.delivery.ack(ack)
             return
+        part.received[msg.topic] = msg.offset + 1
         rejected: Rejected | None = None
         try:
             doc, rejected = self._receive(msg)
@@ -421,7 +427,7 @@ class JoinProcessor:
         """The broker's log end offset of each input topic of `partition` now; None when one is not
         known (asked again on the next tick); {} without a broker to ask (the flush applies at once)."""
         log_end = self.log_end
-        if log_end is None or self.position is None:
+        if log_end is None or self.start is None:
             return {}
         ends: dict[str, int] = {}
         for topic in self.topics.values():
@@ -446,11 +452,14 @@ class JoinProcessor:
             flush.ends = await self._ends(partition)
             if flush.ends is None:
                 return False
-        position = self.position
+        start = self.start
         behind = {}
-        if position is not None:
+        if start is not None:
+            received = part.received
             for topic, end in flush.ends.items():
-                at = position(topic, partition)
+                at = received.get(topic)
+                if at is None:
+                    at = start(topic, partition)
                 if at is None or at < end:
                     behind[topic] = end - (at or 0)
         wall = self.wall()

@@ -52,7 +52,7 @@ class Harness:
         self.woken: list[tuple[int, int]] = []  # (partition, wall ms) the join asked to be woken at
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.states: dict[bytes, bytes] = {}
-        self.offsets = dict.fromkeys(TOPICS, 0)  # the next offset fed of each topic: the join's position
+        self.offsets = dict.fromkeys(TOPICS, 0)  # the next offset fed (or read, by `feed_tail`) of each topic
         self.ends: dict[str, int] = {}  # the broker's log end of a topic, when beyond what was fed
         self.ends_asked = 0
         self.broker_down = False
@@ -106,7 +106,7 @@ class Harness:
             spills=spills,
             publish_every_ms=publish_every_ms,
             wake=lambda partition, at: self.woken.append((partition, at)),
-            position=lambda topic, partition: self.offsets[topic],
+            start=lambda topic, partition: 0,  # nothing committed: every topic partition starts at 0
             log_end=log_end,
         )
 
@@ -119,6 +119,16 @@ class Harness:
         self.offsets[topic] += 1
         msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc), sent_ms)
         await self.join.handle(msg, lambda: self.acked.append((topic, offset)))
+
+    async def feed_tail(self, topic: str, docs: list[dict[str, Any]], partition: int = PARTITION) -> None:
+        """Documents read at once, as the offset guard reads a tail Faust never delivered: every
+        offset is counted read before the first is handed over, then they go one by one."""
+        self.fed.add(partition)
+        first = self.offsets[topic]
+        self.offsets[topic] += len(docs)
+        for offset, doc in enumerate(docs, start=first):
+            msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc), None)
+            await self.join.handle(msg, lambda offset=offset: self.acked.append((topic, offset)))  # type: ignore[misc]
 
     async def tick(self, partition: int = PARTITION, *, event_ms: int | None = None) -> None:
         """A timer's tick, or with `event_ms` a flush (`{"eventTime": ms}`); its ack is recorded."""
@@ -389,6 +399,32 @@ def test_a_flush_waits_for_the_input_the_broker_held_when_it_came() -> None:
         assert h.join.metrics.counts[("flushes_waited", "")] == 1
         assert h.join.partitions[PARTITION].loop.event_ms == FLUSH_MS
         assert h.join.partitions[PARTITION].flush is None
+
+    run(body)
+
+
+def test_a_flush_waits_for_the_last_message_of_a_tail_read_at_once() -> None:
+    """The offset guard reads a tail Faust never delivered in one go and hands it over one message at
+    a time. The flush counted the guard's next offset, which the read had moved to the end, so it
+    applied at the tail's first message and closed every window whose documents were still in the
+    rest (two-process test: 299 declarations lost). It counts what the join itself received."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("orders", order("PK2", "20261111000010"))
+        h.ends = {"payments": 2, "waybills": 2}
+        h.unread = {"payments", "waybills"}
+        await h.tick(event_ms=FLUSH_MS)
+        await h.settle()
+        assert h.tick_acks == [] and h.declarations() == []
+        h.unread = set()
+        await h.feed_tail("payments", [payment("PK1", "20261111000100"), payment("PK2", "20261111000110")])
+        await h.settle()
+        assert h.tick_acks == [] and h.declarations() == [], "the waybills are not received yet"
+        await h.feed_tail("waybills", [waybill("PK1", "20261111000200"), waybill("PK2", "20261111000210")])
+        await h.settle()
+        assert h.candidates() == ["PK1", "PK2"], "every window complete, then the flush"
+        assert h.declarations() == [] and h.tick_acks == [0]
 
     run(body)
 
