@@ -361,7 +361,7 @@ def _joiner(
         merge_buffer=settings.merge_buffer,
         spills=spills.open,
         wake=wakeups.at if wakeups is not None else None,
-        start=sequence.committed,
+        position=sequence.handed,
         log_end=side.log_end,
     )
 

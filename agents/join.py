@@ -45,7 +45,7 @@ Scan = Callable[[int], Iterable[tuple[bytes, bytes]]]
 Committed = Callable[[str, int], int | None]
 Unread = Callable[[str, int, int], Awaitable[bool]]  # (topic, partition, asked no earlier than ms)
 Wake = Callable[[int, int], None]  # (partition, wall ms): a tick to that partition then
-Start = Callable[[str, int], int | None]  # (topic, partition) -> its first offset since the assignment (None: unknown)
+Position = Callable[[str, int], int | None]  # (topic, partition) -> handed over up to (None: unknown)
 LogEnd = Callable[[str, int], Awaitable[int]]  # (topic, partition) -> the broker's log end offset now
 
 
@@ -113,8 +113,8 @@ class Partition:
     spill: PartitionSpill | None = None  # the deadline index's chunks on disk, closed once it is forgotten
     flush: Flush | None = None  # an explicit flush waiting for the input that was there before it
     # The offset after the last message the join received of each input topic since the
-    # assignment (what a waiting flush counts; not the offset guard's next offset, which a tail
-    # read directly moves past messages the join has yet to receive).
+    # assignment: what a waiting flush counts while the offset guard hands over messages it read
+    # directly (its next offset is past all of them then; past holes of the log otherwise).
     received: dict[str, int] = field(default_factory=dict)
 
 
@@ -141,7 +141,7 @@ class JoinProcessor:
         merge_buffer: int = 0,
         spills: Callable[[int], PartitionSpill] | None = None,
         wake: Wake | None = None,
-        start: Start | None = None,
+        position: Position | None = None,
         log_end: LogEnd | None = None,
     ) -> None:
         """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
@@ -149,10 +149,11 @@ class JoinProcessor:
         `spills` opens a partition's spill for its deadline index (none: kept in memory).
         `wake(partition, wall_ms)` has a tick sent to a partition at the moment the merge's
         wait ends (none: the next input or the next regular tick looks again).
-        `start` (where each input topic partition began at the assignment: the offset guard's
-        committed offset) and `log_end` (the broker's) hold an explicit flush until the input
-        it came after is received (none: a flush applies to what has been received, as before:
-        for tests of the rest)."""
+        `position` (the offset up to which the offset guard has handed a topic partition over,
+        holes of the log included; None while it hands over messages it read directly) and
+        `log_end` (the broker's) hold an explicit flush until the input it came after is
+        received (none: a flush applies to what has been received, as before: for tests of the
+        rest)."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -175,7 +176,7 @@ class JoinProcessor:
         self.partitions: dict[int, Partition] = {}
         self.spills = spills
         self.wake = wake
-        self.start = start
+        self.position = position
         self.log_end = log_end
         self._retired: list[PartitionSpill] = []  # spills of forgotten partitions, to close
         self.trace: Trace | None = None
@@ -427,7 +428,7 @@ class JoinProcessor:
         """The broker's log end offset of each input topic of `partition` now; None when one is not
         known (asked again on the next tick); {} without a broker to ask (the flush applies at once)."""
         log_end = self.log_end
-        if log_end is None or self.start is None:
+        if log_end is None or self.position is None:
             return {}
         ends: dict[str, int] = {}
         for topic in self.topics.values():
@@ -452,14 +453,13 @@ class JoinProcessor:
             flush.ends = await self._ends(partition)
             if flush.ends is None:
                 return False
-        start = self.start
+        position = self.position
         behind = {}
-        if start is not None:
-            received = part.received
+        if position is not None:
             for topic, end in flush.ends.items():
-                at = received.get(topic)
-                if at is None:
-                    at = start(topic, partition)
+                at = position(topic, partition)
+                if at is None:  # the guard is handing over what it read directly: count what came
+                    at = part.received.get(topic)
                 if at is None or at < end:
                     behind[topic] = end - (at or 0)
         wall = self.wall()

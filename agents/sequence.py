@@ -70,9 +70,20 @@ class Sequencer:
         self._next: dict[TopicPartition, int] = {}
         self._starts: dict[TopicPartition, int] = {}  # the group's committed offset at the assignment
         self._generation = 0
+        # Set by the drain (agents/stream.py) while it hands messages read directly to the
+        # handler one by one: the next offsets are past all of them already.
+        self.handing_over = False
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         """The next offset to receive of a topic partition; None before the first message since the assignment."""
+        return self._next.get((topic, partition))
+
+    def handed(self, topic: str, partition: int) -> int | None:
+        """The offset up to which the handler has been handed a topic partition's messages (holes
+        of the log included): the next offset, except while messages read directly are being
+        handed over (None then, as before the first message since the assignment)."""
+        if self.handing_over:
+            return None
         return self._next.get((topic, partition))
 
     def committed(self, topic: str, partition: int) -> int | None:

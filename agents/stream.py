@@ -59,8 +59,13 @@ async def drain(
                 before = [*before, *await ask(msg)]
             except Exception:  # noqa: BLE001 - the next tick asks again; never stop the agent
                 log.exception("%s[%d]: the check for undelivered tails failed", msg.topic, msg.partition)
-        for missed in before:  # read beside Faust: acked in Faust's books in their turn
-            await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
+        if before:  # read beside Faust: acked in Faust's books in their turn
+            sequencer.handing_over = True  # the next offsets are past them already (Sequencer.handed)
+            try:
+                for missed in before:
+                    await handle(missed, _Release(partial(ack_refilled, missed), missed, commits))
+            finally:
+                sequencer.handing_over = False
         if admit:
             await handle(msg, _Release(event.ack, msg, commits))
         handled += 1

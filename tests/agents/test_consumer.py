@@ -83,6 +83,16 @@ async def _suspends(log: list[str], value: str) -> str:
     return got
 
 
+async def _blocked(log: list[str], gate: asyncio.Event) -> None:
+    """A callback that waits (for a gate nobody opens) and records its cancellation."""
+    log.append("waiting")
+    try:
+        await gate.wait()
+    except asyncio.CancelledError:
+        log.append("cancelled")
+        raise
+
+
 def test_the_worker_app_makes_this_consumer(tmp_path: Path) -> None:
     settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2)
     assert build(settings).app.transport.Consumer is Consumer  # what Transport.create_consumer makes
@@ -108,21 +118,13 @@ def test_a_callback_that_waits_is_resumed_where_it_stopped(tmp_path: Path) -> No
 
 
 def test_a_rebalance_wins_against_a_callback_that_waits_and_it_is_cancelled(tmp_path: Path) -> None:
-    async def blocked(log: list[str], gate: asyncio.Event) -> None:
-        log.append("waiting")
-        try:
-            await gate.wait()
-        except asyncio.CancelledError:
-            log.append("cancelled")
-            raise
-
     async def rebalance(consumer: _Service) -> bool:
         await asyncio.sleep(0.01)
         consumer.suspend_flow.set()
         return True
 
     def make(consumer: _Service, log: list[str]) -> tuple[Any, ...]:
-        return (blocked(log, asyncio.Event()), rebalance(consumer))
+        return (_blocked(log, asyncio.Event()), rebalance(consumer))
 
     ours, modes = _both(tmp_path, make)
     assert ours == modes == ((1, [True], False), ["waiting", "cancelled"])
@@ -180,17 +182,7 @@ def test_anything_but_a_coroutine_first_goes_to_modes_wait_first(tmp_path: Path)
 
 def test_the_outer_task_cancelled_cancels_the_started_callback(tmp_path: Path) -> None:
     async def body(consumer: _Service, log: list[str]) -> Any:
-        gate = asyncio.Event()
-
-        async def blocked() -> None:
-            log.append("waiting")
-            try:
-                await gate.wait()
-            except asyncio.CancelledError:
-                log.append("cancelled")
-                raise
-
-        task = asyncio.ensure_future(_ours(consumer, blocked(), consumer.suspend_flow.wait()))
+        task = asyncio.ensure_future(_ours(consumer, _blocked(log, asyncio.Event()), consumer.suspend_flow.wait()))
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

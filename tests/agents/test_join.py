@@ -52,7 +52,8 @@ class Harness:
         self.woken: list[tuple[int, int]] = []  # (partition, wall ms) the join asked to be woken at
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.states: dict[bytes, bytes] = {}
-        self.offsets = dict.fromkeys(TOPICS, 0)  # the next offset fed (or read, by `feed_tail`) of each topic
+        self.offsets = dict.fromkeys(TOPICS, 0)  # the offset guard's next offset of each topic
+        self.handing_over = False  # as the guard is while the drain hands over what it read directly
         self.ends: dict[str, int] = {}  # the broker's log end of a topic, when beyond what was fed
         self.ends_asked = 0
         self.broker_down = False
@@ -106,7 +107,7 @@ class Harness:
             spills=spills,
             publish_every_ms=publish_every_ms,
             wake=lambda partition, at: self.woken.append((partition, at)),
-            start=lambda topic, partition: 0,  # nothing committed: every topic partition starts at 0
+            position=lambda topic, partition: None if self.handing_over else self.offsets[topic],
             log_end=log_end,
         )
 
@@ -121,14 +122,19 @@ class Harness:
         await self.join.handle(msg, lambda: self.acked.append((topic, offset)))
 
     async def feed_tail(self, topic: str, docs: list[dict[str, Any]], partition: int = PARTITION) -> None:
-        """Documents read at once, as the offset guard reads a tail Faust never delivered: every
-        offset is counted read before the first is handed over, then they go one by one."""
+        """Documents read at once, as the offset guard reads a tail Faust never delivered: its next
+        offset is past all of them before the first is handed over, then they go one by one, with
+        the guard's `handing_over` set as the drain sets it (agents/stream.py)."""
         self.fed.add(partition)
         first = self.offsets[topic]
         self.offsets[topic] += len(docs)
-        for offset, doc in enumerate(docs, start=first):
-            msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc), None)
-            await self.join.handle(msg, lambda offset=offset: self.acked.append((topic, offset)))  # type: ignore[misc]
+        self.handing_over = True
+        try:
+            for offset, doc in enumerate(docs, start=first):
+                msg = Msg(topic, partition, offset, doc["orderNo"].encode(), raw(doc), None)
+                await self.join.handle(msg, lambda offset=offset: self.acked.append((topic, offset)))  # type: ignore[misc]
+        finally:
+            self.handing_over = False
 
     async def tick(self, partition: int = PARTITION, *, event_ms: int | None = None) -> None:
         """A timer's tick, or with `event_ms` a flush (`{"eventTime": ms}`); its ack is recorded."""
@@ -407,7 +413,8 @@ def test_a_flush_waits_for_the_last_message_of_a_tail_read_at_once() -> None:
     """The offset guard reads a tail Faust never delivered in one go and hands it over one message at
     a time. The flush counted the guard's next offset, which the read had moved to the end, so it
     applied at the tail's first message and closed every window whose documents were still in the
-    rest (two-process test: 299 declarations lost). It counts what the join itself received."""
+    rest (two-process test: 299 declarations lost). While the guard hands a read over, the flush
+    counts what the join itself received."""
 
     async def body(h: Harness) -> None:
         await h.feed("orders", order("PK1", "20261111000000"))
@@ -425,6 +432,22 @@ def test_a_flush_waits_for_the_last_message_of_a_tail_read_at_once() -> None:
         await h.settle()
         assert h.candidates() == ["PK1", "PK2"], "every window complete, then the flush"
         assert h.declarations() == [] and h.tick_acks == [0]
+
+    run(body)
+
+
+def test_a_flush_counts_a_hole_at_the_end_of_the_log_as_received() -> None:
+    """A transaction marker (or a deleted record) after the last message: the log end is past every
+    message, and the guard's next offset past the hole. Counting only the messages received, the
+    flush would wait for an offset that holds none."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        h.offsets["orders"] += 1  # the guard read past the hole: offset 1 holds no message
+        await h.tick(event_ms=FLUSH_MS)
+        await h.settle()
+        assert h.declarations() == [("PK1", ["MISSING_PAYMENT", "MISSING_WAYBILL"])]
+        assert h.tick_acks == [0]
 
     run(body)
 

@@ -90,6 +90,19 @@ def test_messages_skipped_after_the_committed_offset_are_read_and_handled_first(
     assert metrics.counts[("input_gap_messages_refilled", TOPIC)] == 6
 
 
+def test_handed_is_the_next_offset_except_while_a_read_is_handed_over() -> None:
+    """What a waiting flush counts (agents/join.py): the next offset runs ahead of the handler
+    while the drain hands over messages read directly, one by one, and says so."""
+    log = FakeLog([0, 1, 2, 3, 4, 7, 8], committed=0)
+    sequencer = make(log)
+    assert sequencer.handed(TOPIC, 0) is None  # nothing known before the first message
+    assert handled(sequencer, [0, 1, 2, 7]) == [0, 1, 2, 3, 4, 7]
+    assert sequencer.handed(TOPIC, 0) == 8  # past the hole (5, 6) too
+    sequencer.handing_over = True
+    assert sequencer.handed(TOPIC, 0) is None
+    assert sequencer.next_offset(TOPIC, 0) == 8
+
+
 def test_a_hole_in_the_middle_is_refilled() -> None:
     log = FakeLog(list(range(100)), committed=0)
     assert handled(make(log), [0, 1, 2, 7, 8]) == list(range(9))
