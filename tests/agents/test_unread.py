@@ -47,11 +47,14 @@ class Side:
 
 
 class Position:
+    """The offset guard's `handed` (agents/sequence.py)."""
+
     def __init__(self) -> None:
         self.next: dict[tuple[str, int], int] = {}
+        self.handing_over = False
 
-    def next_offset(self, topic: str, partition: int) -> int | None:
-        return self.next.get((topic, partition))
+    def handed(self, topic: str, partition: int) -> int | None:
+        return None if self.handing_over else self.next.get((topic, partition))
 
 
 class Harness:
@@ -110,6 +113,17 @@ def test_the_broker_is_asked_at_most_every_200_ms_per_partition() -> None:
     h.side.end = 121
     assert h.unread(since_ms=wall_ms()) is False
     assert h.asks == 2
+
+
+def test_while_the_guard_hands_over_what_it_read_directly_everything_is_unread() -> None:
+    """Its next offset is past the messages it read, but they are not in the merge's queues yet."""
+    h = Harness()
+    h.state(received=120, high=120, fetched=5_001, end=120)
+    h.position.handing_over = True
+    assert h.unread(since_ms=5_000) is True
+    assert h.side.asked == [], "nothing to ask: the answer is known"
+    h.position.handing_over = False
+    assert h.unread(since_ms=5_000) is False
 
 
 def test_a_watermark_past_the_position_is_unread_whenever_it_was_fetched() -> None:
