@@ -286,16 +286,20 @@ class JoinProcessor:
         await self.delivery.ack(ack)
 
     async def _release(self, part: Partition, partition: int, wall: int, *, drain: bool) -> None:
-        """Apply queued documents in merge order while no queue can still receive an earlier one."""
+        """Apply queued documents in merge order while no queue can still receive an earlier one.
+        Stops once the partition was revoked (`_current`): what is still queued is read again by
+        its owner."""
         merge = part.merge
         while True:
             for done in merge.done():
                 await self._done(done.handle)
             head = merge.head()
-            if head is None:
+            if head is None or not self._current(part, partition):
                 return
             rank, item = head
             if not drain and not await self._may_pass(merge, partition, wall, item):
+                return
+            if not self._current(part, partition):
                 return
             merge.pop(rank)
             if item.doc is not None:
@@ -383,9 +387,13 @@ class JoinProcessor:
         if explicit is not None:
             await self._hold_flush(part, msg, explicit, wall)
         await self._release(part, msg.partition, wall, drain=False)
+        if not self._current(part, msg.partition):
+            return  # revoked while the broker was asked: the partition's owner reads this tick again
         self._bound(part, msg.partition, again=True)
         # ends still unknown are asked again on the next tick (a flush has just asked for its own)
         if part.flush is not None and await self._try_flush(part, msg.partition, ask=explicit is None):
+            return
+        if not self._current(part, msg.partition):
             return
         # Idle: nothing queued, no input for CLEARANCE_IDLE_SECONDS, and the broker holds nothing
         # unread of the partition (a partition the consumer has not fetched for a while, a
@@ -451,7 +459,7 @@ class JoinProcessor:
             if not ask:
                 return False
             flush.ends = await self._ends(partition)
-            if flush.ends is None:
+            if flush.ends is None or not self._current(part, partition):
                 return False
         position = self.position
         behind = {}
@@ -476,7 +484,7 @@ class JoinProcessor:
             return False
         part.flush = None
         await self._release(part, partition, wall, drain=True)
-        if not await self._advance(part, flush.source, flush.target, wall):
+        if not self._current(part, partition) or not await self._advance(part, flush.source, flush.target, wall):
             return True  # revoked meanwhile: its acks are dropped, the next owner reads it again
         await self._publish(part, partition, wall, idle=False, now=True)
         for ack in flush.acks:
@@ -489,6 +497,15 @@ class JoinProcessor:
                 wall - flush.received_ms,
             )
         return True
+
+    def _current(self, part: Partition, partition: int) -> bool:
+        """Whether `part` is still the join's partition: a rebalance (`forget_partitions`) that came
+        while a message awaited (the broker's answer, a send) leaves the message's handling with a
+        partition object of the past. Nothing more is applied to it: applied after the revocation,
+        a flush tick that had asked the broker for its ends applied the last queued documents and
+        forgot every state, and the owner then read those documents again, without their states,
+        as orders of their own (10 declarations the embedded runner does not make)."""
+        return self.partitions.get(partition) is part
 
     async def _tick_done(self, partition: int, ack: Ack) -> None:
         """A tick's ack: held behind a waiting flush of its partition, else released."""

@@ -57,6 +57,7 @@ class Harness:
         self.ends: dict[str, int] = {}  # the broker's log end of a topic, when beyond what was fed
         self.ends_asked = 0
         self.broker_down = False
+        self.revoke_on_ask = False  # a rebalance comes while the join awaits the broker's log end
         self.ticks = 0
         self.tick_acks: list[int] = []  # the offsets of the ticks acked, in the order acked
         self.acked: list[tuple[str, int]] = []
@@ -80,6 +81,9 @@ class Harness:
         async def log_end(topic: str, partition: int) -> int:
             assert partition in self.fed
             self.ends_asked += 1
+            if self.revoke_on_ask:
+                self.revoke_on_ask = False
+                self.join.forget_partitions()
             if self.broker_down:
                 raise ConnectionError("broker unreachable")
             return max(self.ends.get(topic, 0), self.offsets[topic])
@@ -502,6 +506,27 @@ def test_a_second_flush_before_the_first_applies_joins_it() -> None:
         assert h.tick_acks == [0, 1]
         assert h.join.partitions[PARTITION].loop.event_ms == FLUSH_MS
         assert sorted(h.declarations()) == [("PK1", ["MISSING_WAYBILL"]), ("PK9", ["MISSING_ORDER", "MISSING_WAYBILL"])]
+
+    run(body)
+
+
+def test_a_rebalance_while_a_flush_asks_the_broker_applies_nothing_more() -> None:
+    """The partitions were revoked while the flush awaited its ends: applied after that, it drained
+    the queued documents and forgot every state of a partition now another worker's, whose
+    documents that worker then read again without their states (10 extra declarations)."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"))
+        await h.feed("payments", payment("PK1", "20261111000100"))
+        assert h.join.open_windows == 0, "queued: the merge waits for the silent waybills topic"
+        h.revoke_on_ask = True
+        await h.tick(event_ms=FLUSH_MS)
+        await h.settle()
+        assert h.declarations() == [] and h.candidates() == [], "nothing applied, nothing closed"
+        assert h.acked == [], "the owner reads the documents again"  # the tick's own ack: dropped
+        # by the drain, as every ack of a message received before a rebalance (tests/agents/test_stream.py)
+        assert h.join.clocks == {}, "event time not moved"
+        assert PARTITION not in h.join.partitions
 
     run(body)
 
