@@ -128,6 +128,7 @@ def build(settings: Settings) -> Pipeline:
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
     wakeups = _wakeups(settings, producer, metrics)
     joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog, wakeups)
+    joiner.flowing = app.flow_control.is_active  # Faust's flow control: suspended while a rebalance runs
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
         settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None

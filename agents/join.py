@@ -143,6 +143,7 @@ class JoinProcessor:
         wake: Wake | None = None,
         position: Position | None = None,
         log_end: LogEnd | None = None,
+        flowing: Callable[[], bool] = lambda: True,
     ) -> None:
         """`flow` and `merge_buffer` (> 0) bound each merge queue: a topic partition whose queue
         holds `merge_buffer` documents is paused until the queue has drained to half of it.
@@ -153,7 +154,9 @@ class JoinProcessor:
         holes of the log included; None while it hands over messages it read directly) and
         `log_end` (the broker's) hold an explicit flush until the input it came after is
         received (none: a flush applies to what has been received, as before: for tests of the
-        rest)."""
+        rest). `flowing`: False from the moment a rebalance begins (Faust's flow control, suspended
+        before the partitions are revoked) until the next assignment has recovered: nothing more
+        is applied meanwhile (`_current`)."""
         self.config = config
         self.kinds = kinds
         self.tick_topic = tick_topic
@@ -178,6 +181,7 @@ class JoinProcessor:
         self.wake = wake
         self.position = position
         self.log_end = log_end
+        self.flowing = flowing
         self._retired: list[PartitionSpill] = []  # spills of forgotten partitions, to close
         self.trace: Trace | None = None
 
@@ -499,13 +503,17 @@ class JoinProcessor:
         return True
 
     def _current(self, part: Partition, partition: int) -> bool:
-        """Whether `part` is still the join's partition: a rebalance (`forget_partitions`) that came
-        while a message awaited (the broker's answer, a send) leaves the message's handling with a
-        partition object of the past. Nothing more is applied to it: applied after the revocation,
-        a flush tick that had asked the broker for its ends applied the last queued documents and
-        forgot every state, and the owner then read those documents again, without their states,
-        as orders of their own (10 declarations the embedded runner does not make)."""
-        return self.partitions.get(partition) is part
+        """Whether `part` is still the join's partition to apply to: no rebalance has begun (Faust
+        suspends its flow before it revokes, `flowing`) or ended (`forget_partitions`) since the
+        message being handled came. A rebalance that comes while a message awaits (the broker's
+        answer, a send) leaves its handling with a partition of the past, and nothing more is
+        applied to it. Applied after the revocation had begun, a flush tick that had asked the
+        broker for its ends drained the queued documents and forgot every state after the hand-over
+        had sealed the last acks: those documents were not committed, yet their states were
+        forgotten in the changelog, and the new owner read them again as orders of their own (10
+        declarations the embedded runner does not make). The next owner reads all that was not
+        applied."""
+        return self.flowing() and self.partitions.get(partition) is part
 
     async def _tick_done(self, partition: int, ack: Ack) -> None:
         """A tick's ack: held behind a waiting flush of its partition, else released."""
@@ -529,7 +537,7 @@ class JoinProcessor:
                 if not more:
                     break
                 await self.sender.delivery.checkpoint()
-                if self.partitions.get(msg.partition) is not part:  # revoked meanwhile: the next owner goes on
+                if not self._current(part, msg.partition):  # revoked meanwhile: the next owner goes on
                     return False
         if part.loop.event_ms > part.persisted_ms:
             self.clocks[_clock_key(msg.partition)] = orjson.dumps([part.loop.event_ms])

@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import orjson
+import pytest
 
 from agents.acks import Delivery
 from agents.join import Flow, JoinProcessor
@@ -59,6 +60,8 @@ class Harness:
         self.ends_asked = 0
         self.broker_down = False
         self.revoke_on_ask = False  # a rebalance comes while the join awaits the broker's log end
+        self.suspend_on_ask = False  # one begins then (Faust suspends its flow; nothing forgotten yet)
+        self.flowing = True
         self.ticks = 0
         self.tick_acks: list[int] = []  # the offsets of the ticks acked, in the order acked
         self.acked: list[tuple[str, int]] = []
@@ -85,6 +88,9 @@ class Harness:
             if self.revoke_on_ask:
                 self.revoke_on_ask = False
                 self.join.forget_partitions()
+            if self.suspend_on_ask:
+                self.suspend_on_ask = False
+                self.flowing = False
             if self.broker_down:
                 raise ConnectionError("broker unreachable")
             return max(self.ends.get(topic, 0), self.offsets[topic])
@@ -114,6 +120,7 @@ class Harness:
             wake=lambda partition, at: self.woken.append((partition, at)),
             position=lambda topic, partition: None if self.handing_over else self.offsets[topic],
             log_end=log_end,
+            flowing=lambda: self.flowing,
         )
 
     async def feed(
@@ -511,23 +518,25 @@ def test_a_second_flush_before_the_first_applies_joins_it() -> None:
     run(body)
 
 
-def test_a_rebalance_while_a_flush_asks_the_broker_applies_nothing_more() -> None:
-    """The partitions were revoked while the flush awaited its ends: applied after that, it drained
-    the queued documents and forgot every state of a partition now another worker's, whose
-    documents that worker then read again without their states (10 extra declarations)."""
+@pytest.mark.parametrize("rebalance", ["begun", "revoked"])
+def test_a_rebalance_while_a_flush_asks_the_broker_applies_nothing_more(rebalance: str) -> None:
+    """A rebalance began (Faust suspended its flow) or the partitions were revoked while the flush
+    awaited its ends: applied after that, it drained the queued documents and forgot every state
+    after the hand-over had sealed the last acks, and the new owner read those documents again
+    without their states (10 extra declarations)."""
 
     async def body(h: Harness) -> None:
         await h.feed("orders", order("PK1", "20261111000000"))
         await h.feed("payments", payment("PK1", "20261111000100"))
         assert h.join.open_windows == 0, "queued: the merge waits for the silent waybills topic"
-        h.revoke_on_ask = True
+        h.revoke_on_ask, h.suspend_on_ask = rebalance == "revoked", rebalance == "begun"
         await h.tick(event_ms=FLUSH_MS)
         await h.settle()
         assert h.declarations() == [] and h.candidates() == [], "nothing applied, nothing closed"
         assert h.acked == [], "the owner reads the documents again"  # the tick's own ack: dropped
         # by the drain, as every ack of a message received before a rebalance (tests/agents/test_stream.py)
         assert h.clocks == {}, "event time not moved"
-        assert PARTITION not in h.join.partitions
+        assert (PARTITION in h.join.partitions) == (rebalance == "begun"), "forgotten only at the revocation"
 
     run(body)
 
