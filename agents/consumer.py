@@ -4,8 +4,9 @@ Faust's fetch loop (`Consumer._drain_messages`) hands each message to the conduc
 `await self.wait_first(callback(message), self.suspend_flow.wait())`: the message's callback
 raced against a rebalance. mode's `Service.wait_first` makes a task of each awaitable and of
 the service's `stopped` and `crashed` events, runs `asyncio.wait` over the four, and cancels
-the three losers: four tasks, a wait and three cancellations per message, on the loop, about
-a tenth of the worker's CPU. Yet the callback almost never waits: it takes the conductor's
+the three losers: four tasks, a wait and three cancellations per message, on the loop (14% of
+the worker's GIL samples, the callback's own 9.5 included; one worker ran 1.4 to 1.55x as fast
+without them, benchmarks/RESULTS.md). Yet the callback almost never waits: it takes the conductor's
 lock, checks flow control and the producer buffer, and puts the event on its stream's queue,
 all without suspending.
 
