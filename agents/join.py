@@ -291,14 +291,14 @@ class JoinProcessor:
 
     async def _release(self, part: Partition, partition: int, wall: int, *, drain: bool) -> None:
         """Apply queued documents in merge order while no queue can still receive an earlier one.
-        Stops once the partition was revoked (`_current`): what is still queued is read again by
-        its owner."""
+        Stops once the partition was revoked (`_current`, checked once per document, after every
+        await of the loop before it): what is still queued is read again by its owner."""
         merge = part.merge
         while True:
             for done in merge.done():
                 await self._done(done.handle)
             head = merge.head()
-            if head is None or not self._current(part, partition):
+            if head is None:
                 return
             rank, item = head
             if not drain and not await self._may_pass(merge, partition, wall, item):
