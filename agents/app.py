@@ -127,11 +127,15 @@ def build(settings: Settings) -> Pipeline:
     reads = (sequences["join"], UnreadCheck(app, side, sequences["join"], metrics), side)
     spills = Spills(Path(settings.data_dir) / SPILL_DIR, rocksdb)
     wakeups = _wakeups(settings, producer, metrics)
-    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog, wakeups)
-    joiner.flowing = app.flow_control.is_active  # Faust's flow control: suspended while a rebalance runs
+    flowing = app.flow_control.is_active  # Faust's flow control: suspended while a rebalance runs
+    joiner = _joiner(settings, tables, access, sender, reads, InputFlow(app), spills, changelog, wakeups, flowing)
     ordered = settings.quota_order != "arrival"
     quota = QuotaProcessor(
-        settings.rules(), quotas=access.quotas, sender=sender, sources=settings.partitions if ordered else None
+        settings.rules(),
+        quotas=access.quotas,
+        sender=sender,
+        sources=settings.partitions if ordered else None,
+        flowing=flowing,
     )
     maybe_trace(joiner)
     commits = _commits(app, settings)
@@ -335,6 +339,7 @@ def _joiner(
     spills: Spills,
     changelog: Changelog | None,
     wakeups: Wakeups | None,
+    flowing: Callable[[], bool],
 ) -> JoinProcessor:
     sequence, unread, side = reads
 
@@ -364,6 +369,7 @@ def _joiner(
         wake=wakeups.at if wakeups is not None else None,
         position=sequence.handed,
         log_end=side.log_end,
+        flowing=flowing,
     )
 
 

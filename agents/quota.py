@@ -193,13 +193,23 @@ class _Partition:
 class QuotaProcessor:
     """The quota agent's logic over the buyer table."""
 
-    def __init__(self, config: RulesConfig, *, quotas: Table, sender: Sender, sources: int | None = None) -> None:
+    def __init__(
+        self,
+        config: RulesConfig,
+        *,
+        quotas: Table,
+        sender: Sender,
+        sources: int | None = None,
+        flowing: Callable[[], bool] = lambda: True,
+    ) -> None:
         """`sources`: the number of join partitions that publish watermarks; None decides
-        every candidate on arrival (no ordering: for tests of the verdicts alone)."""
+        every candidate on arrival (no ordering: for tests of the verdicts alone). `flowing`:
+        False once a rebalance has begun (Faust's flow control), see `_current`."""
         self.config = config
         self.quotas = quotas
         self.sender = sender
         self.sources = sources
+        self.flowing = flowing
         self.partitions: dict[int, _Partition] = {}
 
     def forget_partitions(self) -> None:
@@ -250,7 +260,18 @@ class QuotaProcessor:
         except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
             await self.sender.internal_error(msg, exc, "quota")
             pending.done = True
-        await self._release(part)
+        await self._release(part, msg.partition)
+
+    def _current(self, part: _Partition, partition: int) -> bool:
+        """Whether `part` is still this stage's partition to decide in: no rebalance has begun
+        (Faust suspends its flow before it revokes) or ended (`forget_partitions`) since the
+        message being handled came. A decision's send can wait (a full producer, the ack
+        batches); a rebalance that comes meanwhile takes the hand-over record and commits, and a
+        candidate decided after that is in neither, so its next owner decides and publishes it
+        again (a repeat) and its quota record lands in the changelog after the hand-over. So no
+        candidate is decided and nothing acked once `part` is of the past: its owner reads them
+        again (as the join does, agents/join.py `_current`)."""
+        return self.flowing() and self.partitions.get(partition) is part
 
     def watermark(self, part: _Partition) -> int:
         """The smallest event time over the join partitions that are not idle (-1 while one is
@@ -336,6 +357,8 @@ class QuotaProcessor:
             if at in skip:
                 self.sender.metrics.inc("candidates_handed_over")
             elif declaration.event_time_ms < watermark:  # nothing earlier can still come
+                if not self._current(part, msg.partition):
+                    return
                 try:
                     await self._decide(candidate, msg)
                 except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on with the others
@@ -347,9 +370,12 @@ class QuotaProcessor:
             pending.decided.append(at)
         pending.done = not pending.left
 
-    async def _release(self, part: _Partition) -> None:
-        """Decide what the watermark has passed, in order; then ack the decided prefix."""
+    async def _release(self, part: _Partition, partition: int) -> None:
+        """Decide what the watermark has passed, in order; then ack the decided prefix. Stops
+        once the partition is of the past (`_current`, before each decision and the acks)."""
         for value, msg, pending, at in part.held.release(self.watermark(part)):
+            if not self._current(part, partition):
+                return
             try:
                 await self._decide(decode_candidate(value), msg)  # it decoded on receipt
             except Exception as exc:  # noqa: BLE001 - a bug: log, dead-letter, go on
@@ -357,6 +383,8 @@ class QuotaProcessor:
             pending.left -= 1
             pending.decided.append(at)
             pending.done = not pending.left
+        if not self._current(part, partition):
+            return
         acks = part.acks
         while acks and acks[0].done:
             await self.sender.delivery.ack(acks.popleft().ack)

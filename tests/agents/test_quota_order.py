@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -16,7 +16,7 @@ from agents.acks import Delivery
 from agents.metrics import Metrics
 from agents.quota import QuotaProcessor
 from agents.sender import Headers, Msg, Sender
-from pipeline.codec import encode_candidate, encode_candidates, encode_watermark, encode_watermarks
+from pipeline.codec import decode_quota, encode_candidate, encode_candidates, encode_watermark, encode_watermarks
 from pipeline.join import Candidate
 from tests.agents.test_quota import CONFIG, DLQ, TOPICS, candidate
 
@@ -143,6 +143,59 @@ def test_a_rebalance_drops_what_is_held_unacked() -> None:
         await h.marks(2000)
         await h.settle()
         assert h.out == [] and 0 not in h.acked, "the new owner re-reads it from the committed offset"
+
+    run(body)
+
+
+class Stalled:
+    """A send that waits, once armed, until it is let go: a producer's full queue or the ack
+    batches' bound, the awaits a rebalance can come in."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def wrap(self, send: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def stalled(*args: Any) -> Any:
+            if self.armed:
+                self.armed = False
+                self.waiting.set()
+                await self.go.wait()
+            return await send(*args)
+
+        return stalled
+
+
+@pytest.mark.parametrize("rebalance", ["begun", "revoked"])
+def test_a_rebalance_while_a_decision_is_sent_decides_nothing_more(rebalance: str) -> None:
+    """A rebalance that comes while a decision's send waits: the hand-over record and the commit
+    are taken meanwhile, so the candidates after it are decided by the next owner; deciding them
+    here too published them twice and wrote their quota after the hand-over."""
+
+    async def body(h: Harness) -> None:
+        flowing = [True]
+        h.quota.flowing = lambda: flowing[0]
+        stall = Stalled()
+        h.quota.sender._send = stall.wrap(h.quota.sender._send)  # noqa: SLF001 - the send under test
+        for order_no, event_ms in (("A", 1000), ("B", 1100), ("C", 1200)):
+            await h.feed(encode_candidate(timed(order_no, event_ms, 100)))
+        await h.marks(2000, range(SOURCES - 1))
+        stall.armed = True
+        last = asyncio.ensure_future(h.marks(2000, range(SOURCES - 1, SOURCES)))  # releases all three
+        await stall.waiting.wait()  # A's declaration is being sent
+        if rebalance == "begun":
+            flowing[0] = False  # Faust suspends its flow first
+        else:
+            h.quota.forget_partitions()
+        stall.go.set()
+        await last
+        await h.settle()
+        assert [d["orderNo"] for d in h.out] == ["A"], "B and C are the next owner's to decide"
+        (state,) = (decode_quota(raw) for raw in cast("dict[bytes, bytes]", h.quota.quotas).values())
+        assert sorted(state.verdicts) == [h.out[0]["declarationId"]], "only A's verdict is in the buyer's state"
+        assert sum(state.used.values()) == 100, "only A counts toward the quota"
+        assert h.acked == [], "nothing acked: every candidate is read again"
 
     run(body)
 
