@@ -24,7 +24,7 @@ import faust
 import orjson
 from faust.types import TP, StreamT
 
-from agents import consumer
+from agents import buffer, consumer
 from agents.acks import Delivery
 from agents.batch import CandidateBatch
 from agents.changelog import Changelog
@@ -100,6 +100,7 @@ def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
     consumer.use_in(app)
+    buffer.use_in(app)
     candidates = app.topic(
         candidates_topic(settings), partitions=settings.partitions, internal=True, schema=RawSchema()
     )

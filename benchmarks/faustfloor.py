@@ -13,7 +13,8 @@ Variants (`--variant`, for benchmarks/floors.py; case f is "plain"):
   batching the issue names for the agents (Faust acks each batch's events after it);
 - "tuned": what the worker gives Faust (uvloop, `cython_optimizations`, the raw schema and
   the quiet monitor of agents/events.py, the consumer of agents/consumer.py that finishes in
-  place a message callback that does not wait), `async for event in stream.events()`;
+  place a message callback that does not wait, the producer buffer of agents/buffer.py asked
+  without a settings lookup), `async for event in stream.events()`;
 - "tuned-direct": "tuned" iterating the stream itself and reading its `current_event`
   (`events()` is a Python async generator around that same iteration);
 - "tuned-take": "tuned" in batches through `take_events`.
@@ -38,7 +39,7 @@ from typing import Any
 import faust
 import orjson
 
-from agents import consumer
+from agents import buffer, consumer
 from agents.app import broker_credentials
 from agents.events import QuietMonitor, RawSchema
 from agents.worker import use_event_loop
@@ -70,6 +71,7 @@ def floor_app(settings: Settings, expected: int, out: Path, variant: str = "plai
     )
     if tuned:
         consumer.use_in(app)
+        buffer.use_in(app)
         topic = app.topic(*settings.input_topics, schema=RawSchema())
     else:
         topic = app.topic(*settings.input_topics, key_serializer="raw", value_serializer="raw")
