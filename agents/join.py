@@ -116,6 +116,40 @@ class Partition:
     # assignment: what a waiting flush counts while the offset guard hands over messages it read
     # directly (its next offset is past all of them then; past holes of the log otherwise).
     received: dict[str, int] = field(default_factory=dict)
+    # The input topics whose producer said they ended (a tick `{"ended": topic, "end": offset}`),
+    # each with that end: once received up to it, its empty queue is not waited for
+    # (pipeline/merge.py); input beyond it revokes it.
+    ended: dict[str, int] = field(default_factory=dict)
+
+
+class _BadTick(ValueError):
+    """A tick that says nothing a worker can take; `field`, the one at fault."""
+
+    def __init__(self, reason: str, field: str) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+def _read_tick(value: bytes, topics: Iterable[str]) -> tuple[int | None, tuple[str, int] | None]:
+    """(eventTime, (ended topic, its end offset)) of a tick, each None when absent (`{"wall": ms}`
+    has neither)."""
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _BadTick(str(exc), "eventTime") from exc
+    if not isinstance(body, dict):
+        return None, None
+    explicit, ended = body.get("eventTime"), body.get("ended")
+    if explicit is not None and (not isinstance(explicit, int) or isinstance(explicit, bool)):
+        raise _BadTick("eventTime is not an integer", "eventTime")
+    if ended is None:
+        return explicit, None
+    if ended not in topics:
+        raise _BadTick("ended names no input topic of this worker", "ended")
+    end = body.get("end")
+    if not isinstance(end, int) or isinstance(end, bool) or end < 0:
+        raise _BadTick("end is not an offset", "end")
+    return explicit, (ended, end)
 
 
 class JoinProcessor:
@@ -301,7 +335,7 @@ class JoinProcessor:
             if head is None:
                 return
             rank, item = head
-            if not drain and not await self._may_pass(merge, partition, wall, item):
+            if not drain and not await self._may_pass(part, partition, wall, item):
                 return
             if not self._current(part, partition):
                 return
@@ -347,17 +381,37 @@ class JoinProcessor:
         paused = part.merge.paused if part is not None else set()
         return [topic for rank, topic in sorted(self.topics.items()) if rank not in paused]
 
-    async def _may_pass(self, merge: Merge[Handle], partition: int, wall: int, head: Queued[Handle]) -> bool:
-        """The merge rule's second half: the broker holds nothing unread of the empty queues."""
-        passing = merge.passing(wall, head)
+    async def _may_pass(self, part: Partition, partition: int, wall: int, head: Queued[Handle]) -> bool:
+        """The merge rule's second half: the broker holds nothing unread of the empty queues
+        (of those whose topic has not ended)."""
+        merge = part.merge
+        ended = self._ended(part, partition) if part.ended else ()
+        passing = merge.passing(wall, head, ended)
         if passing is None:
             if self.wake is not None:
-                self.wake(partition, merge.ready_ms(head))
+                self.wake(partition, merge.ready_ms(head, ended))
             return False
         for rank in passing:
             if await self.unread(self.topics[rank], partition, head.received_ms):
                 return False
         return True
+
+    def _ended(self, part: Partition, partition: int) -> set[int]:
+        """The ranks of the topics said to have ended whose input is received up to that end (the
+        guard's next offset, or what came while it hands over); a topic received beyond its end
+        has input again and is dropped from `part.ended`."""
+        ranks = set()
+        for topic, end in list(part.ended.items()):
+            at = self.position(topic, partition) if self.position is not None else None
+            if at is None:
+                at = part.received.get(topic)
+            if at is None or at < end:
+                continue
+            if at > end:
+                del part.ended[topic]
+                continue
+            ranks.add(RANK[self.kinds[topic]])
+        return ranks
 
     async def _any_unread(self, partition: int, since_ms: int) -> bool:
         for topic in self.topics.values():
@@ -375,18 +429,20 @@ class JoinProcessor:
         await self._emit(part, msg.partition, outcome)
 
     async def _tick(self, msg: Msg) -> None:
-        """A tick: `{"wall": ms}` from a worker's timer (the merge's waits, the idle rule) or
-        `{"eventTime": ms}`, an explicit flush (the end of a replay)."""
+        """A tick: `{"wall": ms}` from a worker's timer (the merge's waits, the idle rule),
+        `{"eventTime": ms}`, an explicit flush (the end of a replay), or `{"ended": topic, "end":
+        offset}`, the producer of an input topic saying that it wrote nothing more of it, and
+        that this partition of it ended at `offset` (pipeline/merge.py)."""
         self.metrics.last_tick = self.wall() / 1000.0
         try:
-            body = orjson.loads(msg.value)
-            explicit = body.get("eventTime") if isinstance(body, dict) else None
-            if explicit is not None and (not isinstance(explicit, int) or isinstance(explicit, bool)):
-                raise ValueError("eventTime is not an integer")
-        except (orjson.JSONDecodeError, ValueError) as exc:
-            await self.sender.dead_letter(msg, f"invalid tick: {exc}", "eventTime", False)
+            explicit, ended = _read_tick(msg.value, self.kinds)
+        except _BadTick as bad:
+            await self.sender.dead_letter(msg, f"invalid tick: {bad}", bad.field, False)
             return
         part = await self._partition(msg.partition)
+        if ended is not None:
+            topic, end = ended
+            part.ended[topic] = end
         wall = self.wall()
         if explicit is not None:
             await self._hold_flush(part, msg, explicit, wall)

@@ -346,8 +346,9 @@ def by_phase(
     "whileFlowing": before the replay's last `drain_ms` (the merge wait): what a stream that goes
     on sees. "drain": within it. Those documents had less than the merge wait of later input
     behind them, and the ones that end a topic of their partition had none to show the merge
-    that nothing earlier was still on its way, so they waited out the merge wait by design
-    (pipeline/merge.py); a run's whole p99 is theirs once they are more than 1% of it.
+    that nothing earlier was still on its way: they wait for the flush tick the replay ends with
+    (case e's does), or without one, out the merge wait (pipeline/merge.py); a run's whole p99
+    is theirs once they are more than 1% of it.
     `end_ms`: when the replay produced its last document (the last of some order, complete or
     not); None: the last produce time among `stamps - values`.
 

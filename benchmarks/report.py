@@ -162,7 +162,7 @@ def _latency_goal(e: dict[str, Any]) -> list[str]:
             tail = f"p99 {drain['p99']} ms" if drain.get("count") else "none"
             lines.append(
                 f"  while the input flows: {judged} (p99 {flowing['p99']} ms); its last {phases['drainSeconds']:g} s "
-                f"(the merge wait, {share:.1%} of the declarations): {tail}"
+                f"(the drain: {share:.1%} of the declarations): {tail}"
             )
             join, after = flowing.get("toJoinDecision", {}), flowing.get("afterJoinDecision", {})
             if join.get("count") and after.get("count"):

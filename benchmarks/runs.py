@@ -110,7 +110,10 @@ def wait_complete(
 def _replay_process(settings: Settings, trace: Path, order_rate: float, times: Path) -> subprocess.Popen[bytes]:
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
     command = [sys.executable, "-m", "clearance.cli", "replay", str(trace), "--order-rate", str(order_rate)]
-    command += ["--times", str(times), "--json", "--progress", "never"]
+    # The replay ends as a replay of a finished trace should: with a flush to its last appTime (event
+    # time moves no further than the trace did), which tells the worker the input ended, so its last
+    # documents do not wait out the merge's silence (pipeline/merge.py) for input that never comes.
+    command += ["--times", str(times), "--json", "--progress", "never", "--flush-ticks", "0"]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: S603
 
 

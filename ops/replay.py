@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # exported, untyped
 
 from clearance import traces
 from clearance.clock import wall_ms
-from clearance.kafka import KafkaUnavailable, denied, probe, producer_config
+from clearance.kafka import KafkaUnavailable, admin_config, denied, probe, producer_config
 from clearance.progress import Progress
 from clearance.settings import Settings
 from clearance.traces import TraceError, count_lines, read_lines, trace_files
@@ -96,6 +97,7 @@ class ReplaySummary:
     per_topic: dict[str, int] = field(default_factory=dict)
     pacing: str = ""
     ticks: int = 0
+    ended: int = 0  # end-of-topic ticks (`{"ended": topic, "end": offset}`), with --flush-ticks
     denied: str = ""  # the first authorization error: which user, which topic
 
     @property
@@ -114,13 +116,16 @@ class ReplaySummary:
             "perTopic": dict(sorted(self.per_topic.items())),
             "pacing": self.pacing,
             "ticks": self.ticks,
+            "endedTicks": self.ended,
         }
 
     def render(self) -> str:
         return (
             f"replayed {self.messages:,} messages ({self.bytes / 1e6:,.1f} MB) in {self.seconds:.2f} s: "
             f"{self.rate:,.0f} msg/s ({self.pacing}); {self.orders:,} orders, {self.unkeyed:,} without key, "
-            f"{self.errors:,} delivery errors" + (f"; {self.ticks} flush ticks" if self.ticks else "")
+            f"{self.errors:,} delivery errors"
+            + (f"; {self.ticks} flush ticks" if self.ticks else "")
+            + (f", {self.ended} end-of-topic ticks" if self.ended else "")
         )
 
 
@@ -195,7 +200,8 @@ def replay(
     appTime, and the flush ticks are sent (the second step of a replay-then-flush).
     """
     present = trace_files(trace)
-    total = sum(count_lines(path) for _, path in present)
+    left = {kind: count_lines(path) for kind, path in present}  # of each file, not produced yet
+    total = sum(left.values())
     orders = next((count_lines(path) for kind, path in present if kind == "order"), 0)
     if order_rate is not None:
         pacing = order_rate_pacing(order_rate, total, orders)
@@ -235,6 +241,9 @@ def replay(
         summary.messages += 1
         summary.bytes += len(line.raw)
         summary.per_topic[topics[line.kind]] = summary.per_topic.get(topics[line.kind], 0) + 1
+        left[line.kind] -= 1
+        if not left[line.kind] and flush_ticks_ms is not None:
+            summary.ended += produce_end(producer, settings, topics[line.kind])
         if i % 1024 == 0:
             producer.poll(0)
             bar.update(i)
@@ -251,6 +260,34 @@ def replay(
     if times_path is not None:
         write_times(times_path, last_time)
     return summary
+
+
+def produce_end(producer: Producer, settings: Settings, topic: str) -> int:
+    """Once every document of `topic` is delivered, one tick per partition of the tick topic,
+    `{"ended": topic, "end": offset}` with that partition's log end offset: a worker then stops
+    waiting for that topic's queue of the partition once it has received up to `end`, where the
+    merge would wait for the topic to be silent (pipeline/merge.py). Only the producer that
+    alone writes `topic` may say so; the replay does with `--flush-ticks` (the end of a trace).
+    0 ticks when the broker does not give the ends (the workers wait as they would have)."""
+    _flush(producer)
+    partitions = _partitions(producer, settings.topic_ticks, settings)
+    try:
+        ends = _log_ends(settings, topic, partitions)
+    except KafkaException as exc:
+        print(f"clearance replay: the end of {topic} not sent ({exc})", file=sys.stderr)
+        return 0
+    for partition, end in sorted(ends.items()):
+        value = orjson.dumps({"ended": topic, "end": end})
+        _produce(producer, settings.topic_ticks, value, None, wall_ms(), partition)
+    return len(ends)
+
+
+def _log_ends(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
+    """The log end offset of each partition of `topic` now (ListOffsets, latest)."""
+    admin = AdminClient(admin_config(settings))
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    futures = admin.list_offsets({TopicPartition(topic, p): latest for p in range(partitions)}, request_timeout=30)
+    return {tp.partition: future.result().offset for tp, future in futures.items()}
 
 
 def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
@@ -336,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the trace, one tick per tick-topic partition at the last appTime + HOURS "
         "(default: window + retention + 1 h), so every window closes. They are sent once every document "
         "is delivered; a worker applies a tick after everything its partition's input topics held when "
-        "the tick came, however far behind it is. --ticks-only sends them alone, later",
+        "the tick came, however far behind it is. Also, once the last document of an input topic is "
+        "delivered, one tick per partition saying that topic ended (its workers stop waiting for it; only "
+        "for topics this replay alone writes). --ticks-only sends the flush ticks alone, later",
     )
     parser.add_argument(
         "--ticks-only", action="store_true", help="produce nothing of the trace, only its --flush-ticks (default hours)"

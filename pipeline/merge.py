@@ -20,6 +20,16 @@ the first, the shell the second (it needs the broker):
    after the head arrived. The consumer's own high watermark is not enough: it comes
    from its last fetch of that partition, which can be seconds old (issue 10).
 
+An empty queue whose topic has *ended* is passed over at once, by neither rule: its producer
+said (a tick `{"ended": topic}`, which `clearance replay --flush-ticks` sends once the last
+document of a topic is delivered) that nothing more comes, and the shell has received
+everything the broker held of it when that was said, so nothing earlier than the head can
+still come from it. The shell names those queues (`ended`); input beyond that end revokes it.
+A finished trace's topics end at different times (the peak-hour trace's payments end 5
+minutes of appTime before its orders, 1.4 s of a 30 s replay), and every document of a
+partition after one of its topics had ended waited for the silence rule (up to the merge
+wait), or, with the replay's final flush, for the end of the replay.
+
 The head's age is what covers producers' skew: one producer (`clearance replay`) writes
 the three topics in appTime order, but librdkafka builds each produce request partition
 by partition while the application goes on producing, so a later payment can reach the
@@ -45,6 +55,7 @@ keeps being fetched, and while every queue holds a document the head is applied.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -116,32 +127,35 @@ class Merge(Generic[T]):
                     best, found = key, (rank, item)
         return found
 
-    def passing(self, now_ms: int, head: Queued[T] | None = None) -> list[int] | None:
-        """The ranks of the empty queues the head would pass; None while the first rule holds it.
+    def passing(self, now_ms: int, head: Queued[T] | None = None, ended: Collection[int] = ()) -> list[int] | None:
+        """The empty queues' ranks the broker must be asked about; None while the first rule holds.
 
-        [] when every queue holds a document; None while an empty queue's topic has
-        delivered something less than `silent_ms` ago, or `head` (when given) is younger
-        than that by its producer's timestamp (`ready_ms`).
+        [] when every queue holds a document or every empty one's topic has `ended` (ranks);
+        None while an empty queue's topic that has not ended has delivered something less
+        than `silent_ms` ago, or `head` (when given) is younger than that by its producer's
+        timestamp (`ready_ms`).
         """
         q0, q1, q2 = self.queues
         if q0 and q1 and q2:
             return []
-        if now_ms < self.ready_ms(head):
+        if now_ms < self.ready_ms(head, ended):
             return None
-        return [rank for rank, queue in enumerate(self.queues) if not queue]
+        return [rank for rank, queue in enumerate(self.queues) if not queue and rank not in ended]
 
-    def ready_ms(self, head: Queued[T] | None = None) -> int:
+    def ready_ms(self, head: Queued[T] | None = None, ended: Collection[int] = ()) -> int:
         """When the head may pass the empty queues by the first rule (wall ms).
 
         Every empty queue's topic silent for `silent_ms`, and `head` that old by its
-        producer's timestamp.
+        producer's timestamp; at once when every empty queue's topic has `ended`.
         """
+        waiting = False
         ready = -(2**62)
-        if head is not None:
-            ready = (head.sent_ms if head.sent_ms >= 0 else head.received_ms) + self.silent_ms
         for rank, queue in enumerate(self.queues):
-            if not queue:
+            if not queue and rank not in ended:
+                waiting = True
                 ready = max(ready, self.last_seen_ms[rank] + self.silent_ms)
+        if waiting and head is not None:
+            ready = max(ready, (head.sent_ms if head.sent_ms >= 0 else head.received_ms) + self.silent_ms)
         return ready
 
     def pop(self, rank: int) -> Queued[T]:

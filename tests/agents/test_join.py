@@ -156,6 +156,14 @@ class Harness:
         value = b'{"wall": 1}' if event_ms is None else orjson.dumps({"eventTime": event_ms})
         await self.join.handle(Msg("ticks", partition, offset, None, value), lambda: self.tick_acks.append(offset))
 
+    async def ended(self, topic: str, end: Any, partition: int = PARTITION) -> None:
+        """A tick `{"ended": topic, "end": end}`: the topic's producer wrote nothing more of it."""
+        self.fed.add(partition)
+        offset = self.ticks
+        self.ticks += 1
+        value = orjson.dumps({"ended": topic, "end": end})
+        await self.join.handle(Msg("ticks", partition, offset, None, value), lambda: self.tick_acks.append(offset))
+
     def candidates(self) -> list[str]:
         return [d[3] for topic, d in self.sent if topic == "candidates"]
 
@@ -460,6 +468,78 @@ def test_a_flush_counts_a_hole_at_the_end_of_the_log_as_received() -> None:
         await h.settle()
         assert h.declarations() == [("PK1", ["MISSING_PAYMENT", "MISSING_WAYBILL"])]
         assert h.tick_acks == [0]
+
+    run(body)
+
+
+def test_a_topic_that_ended_is_not_waited_for_once_received_to_its_end() -> None:
+    """The end of a trace: its payments end minutes of appTime before its orders and waybills, and
+    every document after that waited for the payments topic to fall silent. Once its producer
+    says it ended, and everything up to that end is received, its empty queue holds no one."""
+
+    async def body(h: Harness) -> None:
+        await h.ended("payments", 2)  # two payments written, none received yet
+        for no, at in (("PK1", "0000"), ("PK2", "0200"), ("PK3", "0400"), ("PK9", "0900")):
+            await h.feed("orders", order(no, f"2026111100{at}"), sent_ms=h.wall)
+        for no, at in (("PK1", "0100"), ("PK2", "0300"), ("PK3", "0500"), ("PK9", "0950")):
+            await h.feed("waybills", waybill(no, f"2026111100{at}"), sent_ms=h.wall)
+        await h.feed("payments", payment("PK1", "20261111000050"), sent_ms=h.wall)
+        await h.settle()
+        assert sorted(h.acked) == [("orders", 0), ("payments", 0)], (
+            "the second payment is still on its way: PK1's waybill waits for it"
+        )
+        await h.feed("payments", payment("PK2", "20261111000250"), sent_ms=h.wall)
+        await h.settle()
+        assert sorted(h.acked)[:4] == [("orders", 0), ("orders", 1), ("orders", 2), ("orders", 3)]
+        assert ("waybills", 2) in h.acked, "PK3 passed the empty payments queue at once"
+        assert ("waybills", 3) not in h.acked, "the orders topic has not ended: PK9's waybill waits for it"
+        assert "payments" not in h.asked, "nothing to ask the broker about a topic that ended"
+        assert h.candidates() == ["PK1", "PK2"]
+
+    run(body)
+
+
+def test_input_beyond_a_topic_s_end_makes_the_merge_wait_for_it_again() -> None:
+    async def body(h: Harness) -> None:
+        await h.ended("payments", 0)
+        for no, at in (("PK1", "0000"), ("PK5", "0500")):
+            await h.feed("orders", order(no, f"2026111100{at}"), sent_ms=h.wall)
+        for no, at in (("PK1", "0100"), ("PK6", "0600")):
+            await h.feed("waybills", waybill(no, f"2026111100{at}"), sent_ms=h.wall)
+        await h.settle()
+        assert sorted(h.acked) == [("orders", 0), ("orders", 1), ("waybills", 0)]
+        await h.feed("payments", payment("PK0", "20261111000050"), sent_ms=h.wall)  # a new replay
+        await h.feed("orders", order("PK7", "20261111000700"), sent_ms=h.wall)
+        await h.settle()
+        assert h.acked[-1] == ("payments", 0)
+        assert ("waybills", 1) not in h.acked, "the payments topic has input again: its silence counts"
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
+        assert ("waybills", 1) in h.acked
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("topic", "end", "reason"),
+    [
+        ("refunds", 3, "invalid tick: ended names no input topic of this worker"),
+        ("payments", -1, "invalid tick: end is not an offset"),
+        ("payments", "3", "invalid tick: end is not an offset"),
+        ("payments", None, "invalid tick: end is not an offset"),
+    ],
+)
+def test_an_end_tick_that_names_no_input_or_no_offset_is_dead_lettered(topic: str, end: Any, reason: str) -> None:
+    async def body(h: Harness) -> None:
+        await h.ended(topic, end)
+        letters = [d for t, d in h.sent if t == "deadletter"]
+        assert [d["reason"] for d in letters] == [reason]
+        await h.settle()
+        assert h.tick_acks == [0]
+        await h.feed("orders", order("PK1", "20261111000000"), sent_ms=h.wall)
+        await h.feed("waybills", waybill("PK1", "20261111000100"), sent_ms=h.wall)
+        assert h.acked == [], "the merge still waits for the payments topic"
 
     run(body)
 

@@ -317,7 +317,7 @@ def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows
     add_ratios(results)
     text = render(results)
     assert "p99 < 500 ms at 1,000 orders/s: NOT met (2300.0 ms)" in text
-    assert "while the input flows: met (p99 300.0 ms); its last 2 s (the merge wait, 10.0% of" in text
+    assert "while the input flows: met (p99 300.0 ms); its last 2 s (the drain: 10.0% of" in text
     assert "produce to the join's decision p50/p99 40.0/40.0 ms, then to the declaration 260.0/260.0 ms" in text
     results["timestamp"], results["parameters"] = "2026-12-04T03:05:00", {"orders": 100, "messages": 300}
     row = _row(results, Path("x.json")).split(" | ")

@@ -162,3 +162,49 @@ def test_replay_interleaves_by_app_time_within_a_partition(kafka_settings: Setti
         for timestamp in sorted(by_time):
             assert min(by_time[timestamp]) >= latest_before
             latest_before = max(latest_before, *by_time[timestamp])
+
+
+def test_with_flush_ticks_each_topic_s_end_is_sent_once_it_is_delivered(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """`--flush-ticks`: as each input topic's last document is delivered, one tick per partition
+    `{"ended": topic, "end": offset}` with that partition's log end, before the flush ticks; a
+    worker stops waiting for that topic's queue once it has received up to `end` (agents/join.py)."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    files = _write_trace(trace, orders=90)
+    total = sum(len(lines) for lines in files.values())
+
+    summary = replay(trace, kafka_settings, flush_ticks_ms=0)
+
+    partitions = kafka_settings.partitions
+    assert (summary.ended, summary.ticks) == (3 * partitions, partitions)
+    seen = _consume_all(kafka_settings, total)
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for topic, partition, *_ in seen:
+        counts[topic, partition] += 1
+    ticks = _read_ticks(kafka_settings, 4 * partitions)
+    for partition in range(partitions):
+        mine = [orjson.loads(value) for p, value in ticks if p == partition]
+        ended = {t["ended"]: t["end"] for t in mine if "ended" in t}
+        assert ended == {topic: counts[topic, partition] for topic in kafka_settings.input_topics}
+        assert "eventTime" in mine[-1] and all("ended" in t for t in mine[:-1]), "the flush comes last"
+
+
+def _read_ticks(settings: Settings, expected: int) -> list[tuple[int, bytes]]:
+    consumer = Consumer({**client_config(settings), "group.id": f"replay-test-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(settings.topic_ticks, p, 0) for p in range(settings.partitions)])
+    ticks: list[tuple[int, bytes]] = []
+    try:
+        for _ in range(60):
+            for msg in consumer.consume(1000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                partition, value = msg.partition(), msg.value()
+                assert partition is not None and value is not None
+                ticks.append((partition, value))
+            if len(ticks) >= expected:
+                break
+    finally:
+        consumer.close()
+    assert len(ticks) == expected
+    return ticks
