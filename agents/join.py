@@ -96,6 +96,17 @@ class Flush:
 
 
 @dataclass(slots=True)
+class Through:
+    """A tick `{"through": ms, "ends": {topic: offset}}`: the input's producer has delivered every
+    document with an appTime up to `ms`, and each input topic of this partition ended at its
+    offset when it looked, after those deliveries (pipeline/merge.py)."""
+
+    ms: int
+    ends: dict[str, int]
+    made_ms: int  # the tick's producer timestamp: it covers documents produced before it, no others
+
+
+@dataclass(slots=True)
 class Partition:
     """What the join keeps of one partition besides the table."""
 
@@ -117,9 +128,11 @@ class Partition:
     # directly (its next offset is past all of them then; past holes of the log otherwise).
     received: dict[str, int] = field(default_factory=dict)
     # The input topics whose producer said they ended (a tick `{"ended": topic, "end": offset}`),
-    # each with that end: once received up to it, its empty queue is not waited for
-    # (pipeline/merge.py); input beyond it revokes it.
-    ended: dict[str, int] = field(default_factory=dict)
+    # each with that end and the tick's producer timestamp: once received up to it, its empty queue
+    # is not waited for by documents produced before the tick (pipeline/merge.py); input beyond
+    # it revokes it.
+    ended: dict[str, tuple[int, int]] = field(default_factory=dict)
+    through: Through | None = None  # the latest time mark of the input's producer (`Through`)
 
 
 class _BadTick(ValueError):
@@ -130,26 +143,54 @@ class _BadTick(ValueError):
         self.field = field
 
 
-def _read_tick(value: bytes, topics: Iterable[str]) -> tuple[int | None, tuple[str, int] | None]:
-    """(eventTime, (ended topic, its end offset)) of a tick, each None when absent (`{"wall": ms}`
-    has neither)."""
+@dataclass(slots=True)
+class _Tick:
+    """What a tick says: a flush's event time, a topic's end, the input's time mark; None each
+    when absent (`{"wall": ms}` says none of them)."""
+
+    event_ms: int | None = None
+    ended: tuple[str, int] | None = None  # (topic, its end offset in this partition)
+    through: tuple[int, dict[str, int]] | None = None  # (ms, ends)
+
+
+def _read_tick(value: bytes, topics: Iterable[str]) -> _Tick:
     try:
         body = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise _BadTick(str(exc), "eventTime") from exc
+    tick = _Tick()
     if not isinstance(body, dict):
-        return None, None
-    explicit, ended = body.get("eventTime"), body.get("ended")
-    if explicit is not None and (not isinstance(explicit, int) or isinstance(explicit, bool)):
-        raise _BadTick("eventTime is not an integer", "eventTime")
-    if ended is None:
-        return explicit, None
-    if ended not in topics:
-        raise _BadTick("ended names no input topic of this worker", "ended")
-    end = body.get("end")
-    if not isinstance(end, int) or isinstance(end, bool) or end < 0:
-        raise _BadTick("end is not an offset", "end")
-    return explicit, (ended, end)
+        return tick
+    explicit = body.get("eventTime")
+    if explicit is not None:
+        if not _is_int(explicit):
+            raise _BadTick("eventTime is not an integer", "eventTime")
+        tick.event_ms = explicit
+    ended = body.get("ended")
+    if ended is not None:
+        if ended not in topics:
+            raise _BadTick("ended names no input topic of this worker", "ended")
+        end = body.get("end")
+        if not isinstance(end, int) or not _is_offset(end):
+            raise _BadTick("end is not an offset", "end")
+        tick.ended = (ended, end)
+    through = body.get("through")
+    if through is not None:
+        ends = body.get("ends")
+        if not _is_int(through):
+            raise _BadTick("through is not an integer", "through")
+        if not isinstance(ends, dict) or set(ends) != set(topics) or not all(map(_is_offset, ends.values())):
+            raise _BadTick("ends is not an offset for each input topic", "ends")
+        tick.through = (through, ends)
+    return tick
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_offset(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class JoinProcessor:
@@ -383,34 +424,58 @@ class JoinProcessor:
 
     async def _may_pass(self, part: Partition, partition: int, wall: int, head: Queued[Handle]) -> bool:
         """The merge rule's second half: the broker holds nothing unread of the empty queues
-        (of those whose topic has not ended)."""
+        (of those its producer's ticks do not cover: `_ended`, `_covered`)."""
         merge = part.merge
-        ended = self._ended(part, partition) if part.ended else ()
-        passing = merge.passing(wall, head, ended)
+        covered = self._ended(part, partition, head) if part.ended else set()
+        if part.through is not None:
+            covered |= self._covered(part.through, part, partition, head)
+        passing = merge.passing(wall, head, covered)
         if passing is None:
             if self.wake is not None:
-                self.wake(partition, merge.ready_ms(head, ended))
+                self.wake(partition, merge.ready_ms(head, covered))
             return False
         for rank in passing:
             if await self.unread(self.topics[rank], partition, head.received_ms):
                 return False
         return True
 
-    def _ended(self, part: Partition, partition: int) -> set[int]:
+    def _ended(self, part: Partition, partition: int, head: Queued[Handle]) -> set[int]:
         """The ranks of the topics said to have ended whose input is received up to that end (the
-        guard's next offset, or what came while it hands over); a topic received beyond its end
+        guard's next offset, or what came while it hands over), for a head produced before that
+        was said (a later producer's documents are not covered); a topic received beyond its end
         has input again and is dropped from `part.ended`."""
         ranks = set()
-        for topic, end in list(part.ended.items()):
-            at = self.position(topic, partition) if self.position is not None else None
-            if at is None:
-                at = part.received.get(topic)
+        for topic, (end, made_ms) in list(part.ended.items()):
+            at = self._received(topic, part, partition)
             if at is None or at < end:
                 continue
             if at > end:
                 del part.ended[topic]
                 continue
-            ranks.add(RANK[self.kinds[topic]])
+            if 0 <= head.sent_ms <= made_ms:
+                ranks.add(RANK[self.kinds[topic]])
+        return ranks
+
+    def _received(self, topic: str, part: Partition, partition: int) -> int | None:
+        """The offset up to which `topic` of `partition` is received: the guard's next offset (past
+        holes of the log), or while it hands over what it read directly, what came."""
+        at = self.position(topic, partition) if self.position is not None else None
+        return part.received.get(topic) if at is None else at
+
+    def _covered(self, through: Through, part: Partition, partition: int, head: Queued[Handle]) -> set[int]:
+        """The ranks whose empty queue cannot still get a document before `head` by the input's
+        time mark: none when the head's appTime is past the mark, or the head was produced after
+        the mark (by another producer, a later replay: the mark says nothing of its documents);
+        else those whose topic is received up to the mark's end (every document up to the mark
+        is below it)."""
+        doc = head.doc
+        if doc is None or doc.app_time_ms > through.ms or not 0 <= head.sent_ms <= through.made_ms:
+            return set()
+        ranks = set()
+        for topic, end in through.ends.items():
+            at = self._received(topic, part, partition)
+            if at is not None and at >= end:
+                ranks.add(RANK[self.kinds[topic]])
         return ranks
 
     async def _any_unread(self, partition: int, since_ms: int) -> bool:
@@ -430,19 +495,25 @@ class JoinProcessor:
 
     async def _tick(self, msg: Msg) -> None:
         """A tick: `{"wall": ms}` from a worker's timer (the merge's waits, the idle rule),
-        `{"eventTime": ms}`, an explicit flush (the end of a replay), or `{"ended": topic, "end":
-        offset}`, the producer of an input topic saying that it wrote nothing more of it, and
-        that this partition of it ended at `offset` (pipeline/merge.py)."""
+        `{"eventTime": ms}`, an explicit flush (the end of a replay), `{"ended": topic, "end":
+        offset}`, the producer of an input topic saying that it writes nothing more of it, and
+        that this partition of it ended at `offset`, or `{"through": ms, "ends": {topic: offset}}`,
+        the input's producer saying that every document up to that appTime is delivered, below
+        those ends (pipeline/merge.py)."""
         self.metrics.last_tick = self.wall() / 1000.0
         try:
-            explicit, ended = _read_tick(msg.value, self.kinds)
+            tick = _read_tick(msg.value, self.kinds)
         except _BadTick as bad:
             await self.sender.dead_letter(msg, f"invalid tick: {bad}", bad.field, False)
             return
+        explicit = tick.event_ms
         part = await self._partition(msg.partition)
-        if ended is not None:
-            topic, end = ended
-            part.ended[topic] = end
+        made_ms = msg.timestamp_ms if msg.timestamp_ms is not None else -1  # unknown: it covers nothing
+        if tick.ended is not None:
+            topic, end = tick.ended
+            part.ended[topic] = (end, made_ms)
+        if tick.through is not None and (part.through is None or tick.through[0] >= part.through.ms):
+            part.through = Through(*tick.through, made_ms)
         wall = self.wall()
         if explicit is not None:
             await self._hold_flush(part, msg, explicit, wall)

@@ -110,10 +110,11 @@ def wait_complete(
 def _replay_process(settings: Settings, trace: Path, order_rate: float, times: Path) -> subprocess.Popen[bytes]:
     env = {**settings_env(settings), "PATH": "/usr/bin:/bin"}
     command = [sys.executable, "-m", "clearance.cli", "replay", str(trace), "--order-rate", str(order_rate)]
-    # The replay ends as a replay of a finished trace should: with a flush to its last appTime (event
-    # time moves no further than the trace did), which tells the worker the input ended, so its last
-    # documents do not wait out the merge's silence (pipeline/merge.py) for input that never comes.
-    command += ["--times", str(times), "--json", "--progress", "never", "--flush-ticks", "0"]
+    # The replay is the one producer of its topics and says where its input stands (`--watermarks`:
+    # up to which appTime everything is delivered, where each topic ended), so the merge does not
+    # wait for a topic to fall silent (pipeline/merge.py); it ends with a flush to its last appTime
+    # (event time moves no further than the trace did).
+    command += ["--times", str(times), "--json", "--progress", "never", "--flush-ticks", "0", "--watermarks"]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: S603
 
 

@@ -24,7 +24,8 @@ import csv
 import re
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,7 +98,8 @@ class ReplaySummary:
     per_topic: dict[str, int] = field(default_factory=dict)
     pacing: str = ""
     ticks: int = 0
-    ended: int = 0  # end-of-topic ticks (`{"ended": topic, "end": offset}`), with --flush-ticks
+    ended: int = 0  # end-of-topic ticks (`{"ended": topic, "end": offset}`), with --watermarks
+    marks: int = 0  # time-mark ticks (`{"through": ms, "ends": {...}}`), with --watermarks
     denied: str = ""  # the first authorization error: which user, which topic
 
     @property
@@ -117,6 +119,7 @@ class ReplaySummary:
             "pacing": self.pacing,
             "ticks": self.ticks,
             "endedTicks": self.ended,
+            "watermarkTicks": self.marks,
         }
 
     def render(self) -> str:
@@ -125,7 +128,7 @@ class ReplaySummary:
             f"{self.rate:,.0f} msg/s ({self.pacing}); {self.orders:,} orders, {self.unkeyed:,} without key, "
             f"{self.errors:,} delivery errors"
             + (f"; {self.ticks} flush ticks" if self.ticks else "")
-            + (f", {self.ended} end-of-topic ticks" if self.ended else "")
+            + (f"; {self.marks} watermark and {self.ended} end-of-topic ticks" if self.marks or self.ended else "")
         )
 
 
@@ -193,11 +196,13 @@ def replay(
     progress: bool = False,
     flush_ticks_ms: int | None = None,
     ticks_only: bool = False,
+    watermarks_s: float | None = None,
 ) -> ReplaySummary:
     """Produce every line of `trace` once; return the summary. Raises ReplayError.
 
     With `ticks_only`, nothing of the trace is produced: it is only read for its last
-    appTime, and the flush ticks are sent (the second step of a replay-then-flush).
+    appTime, and the flush ticks are sent (the second step of a replay-then-flush). With
+    `watermarks_s`, this replay tells the workers where its input stands (`Watermarks`).
     """
     present = trace_files(trace)
     left = {kind: count_lines(path) for kind, path in present}  # of each file, not produced yet
@@ -215,9 +220,15 @@ def replay(
             if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED and not summary.denied:
                 summary.denied = denied(msg.topic(), "write to", settings)
 
-    config: dict[str, Any] = {**producer_config(settings), "delivery.report.only.error": True, "on_delivery": on_error}
+    marks = watermarks_s is not None and not ticks_only
+    config: dict[str, Any] = {
+        **producer_config(settings),
+        "delivery.report.only.error": not marks,  # the marks follow every delivery
+        "on_delivery": on_error,
+    }
     producer = Producer(config)
     check_topics(producer, settings)
+    watermarks = Watermarks(producer, settings, watermarks_s or 0.0, on_error) if marks else None
     last_time: dict[bytes, int] = {}
     bar = Progress(total, "clearance replay", enabled=progress)
     clock = _Clock(producer)
@@ -232,8 +243,12 @@ def replay(
         if ticks_only:
             continue
         clock.wait(pacing.due(i, trace_ms, first_ms if first_ms is not None else trace_ms))
+        delivered = None
+        if watermarks is not None:
+            summary.marks += watermarks.due(trace_ms)
+            delivered = watermarks.produced(trace_ms)
         now_ms = wall_ms()
-        _produce(producer, topics[line.kind], line.raw, line.key, now_ms)
+        _produce(producer, topics[line.kind], line.raw, line.key, now_ms, on_delivery=delivered)
         if line.key is None:
             summary.unkeyed += 1
         else:
@@ -242,8 +257,8 @@ def replay(
         summary.bytes += len(line.raw)
         summary.per_topic[topics[line.kind]] = summary.per_topic.get(topics[line.kind], 0) + 1
         left[line.kind] -= 1
-        if not left[line.kind] and flush_ticks_ms is not None:
-            summary.ended += produce_end(producer, settings, topics[line.kind])
+        if not left[line.kind] and watermarks is not None:
+            summary.ended += watermarks.ended(topics[line.kind])
         if i % 1024 == 0:
             producer.poll(0)
             bar.update(i)
@@ -262,32 +277,110 @@ def replay(
     return summary
 
 
-def produce_end(producer: Producer, settings: Settings, topic: str) -> int:
-    """Once every document of `topic` is delivered, one tick per partition of the tick topic,
-    `{"ended": topic, "end": offset}` with that partition's log end offset: a worker then stops
-    waiting for that topic's queue of the partition once it has received up to `end`, where the
-    merge would wait for the topic to be silent (pipeline/merge.py). Only the producer that
-    alone writes `topic` may say so; the replay does with `--flush-ticks` (the end of a trace).
-    0 ticks when the broker does not give the ends (the workers wait as they would have)."""
-    _flush(producer)
-    partitions = _partitions(producer, settings.topic_ticks, settings)
-    try:
-        ends = _log_ends(settings, topic, partitions)
-    except KafkaException as exc:
-        print(f"clearance replay: the end of {topic} not sent ({exc})", file=sys.stderr)
-        return 0
-    for partition, end in sorted(ends.items()):
-        value = orjson.dumps({"ended": topic, "end": end})
-        _produce(producer, settings.topic_ticks, value, None, wall_ms(), partition)
-    return len(ends)
+class Watermarks:
+    """`--watermarks`: this replay, the one producer of its input topics, tells the workers where
+    its input stands, so that their merge need not wait for a topic to fall silent before it
+    passes an empty queue (pipeline/merge.py):
+
+    - every `every_s`, one tick per partition `{"through": ms, "ends": {topic: offset}}`: every
+      document with an appTime up to `ms` is delivered (the messages are followed in produce
+      order, which is appTime order, to the first one not delivered yet), and each input topic
+      of that partition ended at `offset` when the broker was asked, after those deliveries;
+    - once the last document of a topic is delivered, `{"ended": topic, "end": offset}` (`ended`).
+
+    The broker's answer to a mark's ListOffsets is not waited for: the mark goes once it has come
+    (at a later message), so a slow broker delays the marks, not the replay's pacing. A message
+    whose delivery failed holds the marks where they are (its workers then wait as they would
+    without them). What it costs: a delivery report per message, a ListOffsets of every input
+    partition per mark."""
+
+    def __init__(
+        self, producer: Producer, settings: Settings, every_s: float, on_error: Callable[[Any, Any], None]
+    ) -> None:
+        self.producer, self.settings, self.every_s, self.on_error = producer, settings, every_s, on_error
+        self.partitions = _partitions(producer, settings.topic_ticks, settings)
+        self.admin = AdminClient(admin_config(settings))
+        self.sent: deque[list[Any]] = deque()  # [appTime ms, delivered] of each message, in produce order
+        self.next_s = time.perf_counter() + every_s
+        self.last = -1  # the last mark asked for
+        self.asked: tuple[int, dict[TopicPartition, Any]] | None = None  # a mark waiting for its ends
+
+    def produced(self, time_ms: int) -> Callable[[KafkaError | None, Any], None]:
+        """The delivery callback of the message about to be produced (appTime `time_ms`)."""
+        entry = [time_ms, False]
+        self.sent.append(entry)
+        on_error = self.on_error
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            on_error(err, msg)
+            if err is None:
+                entry[1] = True
+
+        return delivered
+
+    def due(self, next_ms: int) -> int:
+        """Before a message of appTime `next_ms` is produced: the ticks of a mark whose ends have
+        come, and a new mark asked for when one is due and the input has moved on; the number
+        of ticks sent."""
+        ticks = self._send_answered()
+        now = time.perf_counter()
+        if self.asked is not None or now < self.next_s:
+            return ticks
+        self.next_s = now + self.every_s
+        self.producer.poll(0)  # the delivery reports that came
+        sent = self.sent
+        while sent and sent[0][1]:
+            sent.popleft()
+        through = (sent[0][0] if sent else next_ms) - 1  # nothing up to it is still on its way
+        if through > self.last:
+            self.asked = (through, self._ask(self.settings.input_topics))
+            self.last = through
+        return ticks
+
+    def ended(self, topic: str) -> int:
+        """Once every document of `topic` is delivered, one tick per partition of the tick topic,
+        `{"ended": topic, "end": offset}` with that partition's log end offset: a worker then stops
+        waiting for that topic's queue of the partition once it has received up to `end`. 0 ticks
+        when the broker does not give the ends (the workers wait as they would have)."""
+        _flush(self.producer)
+        try:
+            ends = _answered(self._ask([topic]))
+        except KafkaException as exc:
+            print(f"clearance replay: the end of {topic} not sent ({exc})", file=sys.stderr)
+            return 0
+        for partition in range(self.partitions):
+            value = orjson.dumps({"ended": topic, "end": ends[topic, partition]})
+            _produce(self.producer, self.settings.topic_ticks, value, None, wall_ms(), partition)
+        return self.partitions
+
+    def _ask(self, topics: Iterable[str]) -> dict[TopicPartition, Any]:
+        """A ListOffsets (latest) of every partition of `topics`: the futures of its answers."""
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        wanted = {TopicPartition(topic, p): latest for topic in topics for p in range(self.partitions)}
+        return dict(self.admin.list_offsets(wanted, request_timeout=30))
+
+    def _send_answered(self) -> int:
+        """The ticks of the mark asked for, once the broker has answered (0 before, or when it
+        failed: the next mark is asked for instead)."""
+        if self.asked is None or not all(future.done() for future in self.asked[1].values()):
+            return 0
+        through, futures = self.asked
+        self.asked = None
+        try:
+            ends = _answered(futures)
+        except KafkaException as exc:
+            print(f"clearance replay: a watermark not sent ({exc})", file=sys.stderr)
+            return 0
+        topics = self.settings.input_topics
+        for partition in range(self.partitions):
+            value = orjson.dumps({"through": through, "ends": {t: ends[t, partition] for t in topics}})
+            _produce(self.producer, self.settings.topic_ticks, value, None, wall_ms(), partition)
+        return self.partitions
 
 
-def _log_ends(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
-    """The log end offset of each partition of `topic` now (ListOffsets, latest)."""
-    admin = AdminClient(admin_config(settings))
-    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    futures = admin.list_offsets({TopicPartition(topic, p): latest for p in range(partitions)}, request_timeout=30)
-    return {tp.partition: future.result().offset for tp, future in futures.items()}
+def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:
+    """The log end offsets a ListOffsets gave, by (topic, partition)."""
+    return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 
 def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
@@ -321,9 +414,17 @@ def check_topics(producer: Producer, settings: Settings) -> None:
 
 
 def _produce(
-    producer: Producer, topic: str, value: bytes, key: bytes | None, now_ms: int, partition: int | None = None
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    now_ms: int,
+    partition: int | None = None,
+    on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
 ) -> None:
     extra: dict[str, Any] = {} if partition is None else {"partition": partition}
+    if on_delivery is not None:
+        extra["on_delivery"] = on_delivery
     while True:
         try:
             producer.produce(topic, value=value, key=key, timestamp=now_ms, **extra)
@@ -373,9 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the trace, one tick per tick-topic partition at the last appTime + HOURS "
         "(default: window + retention + 1 h), so every window closes. They are sent once every document "
         "is delivered; a worker applies a tick after everything its partition's input topics held when "
-        "the tick came, however far behind it is. Also, once the last document of an input topic is "
-        "delivered, one tick per partition saying that topic ended (its workers stop waiting for it; only "
-        "for topics this replay alone writes). --ticks-only sends the flush ticks alone, later",
+        "the tick came, however far behind it is. --ticks-only sends them alone, later",
+    )
+    parser.add_argument(
+        "--watermarks",
+        type=float,
+        metavar="SECONDS",
+        nargs="?",
+        const=0.2,
+        help="this replay alone writes the input topics: every SECONDS (default 0.2) tell the workers, in a "
+        "tick per partition, up to which appTime every document is delivered, and once a topic's last "
+        "document is, that it ended; their merge then need not wait for a topic to fall silent",
     )
     parser.add_argument(
         "--ticks-only", action="store_true", help="produce nothing of the trace, only its --flush-ticks (default hours)"
@@ -388,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("rate", "order_rate", "speedup"):
+    for name in ("rate", "order_rate", "speedup", "watermarks"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -420,6 +529,7 @@ def cli(argv: list[str]) -> int:
             progress=show,
             flush_ticks_ms=ticks_ms,
             ticks_only=args.ticks_only,
+            watermarks_s=args.watermarks,
         )
     except TraceError as exc:  # ReplayError included
         print(f"clearance replay: {exc}", file=sys.stderr)

@@ -20,24 +20,21 @@ the first, the shell the second (it needs the broker):
    after the head arrived. The consumer's own high watermark is not enough: it comes
    from its last fetch of that partition, which can be seconds old (issue 10).
 
-An empty queue whose topic has *ended* is passed over at once, by neither rule: its producer
-said (a tick `{"ended": topic}`, which `clearance replay --flush-ticks` sends once the last
-document of a topic is delivered) that nothing more comes, and the shell has received
-everything the broker held of it when that was said, so nothing earlier than the head can
-still come from it. The shell names those queues (`ended`); input beyond that end revokes it.
-A finished trace's topics end at different times (the peak-hour trace's payments end 5
-minutes of appTime before its orders, 1.4 s of a 30 s replay), and every document of a
-partition after one of its topics had ended waited for the silence rule (up to the merge
-wait), or, with the replay's final flush, for the end of the replay.
-
-The head's age is what covers producers' skew: one producer (`clearance replay`) writes
-the three topics in appTime order, but librdkafka builds each produce request partition
-by partition while the application goes on producing, so a later payment can reach the
-broker a request ahead of an earlier waybill: 0.3 s apart on a quiet machine, ~2 s with two
-workers and a full-speed replay on two cores. Silence alone does not cover the first
-documents after a quiet spell (every queue has been silent for long): a two-worker
-stress run with the wait at 0 applied a payment before the first waybills of its
-partition, which came 1.5 s later.
+An empty queue that cannot still receive a document before the head is passed over at once,
+by neither rule (the shell names those queues, `covered`), because its producer said so:
+- its topic has *ended*: a tick `{"ended": topic, "end": offset}` says that its producer writes
+  nothing more of it and this partition of it ends at `offset`, and the shell has received up
+  to there (input beyond that end revokes it); or
+- the producer's time mark covers the head: a tick `{"through": ms, "ends": {...}}` says that
+  every document with an appTime up to `ms` was delivered, each input topic's partition then
+  ending at its offset in `ends`; the head's appTime is at most `ms`, and the shell has
+  received that topic up to its end there.
+Either covers only heads produced before the tick. `clearance replay --watermarks` sends both,
+as the one producer of its input topics. A finished
+trace's topics end at different times (the peak-hour trace's payments end 5 minutes of appTime
+before its orders, 1.4 s of a 30 s replay), and every later document of a partition waited for
+the silence rule; and wherever a partition's topics are sparse, a document waited for the next
+document of each other topic, or for silence. Without such ticks the rules are as above.
 
 A dead-lettered message waits in its queue too (`doc` None), so that acks stay in
 offset order within a topic partition; at a head it is done at once.
@@ -127,31 +124,31 @@ class Merge(Generic[T]):
                     best, found = key, (rank, item)
         return found
 
-    def passing(self, now_ms: int, head: Queued[T] | None = None, ended: Collection[int] = ()) -> list[int] | None:
+    def passing(self, now_ms: int, head: Queued[T] | None = None, covered: Collection[int] = ()) -> list[int] | None:
         """The empty queues' ranks the broker must be asked about; None while the first rule holds.
 
-        [] when every queue holds a document or every empty one's topic has `ended` (ranks);
-        None while an empty queue's topic that has not ended has delivered something less
-        than `silent_ms` ago, or `head` (when given) is younger than that by its producer's
-        timestamp (`ready_ms`).
+        [] when every queue holds a document or every empty one is `covered` (ranks that cannot
+        still receive a document before the head); None while an empty queue not covered has
+        had its topic deliver something less than `silent_ms` ago, or `head` (when given) is
+        younger than that by its producer's timestamp (`ready_ms`).
         """
         q0, q1, q2 = self.queues
         if q0 and q1 and q2:
             return []
-        if now_ms < self.ready_ms(head, ended):
+        if now_ms < self.ready_ms(head, covered):
             return None
-        return [rank for rank, queue in enumerate(self.queues) if not queue and rank not in ended]
+        return [rank for rank, queue in enumerate(self.queues) if not queue and rank not in covered]
 
-    def ready_ms(self, head: Queued[T] | None = None, ended: Collection[int] = ()) -> int:
+    def ready_ms(self, head: Queued[T] | None = None, covered: Collection[int] = ()) -> int:
         """When the head may pass the empty queues by the first rule (wall ms).
 
         Every empty queue's topic silent for `silent_ms`, and `head` that old by its
-        producer's timestamp; at once when every empty queue's topic has `ended`.
+        producer's timestamp; at once when every empty queue is `covered`.
         """
         waiting = False
         ready = -(2**62)
         for rank, queue in enumerate(self.queues):
-            if not queue and rank not in ended:
+            if not queue and rank not in covered:
                 waiting = True
                 ready = max(ready, self.last_seen_ms[rank] + self.silent_ms)
         if waiting and head is not None:

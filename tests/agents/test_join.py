@@ -24,6 +24,7 @@ from agents.join import Flow, JoinProcessor
 from agents.metrics import Metrics
 from agents.sender import Headers, Msg, Sender
 from clearance.settings import Settings
+from pipeline.timeconv import app_time_ms
 from tests.fixtures.docs import order, payment, raw, waybill
 
 TOPICS = {"orders": "order", "payments": "payment", "waybills": "waybill"}
@@ -157,12 +158,23 @@ class Harness:
         await self.join.handle(Msg("ticks", partition, offset, None, value), lambda: self.tick_acks.append(offset))
 
     async def ended(self, topic: str, end: Any, partition: int = PARTITION) -> None:
-        """A tick `{"ended": topic, "end": end}`: the topic's producer wrote nothing more of it."""
+        """A tick `{"ended": topic, "end": end}`: the topic's producer wrote nothing more of it
+        (produced now: it covers documents produced up to now)."""
         self.fed.add(partition)
         offset = self.ticks
         self.ticks += 1
         value = orjson.dumps({"ended": topic, "end": end})
-        await self.join.handle(Msg("ticks", partition, offset, None, value), lambda: self.tick_acks.append(offset))
+        tick = Msg("ticks", partition, offset, None, value, self.wall)
+        await self.join.handle(tick, lambda: self.tick_acks.append(offset))
+
+    async def through(self, app_time: str, ends: dict[str, Any], partition: int = PARTITION) -> None:
+        """A tick `{"through": ms, "ends": ends}`: every document up to `app_time` is delivered."""
+        self.fed.add(partition)
+        offset = self.ticks
+        self.ticks += 1
+        value = orjson.dumps({"through": app_time_ms(app_time), "ends": ends})
+        tick = Msg("ticks", partition, offset, None, value, self.wall)
+        await self.join.handle(tick, lambda: self.tick_acks.append(offset))
 
     def candidates(self) -> list[str]:
         return [d[3] for topic, d in self.sent if topic == "candidates"]
@@ -517,6 +529,75 @@ def test_input_beyond_a_topic_s_end_makes_the_merge_wait_for_it_again() -> None:
         await h.tick()
         await h.settle()
         assert ("waybills", 1) in h.acked
+
+    run(body)
+
+
+def test_a_head_within_the_producer_s_time_mark_passes_an_empty_queue_received_to_its_end() -> None:
+    """Between documents of a sparse topic: the producer says everything up to an appTime is
+    delivered, and where each topic of the partition ended then. A head up to that appTime
+    cannot be overtaken by a document still to come once those ends are received."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PK1", "20261111000000"), sent_ms=h.wall)
+        await h.feed("payments", payment("PK1", "20261111000010"), sent_ms=h.wall)
+        await h.feed("orders", order("PK2", "20261111000030"), sent_ms=h.wall)
+        await h.settle()
+        assert h.acked == [], "the waybills topic is neither silent nor covered"
+        await h.through("20261111000010", {"orders": 2, "payments": 1, "waybills": 1})
+        await h.settle()
+        assert h.acked == [], "a waybill up to that appTime is still on its way"
+        await h.feed("waybills", waybill("PK1", "20261111000005"), sent_ms=h.wall)
+        await h.settle()
+        assert h.acked == [("orders", 0), ("waybills", 0), ("payments", 0)], "PK2 is past the mark: it waits"
+        assert "waybills" not in h.asked and "payments" not in h.asked
+        await h.through("20261111000040", {"orders": 2, "payments": 1, "waybills": 1})
+        await h.settle()
+        assert h.acked[-1] == ("orders", 1)
+
+    run(body)
+
+
+@pytest.mark.parametrize("mark", ["through", "ended"])
+def test_a_document_produced_after_a_watermark_is_not_covered_by_it(mark: str) -> None:
+    """Another producer, or a later replay onto the same topics: the watermark says nothing of
+    its documents, which wait for the silence as without one."""
+
+    async def body(h: Harness) -> None:
+        if mark == "through":
+            await h.through("20261112000000", {"orders": 0, "payments": 0, "waybills": 0})
+        else:
+            await h.ended("payments", 0)
+            await h.ended("waybills", 0)
+        h.wall += 1
+        await h.feed("orders", order("PK1", "20261111000000"), sent_ms=h.wall)
+        await h.settle()
+        assert h.acked == [], "produced after the mark: the merge waits for the other topics"
+        h.wall += WAIT_MS
+        await h.tick()
+        await h.settle()
+        assert h.acked == [("orders", 0)]
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    ("tick", "reason"),
+    [
+        ({"through": "1", "ends": {"orders": 0, "payments": 0, "waybills": 0}}, "through is not an integer"),
+        ({"through": 1, "ends": {"orders": 0, "payments": 0}}, "ends is not an offset for each input topic"),
+        ({"through": 1, "ends": {"orders": 0, "payments": 0, "waybills": -1}}, "ends is not an offset for each"),
+        ({"through": 1}, "ends is not an offset for each input topic"),
+    ],
+)
+def test_a_time_mark_without_a_time_or_an_end_per_topic_is_dead_lettered(tick: dict[str, Any], reason: str) -> None:
+    async def body(h: Harness) -> None:
+        h.fed.add(PARTITION)
+        await h.join.handle(Msg("ticks", PARTITION, 0, None, orjson.dumps(tick)), lambda: h.tick_acks.append(0))
+        letters = [d for t, d in h.sent if t == "deadletter"]
+        assert len(letters) == 1 and letters[0]["reason"].startswith(f"invalid tick: {reason}")
+        await h.settle()
+        assert h.tick_acks == [0]
 
     run(body)
 

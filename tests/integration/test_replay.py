@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from clearance.kafka import client_config
 from clearance.settings import Settings
-from ops.replay import Pacing, read_times, replay
+from ops.replay import Pacing, key_and_time, read_times, replay
 from tests.fixtures import docs
 
 pytestmark = pytest.mark.integration
@@ -175,10 +175,10 @@ def test_with_flush_ticks_each_topic_s_end_is_sent_once_it_is_delivered(
     files = _write_trace(trace, orders=90)
     total = sum(len(lines) for lines in files.values())
 
-    summary = replay(trace, kafka_settings, flush_ticks_ms=0)
+    summary = replay(trace, kafka_settings, flush_ticks_ms=0, watermarks_s=60)
 
     partitions = kafka_settings.partitions
-    assert (summary.ended, summary.ticks) == (3 * partitions, partitions)
+    assert (summary.ended, summary.ticks, summary.marks) == (3 * partitions, partitions, 0)
     seen = _consume_all(kafka_settings, total)
     counts: dict[tuple[str, int], int] = defaultdict(int)
     for topic, partition, *_ in seen:
@@ -208,3 +208,52 @@ def _read_ticks(settings: Settings, expected: int) -> list[tuple[int, bytes]]:
         consumer.close()
     assert len(ticks) == expected
     return ticks
+
+
+def test_a_watermark_says_where_every_document_up_to_its_app_time_is(kafka_settings: Settings, tmp_path: Path) -> None:
+    """`--watermarks`: each `{"through": ms, "ends": {...}}` tick of a partition is a promise the
+    worker's merge relies on: every document of that partition with an appTime up to `ms` is
+    below `ends[topic]`. Checked against what the topics hold, for every mark of a paced replay."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    files = _write_trace(trace, orders=90)
+    total = sum(len(lines) for lines in files.values())
+
+    summary = replay(trace, kafka_settings, Pacing("rate", 250), watermarks_s=0.1)  # ~1.1 s
+
+    assert summary.marks >= 3 * kafka_settings.partitions, summary
+    seen = _consume_offsets(kafka_settings, total)
+    ticks = [(p, orjson.loads(v)) for p, v in _read_ticks(kafka_settings, summary.marks + summary.ended)]
+    marks = [(p, t) for p, t in ticks if "through" in t]
+    assert len(marks) == summary.marks
+    for partition, mark in marks:
+        for topic, offset, time_ms in seen:
+            if topic[1] == partition and time_ms <= mark["through"]:
+                assert offset < mark["ends"][topic[0]], (partition, mark, topic, offset)
+    for partition in range(kafka_settings.partitions):
+        throughs = [t["through"] for p, t in marks if p == partition]
+        assert throughs == sorted(set(throughs)), "each mark is later than the one before"
+
+
+def _consume_offsets(settings: Settings, expected: int) -> list[tuple[tuple[str, int], int, int]]:
+    """((topic, partition), offset, appTime ms) of every document with an appTime."""
+    consumer = Consumer({**client_config(settings), "group.id": f"replay-test-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(t, p, 0) for t in settings.input_topics for p in range(settings.partitions)])
+    out: list[tuple[tuple[str, int], int, int]] = []
+    count = 0
+    try:
+        for _ in range(120):
+            for msg in consumer.consume(1000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                count += 1
+                topic, partition, offset, value = msg.topic(), msg.partition(), msg.offset(), msg.value()
+                assert topic is not None and partition is not None and offset is not None and value is not None
+                key, time_ms = key_and_time(value)
+                if time_ms is not None:
+                    out.append(((topic, partition), offset, time_ms))
+            if count >= expected:
+                break
+    finally:
+        consumer.close()
+    assert count == expected
+    return out

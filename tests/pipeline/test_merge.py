@@ -222,24 +222,24 @@ def test_passing_waits_until_the_head_is_the_wait_old_by_its_producer_s_timestam
 
 
 @pytest.mark.parametrize(
-    ("ended", "now", "expected", "ready"),
+    ("covered", "now", "expected", "ready"),
     [
-        ((1, 2), 1500, [], -(2**62)),  # every empty queue's topic ended: at once, nothing to ask
+        ((1, 2), 1500, [], -(2**62)),  # every empty queue covered: at once, nothing to ask
         ((2,), 1549, None, 1550),  # the payments topic still counts: its silence and the head's age
         ((2,), 1550, [1], 1550),  # and only it is asked about at the broker
         ((), 1598, None, 1599),  # neither ended: the waybills' topic is not silent yet
         ((), 1599, [1, 2], 1599),
     ],
 )
-def test_an_empty_queue_whose_topic_ended_is_not_waited_for(
-    ended: tuple[int, ...], now: int, expected: list[int] | None, ready: int
+def test_an_empty_queue_covered_by_its_producer_s_ticks_is_not_waited_for(
+    covered: tuple[int, ...], now: int, expected: list[int] | None, ready: int
 ) -> None:
     merge: Merge[Out] = Merge(100, 1000)
     head: Queued[Out] = Queued(doc("order", 5), 0, 1500, ("order", 0), 1450)
     merge.push(0, head)
     merge.last_seen_ms[2] = 1499  # the waybills' topic delivered something just now
-    assert merge.passing(now, head, ended) == expected
-    assert merge.ready_ms(head, ended) == ready
+    assert merge.passing(now, head, covered) == expected
+    assert merge.ready_ms(head, covered) == ready
 
 
 def test_a_head_s_age_does_not_hold_it_when_every_queue_holds_a_document() -> None:
