@@ -525,7 +525,8 @@ class JoinProcessor:
         await self._release(part, msg.partition, wall, drain=False)
         if not self._current(part, msg.partition):
             return  # revoked while the broker was asked: the partition's owner reads this tick again
-        self._bound(part, msg.partition, again=True)
+        # the timer's ticks tell the consumer every hold again; a watermark (five a second) need not
+        self._bound(part, msg.partition, again=tick.through is None and tick.ended is None)
         # ends still unknown are asked again on the next tick (a flush has just asked for its own)
         if part.flush is not None and await self._try_flush(part, msg.partition, ask=explicit is None):
             return

@@ -82,6 +82,36 @@ def test_a_topic_read_ahead_is_paused_while_the_merge_waits_for_the_orders() -> 
     run(body, flow)
 
 
+class Asked(Recorder):
+    """Counts every hold the join asks for, a change or not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def hold(self, topic: str, partition: int, held: bool) -> bool:
+        self.asked += 1
+        return super().hold(topic, partition, held)
+
+
+def test_the_timer_s_tick_tells_the_consumer_every_hold_again_a_watermark_does_not() -> None:
+    """Each hold told again is a call into Faust's consumer thread; the replay's watermarks come
+    five times a second per partition, the timer's tick once, which suffices to put right a hold
+    that crossed a rebalance."""
+    flow = Asked()
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order(_no(1), "20261111000000"))
+        before = flow.asked
+        await h.through("20261111000000", {"orders": 1, "payments": 0, "waybills": 0})
+        await h.ended("payments", 0)
+        assert flow.asked == before
+        await h.tick()
+        assert flow.asked == before + 3, "one for each input topic"
+
+    run(body, flow)
+
+
 def test_a_hold_or_release_not_done_is_asked_again() -> None:
     flow = Recorder()
 
