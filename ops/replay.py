@@ -308,7 +308,10 @@ class Watermarks:
     def produced(self, time_ms: int) -> Callable[[KafkaError | None, Any], None]:
         """The delivery callback of the message about to be produced (appTime `time_ms`)."""
         entry = [time_ms, False]
-        self.sent.append(entry)
+        sent = self.sent
+        while sent and sent[0][1]:  # delivered: kept no longer, however far apart the marks are
+            sent.popleft()
+        sent.append(entry)
         on_error = self.on_error
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
