@@ -430,10 +430,10 @@ class JoinProcessor:
         if q0 and q1 and q2:
             return True  # nothing to pass: the common case under traffic, once per document
         covered: set[int] | tuple[()] = ()
-        if part.ended:
+        if part.ended or part.through is not None:  # the producer's watermarks, when it sends them
             covered = self._ended(part, partition, head)
-        if part.through is not None:
-            covered = {*covered, *self._covered(part.through, part, partition, head)}
+            if part.through is not None:
+                covered |= self._covered(part.through, part, partition, head)
         passing = merge.passing(wall, head, covered)
         if passing is None:
             if self.wake is not None:
@@ -598,13 +598,10 @@ class JoinProcessor:
             flush.ends = await self._ends(partition)
             if flush.ends is None or not self._current(part, partition):
                 return False
-        position = self.position
         behind = {}
-        if position is not None:
+        if self.position is not None:
             for topic, end in flush.ends.items():
-                at = position(topic, partition)
-                if at is None:  # the guard is handing over what it read directly: count what came
-                    at = part.received.get(topic)
+                at = self._received(topic, part, partition)
                 if at is None or at < end:
                     behind[topic] = end - (at or 0)
         wall = self.wall()

@@ -308,10 +308,8 @@ class Watermarks:
     def produced(self, time_ms: int) -> Callable[[KafkaError | None, Any], None]:
         """The delivery callback of the message about to be produced (appTime `time_ms`)."""
         entry = [time_ms, False]
-        sent = self.sent
-        while sent and sent[0][1]:  # delivered: kept no longer, however far apart the marks are
-            sent.popleft()
-        sent.append(entry)
+        self._drop_delivered()  # kept no longer, however far apart the marks are
+        self.sent.append(entry)
         on_error = self.on_error
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -331,9 +329,8 @@ class Watermarks:
             return ticks
         self.next_s = now + self.every_s
         self.producer.poll(0)  # the delivery reports that came
+        self._drop_delivered()
         sent = self.sent
-        while sent and sent[0][1]:
-            sent.popleft()
         through = (sent[0][0] if sent else next_ms) - 1  # nothing up to it is still on its way
         if through > self.last:
             self.asked = (through, self._ask(self.settings.input_topics))
@@ -351,10 +348,15 @@ class Watermarks:
         except KafkaException as exc:
             print(f"clearance replay: the end of {topic} not sent ({exc})", file=sys.stderr)
             return 0
-        for partition in range(self.partitions):
-            value = orjson.dumps({"ended": topic, "end": ends[topic, partition]})
-            _produce(self.producer, self.settings.topic_ticks, value, None, wall_ms(), partition)
-        return self.partitions
+        return _tick_each(
+            self.producer, self.settings, self.partitions, lambda p: {"ended": topic, "end": ends[topic, p]}
+        )
+
+    def _drop_delivered(self) -> None:
+        """Forget the messages delivered before the first one that is not (produce order)."""
+        sent = self.sent
+        while sent and sent[0][1]:
+            sent.popleft()
 
     def _ask(self, topics: Iterable[str]) -> dict[TopicPartition, Any]:
         """A ListOffsets (latest) of every partition of `topics`: the futures of its answers."""
@@ -375,10 +377,12 @@ class Watermarks:
             print(f"clearance replay: a watermark not sent ({exc})", file=sys.stderr)
             return 0
         topics = self.settings.input_topics
-        for partition in range(self.partitions):
-            value = orjson.dumps({"through": through, "ends": {t: ends[t, partition] for t in topics}})
-            _produce(self.producer, self.settings.topic_ticks, value, None, wall_ms(), partition)
-        return self.partitions
+        return _tick_each(
+            self.producer,
+            self.settings,
+            self.partitions,
+            lambda p: {"through": through, "ends": {t: ends[t, p] for t in topics}},
+        )
 
 
 def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:
@@ -388,10 +392,14 @@ def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:
 
 def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
     """One tick per partition of the tick topic, `{"eventTime": ms}`: event time moves past every window."""
-    value = orjson.dumps({"eventTime": event_ms})
     partitions = _partitions(producer, settings.topic_ticks, settings)
+    return _tick_each(producer, settings, partitions, lambda p: {"eventTime": event_ms})
+
+
+def _tick_each(producer: Producer, settings: Settings, partitions: int, body: Callable[[int], Any]) -> int:
+    """One tick on each partition of the tick topic, `body(partition)` as JSON; how many."""
     for partition in range(partitions):
-        _produce(producer, settings.topic_ticks, value, None, wall_ms(), partition)
+        _produce(producer, settings.topic_ticks, orjson.dumps(body(partition)), None, wall_ms(), partition)
     return partitions
 
 
