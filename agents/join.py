@@ -328,6 +328,8 @@ class JoinProcessor:
         wall = self.wall()
         stamp = msg.timestamp_ms
         sent = stamp if stamp is not None and stamp <= wall else wall
+        if stamp is not None:
+            self.metrics.observe_input_wait(wall - sent)
         part.merge.push(RANK[self.kinds[msg.topic]], Queued(doc, msg.offset, wall, (msg, ack, rejected), sent))
         await self._release(part, msg.partition, wall, drain=False)
         if part.flush is not None:

@@ -4,21 +4,23 @@ Plain counters in one process (one worker = one process): the agents bump them w
 `inc(name, label, by)`, and a collector turns them into Prometheus families at scrape
 time: counters end in `_total`, gauges (open windows, consumer lag per topic and
 partition) are read at scrape time from the processors and the consumer (`render`'s
-argument), and `clearance_receipt_to_decision_seconds` is a histogram of decidedAt -
-receivedAt with buckets past ten minutes. Each Metrics has its own registry, so tests can
-make as many as they like.
+argument), `clearance_receipt_to_decision_seconds` is a histogram of decidedAt -
+receivedAt with buckets past ten minutes, and `clearance_input_wait_seconds` one of how long
+each input document waited between its Kafka timestamp and the join taking it. Each Metrics
+has its own registry, so tests can make as many as they like.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: Prometheus knows when a counter starts
@@ -119,6 +121,10 @@ _HELP: dict[MetricName, tuple[str, str]] = {
 
 # Seconds; past the contract's ten minutes (600 s). monitor/metrics.py uses the same bounds (a test checks it).
 RECEIPT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+# Seconds an input document waited before the join took it: the fetch and Faust's queues while the
+# worker keeps up (tens of ms), a backlog's age when it does not.
+INPUT_WAIT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 3600.0)
+_INPUT_WAIT_BOUNDS_MS = tuple(round(bound * 1000) for bound in INPUT_WAIT_BUCKETS)
 
 
 @dataclass
@@ -131,6 +137,10 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=False))
     _resent: int = 0
     _gauges: list[Gauge] = field(default_factory=list)
+    # `clearance_input_wait_seconds`, counted here per bucket (one list index per document: a
+    # prometheus-client Histogram takes a lock per observation) and turned into a family at scrape time
+    input_wait: list[int] = field(default_factory=lambda: [0] * (len(INPUT_WAIT_BUCKETS) + 1))
+    input_wait_ms: int = 0
 
     def __post_init__(self) -> None:
         self.receipt = Histogram(
@@ -157,6 +167,11 @@ class Metrics:
         """One published declaration's receipt-to-decision time (nothing when receivedAt is unknown)."""
         if received_at_ms is not None:
             self.receipt.observe(max(decided_at_ms - received_at_ms, 0) / 1000)
+
+    def observe_input_wait(self, waited_ms: int) -> None:
+        """One input document taken by the join `waited_ms` after its Kafka timestamp."""
+        self.input_wait[bisect_left(_INPUT_WAIT_BOUNDS_MS, waited_ms)] += 1
+        self.input_wait_ms += waited_ms
 
     def render(self, gauges: Iterable[Gauge]) -> str:
         """Prometheus text exposition format 0.0.4, with `gauges` read now."""
@@ -191,6 +206,22 @@ class _Counts(Collector):
         resent = CounterMetricFamily("clearance_outbox_resent", "emits re-sent after a restart or rebalance (in doubt)")
         resent.add_metric([], float(m.resent))
         yield resent
+        yield _input_wait(m)
+
+
+def _input_wait(m: Metrics) -> HistogramMetricFamily:
+    """The input wait's counts per bucket as a Prometheus histogram (cumulative, `+Inf` last)."""
+    family = HistogramMetricFamily(
+        "clearance_input_wait_seconds",
+        "how long an input document waited from its Kafka timestamp until the join took it "
+        "(the fetch and the worker's queues; a backlog's age)",
+    )
+    buckets, running = [], 0
+    for bound, count in zip((*map(str, INPUT_WAIT_BUCKETS), "+Inf"), m.input_wait, strict=True):
+        running += count
+        buckets.append((bound, float(running)))
+    family.add_metric([], buckets, sum_value=m.input_wait_ms / 1000)
+    return family
 
 
 def _labels(name: MetricName, label: str) -> dict[str, str]:

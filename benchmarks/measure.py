@@ -275,6 +275,25 @@ class Sampler(threading.Thread):
                     total += float(line.split()[-1])
         return int(total)
 
+    def histogram(self, name: str) -> dict[str, float | int]:
+        """A Prometheus histogram summed over the workers' /metrics: `histogram_quantile`'s
+        p50, p90 and p99 (ms), its mean and count; {} if any worker is unreadable."""
+        counts: dict[float, float] = {}
+        total = 0.0
+        for url in self.metric_urls:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own localhost URL
+                    text = answer.read().decode()
+            except (urllib.error.URLError, OSError):
+                return {}
+            for line in text.splitlines():
+                if line.startswith(name + '_bucket{le="'):
+                    bound = float(line[len(name) + 12 :].split('"', 1)[0])
+                    counts[bound] = counts.get(bound, 0.0) + float(line.split()[-1])
+                elif line.startswith(name + "_sum "):
+                    total += float(line.split()[-1])
+        return histogram_summary(sorted(counts.items()), total)
+
     def lag(self) -> int:
         """Sum over the input partitions of high watermark - committed offset (-1 if unknown)."""
         try:
@@ -293,6 +312,29 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(10)
+
+
+def histogram_summary(cumulative: Sequence[tuple[float, float]], total_s: float) -> dict[str, float | int]:
+    """count, mean and p50/p90/p99 in ms of a histogram given as (upper bound in s, cumulative
+    count) pairs, `+Inf` last: Prometheus's `histogram_quantile` (linear within a bucket; a
+    quantile in the `+Inf` bucket is the largest finite bound)."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return {"count": 0}
+    count = cumulative[-1][1]
+    out: dict[str, float | int] = {"count": int(count), "mean": round(total_s / count * 1000, 1)}
+    for label, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        rank, lower, below = q * count, 0.0, 0.0
+        for bound, running in cumulative:
+            if running >= rank:
+                if bound == float("inf"):
+                    value = lower
+                else:
+                    inside = running - below
+                    value = lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+                out[label] = round(value * 1000, 1)
+                break
+            lower, below = bound, running
+    return out
 
 
 def percentiles(values: Iterable[float]) -> dict[str, float | int]:

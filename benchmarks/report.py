@@ -170,6 +170,12 @@ def _latency_goal(e: dict[str, Any]) -> list[str]:
                     f"  while the input flows, produce to the join's decision p50/p99 {join['p50']}/{join['p99']} ms, "
                     f"then to the declaration {after['p50']}/{after['p99']} ms"
                 )
+    waited = e.get("inputWaitMs", {})
+    if waited.get("count"):
+        lines.append(
+            f"  produce to the join taking a document (the whole run, from the worker's histogram) "
+            f"p50/p90/p99 {waited['p50']:.0f}/{waited['p90']:.0f}/{waited['p99']:.0f} ms"
+        )
     return lines
 
 

@@ -228,6 +228,10 @@ def worker_case(
         result["mergeBrokerAsks"] = sampler.metric_total("clearance_merge_broker_asks_total")
         # ticks sent when a partition's merge wait ended (agents/wakeup.py)
         result["mergeWakeups"] = sampler.metric_total("clearance_merge_wakeups_total")
+        # times an input partition was paused because its merge queue was full (CLEARANCE_MERGE_BUFFER)
+        result["inputPaused"] = sampler.metric_total("clearance_input_paused_total")
+        # produce to the join taking each document: the fetch and the worker's queues (a backlog's age)
+        result["inputWaitMs"] = sampler.histogram("clearance_input_wait_seconds")
         result.update(flush_phase(settings, info, collector, sampler, started))
         wrong = output_check(info, collector)
         if wrong:

@@ -272,6 +272,24 @@ def test_a_head_waits_out_the_wait_from_its_producer_s_timestamp_not_from_its_re
     run(body)
 
 
+def test_each_document_s_wait_from_its_producer_s_timestamp_is_counted_once_taken() -> None:
+    """`clearance_input_wait_seconds`: how long a document waited between its Kafka timestamp and
+    the join taking it; a timestamp ahead of the wall clock counts as no wait, an unknown one
+    (and a tick) not at all."""
+
+    async def body(h: Harness) -> None:
+        await h.feed("orders", order("PW1", "20261111000100"), sent_ms=h.wall - 30)  # 25-50 ms
+        await h.feed("payments", payment("PW1", "20261111000200"), sent_ms=h.wall - 700)  # 0.5-1 s
+        await h.feed("waybills", waybill("PW1", "20261111000300"), sent_ms=h.wall + 5_000)  # ahead: 0
+        await h.feed("orders", order("PW2", "20261111000400"))  # unknown timestamp
+        await h.tick()
+        m = h.join.metrics
+        assert sum(m.input_wait) == 3 and m.input_wait_ms == 730
+        assert m.input_wait[0] == 1 and m.input_wait[1] == 1 and m.input_wait[5] == 1
+
+    run(body)
+
+
 def test_a_silent_topic_with_unread_messages_is_never_passed_over() -> None:
     async def body(h: Harness) -> None:
         h.unread = {"waybills"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.metrics import RECEIPT_BUCKETS, Metrics
+from agents.metrics import INPUT_WAIT_BUCKETS, RECEIPT_BUCKETS, Metrics
 from monitor.metrics import RECEIPT_BUCKETS as MONITOR_BUCKETS
 
 
@@ -20,6 +20,7 @@ def scrape(metrics: Metrics) -> dict[str, float]:
     assert all(types[name] == "counter" for name in types if name.startswith(("clearance_documents", "clearance_decl")))
     assert types["clearance_consumer_lag"] == "gauge" and types["clearance_outbox_resent"] == "counter"
     assert types["clearance_receipt_to_decision_seconds"] == "histogram"
+    assert types["clearance_input_wait_seconds"] == "histogram"
     assert "_created" not in body
     out = {}
     for line in body.splitlines():
@@ -65,3 +66,19 @@ def test_two_metrics_do_not_share_a_registry() -> None:
     a, b = Metrics(), Metrics()
     a.inc("internal_errors")
     assert "clearance_internal_errors_total" not in scrape(b)
+
+
+def test_input_wait_histogram_counts_each_document_in_its_bucket() -> None:
+    assert tuple(sorted(INPUT_WAIT_BUCKETS)) == INPUT_WAIT_BUCKETS and 600.0 in INPUT_WAIT_BUCKETS
+    m = Metrics()
+    for waited_ms in (0, 25, 26, 400, 500, 501, 7_200_000):
+        m.observe_input_wait(waited_ms)
+    got = scrape(m)
+    assert got['clearance_input_wait_seconds_bucket{le="0.025"}'] == 2, "a bound is inclusive (le)"
+    assert got['clearance_input_wait_seconds_bucket{le="0.05"}'] == 3
+    assert got['clearance_input_wait_seconds_bucket{le="0.5"}'] == 5
+    assert got['clearance_input_wait_seconds_bucket{le="1.0"}'] == 6
+    assert got['clearance_input_wait_seconds_bucket{le="3600.0"}'] == 6
+    assert got['clearance_input_wait_seconds_bucket{le="+Inf"}'] == 7
+    assert got["clearance_input_wait_seconds_count"] == 7
+    assert got["clearance_input_wait_seconds_sum"] == 7_201.452

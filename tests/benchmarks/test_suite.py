@@ -22,8 +22,17 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agents.metrics import Metrics as WorkerMetrics
 from benchmarks.machine import host_speed, one_line, random_cycle
-from benchmarks.measure import Collector, CpuShares, Sampler, by_phase, machine_cpu_seconds, percentiles
+from benchmarks.measure import (
+    Collector,
+    CpuShares,
+    Sampler,
+    by_phase,
+    histogram_summary,
+    machine_cpu_seconds,
+    percentiles,
+)
 from benchmarks.report import _row, add_ratios, render
 from benchmarks.runs import TraceInfo, output_check, wait_complete
 from benchmarks.startup import own_settings
@@ -373,6 +382,56 @@ def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_i
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_histogram_s_quantiles_are_interpolated_within_their_bucket_as_prometheus_does() -> None:
+    inf = float("inf")
+    got = histogram_summary([(0.1, 50.0), (0.25, 90.0), (1.0, 99.0), (inf, 100.0)], 20.0)
+    assert got == {"count": 100, "mean": 200.0, "p50": 100.0, "p90": 250.0, "p99": 1000.0}
+    half = histogram_summary([(0.1, 0.0), (0.5, 10.0), (inf, 10.0)], 3.0)
+    assert half["p50"] == 300.0 and half["p90"] == 460.0, "linear from the bucket's lower bound"
+    assert histogram_summary([(0.1, 0.0), (inf, 4.0)], 8.0)["p99"] == 100.0, "+Inf: the largest finite bound"
+    assert histogram_summary([], 0.0) == {"count": 0} == histogram_summary([(inf, 0.0)], 0.0)
+
+
+def test_the_workers_input_wait_is_read_from_their_metrics_and_reported_for_case_e() -> None:
+    worker = WorkerMetrics()
+    for waited_ms in [20] * 60 + [400] * 30 + [3_000] * 10:
+        worker.observe_input_wait(waited_ms)
+    body = worker.render([]).encode()
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the standard library's name
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        waited = Sampler(Settings(), "g", None, metric_urls=[url, url]).histogram("clearance_input_wait_seconds")
+        assert waited["count"] == 200 and waited["mean"] == 432.0, "two workers' counts summed"
+        # 120 at 20 ms (<= 25), 60 at 400 (<= 500), 20 at 3,000 (<= 5,000): ranks 100, 180 and 198
+        assert waited["p50"] == 20.8 and waited["p90"] == 500.0 and waited["p99"] == 4_750.0
+        assert Sampler(Settings(), "g", None, metric_urls=["http://127.0.0.1:9/metrics"]).histogram("x") == {}
+    finally:
+        server.shutdown()
+        server.server_close()
+    results = _results("ok")
+    results["cases"]["e"] = {
+        "status": "ok",
+        "offeredOrderRate": 1_000.0,
+        "latencyMs": percentiles([300.0] * 10),
+        "inputWaitMs": waited,
+    }
+    assert (
+        "produce to the join taking a document (the whole run, from the worker's histogram) p50/p90/p99 21/500/4750 ms"
+        in render(results)
+    )
 
 
 def test_each_timed_start_has_topics_a_group_and_a_data_directory_of_its_own(tmp_path: Path) -> None:
