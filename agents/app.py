@@ -99,7 +99,7 @@ class _Tables:
 def build(settings: Settings) -> Pipeline:
     """Wire the app for `settings`; nothing connects to Kafka until the worker starts."""
     app = _app(settings)
-    consumer.use_in(app)
+    consumer.use_in(app, settings.fetch_min_kb * 1024, settings.fetch_wait_ms)
     buffer.use_in(app)
     candidates = app.topic(
         candidates_topic(settings), partitions=settings.partitions, internal=True, schema=RawSchema()

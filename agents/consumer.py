@@ -18,6 +18,14 @@ raised). Otherwise it hands the started coroutine, from where it stopped, to mod
 changes: the same coroutines run in the same order, and Faust's code is not touched (a
 subclass of the consumer its transport makes, given to the app's transport as its
 `Consumer` class, the attribute Faust's transports create their consumer from).
+
+Its thread's aiokafka consumer also asks the broker to gather input before it answers a fetch
+(`fetch_min_bytes`, `fetch_max_wait_ms`, which Faust does not pass: aiokafka's 1 byte, Faust's
+1.5 s). With 1 byte the broker answers as soon as anything arrives, so a worker that keeps up
+with a trickle fetches a few records at a time, and each fetch costs ~2 ms of the GIL whatever
+it carries (aiokafka builds and parses the request for every assigned partition in Python, and
+Faust hands the result across threads): at 500 orders/s that was a fifth of a core, more than
+at 1,000 (benchmarks/RESULTS.md, "The cost of a fetch").
 """
 
 from __future__ import annotations
@@ -27,16 +35,45 @@ from types import CoroutineType
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
 from mode import Service
 from mode.services import WaitResults
 
 
+class ConsumerThread(AIOKafkaConsumerThread):
+    """The aiokafka driver's consumer thread; its aiokafka consumer gathers input per fetch
+    (`gather`) when `fetch_min_bytes` is set (a subclass per app, `use_in`)."""
+
+    fetch_min_bytes = 0  # 0: aiokafka's and Faust's own (1 byte, 1.5 s)
+    fetch_wait_ms = 0
+
+    def _create_worker_consumer(self, transport: Any) -> AIOKafkaConsumer:
+        made = super()._create_worker_consumer(transport)
+        if self.fetch_min_bytes > 0:
+            gather(made, self.fetch_min_bytes, self.fetch_wait_ms)
+        return made
+
+
 class Consumer(KafkaConsumer):
     """The aiokafka driver's consumer; `wait_first` finishes in place what does not wait."""
 
+    thread_class: type[ConsumerThread] = ConsumerThread
+
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         return await first_in_place(self, super().wait_first, coros, timeout)
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return self.thread_class(self, loop=self.loop, beacon=self.beacon)
+
+
+def gather(consumer: AIOKafkaConsumer, min_bytes: int, wait_ms: int) -> None:
+    """Have the broker answer `consumer`'s fetches once `min_bytes` of input are there, or after
+    `wait_ms`. Before it starts: aiokafka's constructor keeps them, its `start()` gives them to
+    the fetcher it makes (checked by tests/agents/test_consumer.py against the pinned aiokafka)."""
+    consumer._fetch_min_bytes = min_bytes  # noqa: SLF001 - the constructor's own attribute
+    consumer._fetch_max_wait_ms = wait_ms  # noqa: SLF001 - the constructor's own attribute
 
 
 async def first_in_place(
@@ -60,10 +97,14 @@ async def first_in_place(
     return await wait_first(_resume(first, yielded), *coros[1:], timeout=timeout)
 
 
-def use_in(app: faust.App) -> None:
-    """Make `app`'s consumer one of these (before anything has made it)."""
+def use_in(app: faust.App, fetch_min_bytes: int = 0, fetch_wait_ms: int = 0) -> None:
+    """Make `app`'s consumer one of these (before anything has made it), whose fetches wait for
+    `fetch_min_bytes` or `fetch_wait_ms` (0: aiokafka's 1 byte and Faust's 1.5 s)."""
+    fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_wait_ms": fetch_wait_ms, "__module__": __name__}
+    thread = type("ConsumerThread", (ConsumerThread,), fetch)
+    consumer = type("Consumer", (Consumer,), {"thread_class": thread, "__module__": __name__})
     # Faust types it as the transport class's variable; set on this app's transport, for this app only.
-    app.transport.Consumer = Consumer  # type: ignore[misc]
+    app.transport.Consumer = consumer  # type: ignore[misc]
 
 
 def _close(others: tuple[Any, ...]) -> None:

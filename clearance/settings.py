@@ -102,6 +102,14 @@ class Settings:
     # machine's noise (4 pairs alternated, benchmarks/RESULTS.md). A
     # larger message still comes whole (the broker returns a partition's first batch whatever its size).
     max_fetch_kb: int = 256
+    # How much input the broker gathers before it answers one of the worker's fetches, and how long
+    # it may wait for it (aiokafka's fetch_min_bytes and fetch_max_wait_ms; Faust leaves 1 byte and
+    # 1.5 s). With 1 byte a worker keeping up with a trickle fetched a few records at a time at ~2 ms
+    # of the GIL each: case e at 500 orders/s, the worker used 0.82 cores, 0.56 at 64 KiB and 50 ms,
+    # with the same p99 (agents/consumer.py, benchmarks/RESULTS.md). An idle worker fetches 20 times
+    # a second. 0: aiokafka's and Faust's own.
+    fetch_min_kb: int = 64
+    fetch_wait_ms: int = 50
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
     # "arrival" only to measure what that order costs (benchmarks/RESULTS.md).
     quota_order: str = "event-time"
@@ -186,6 +194,10 @@ class Settings:
             raise ValueError("CLEARANCE_MERGE_BUFFER and CLEARANCE_MAX_POLL_RECORDS must be 0 (unbounded) or more")
         if self.max_fetch_kb < 1:
             raise ValueError("CLEARANCE_MAX_FETCH_KB must be at least 1")
+        if self.fetch_min_kb < 0 or (self.fetch_min_kb > 0 and not 1 <= self.fetch_wait_ms <= 5_000):
+            raise ValueError(
+                "CLEARANCE_FETCH_MIN_KB must be 0 (aiokafka's own) or more, with CLEARANCE_FETCH_WAIT_MS from 1 to 5000"
+            )
         if self.rocksdb_cache_mb < 4:
             raise ValueError("CLEARANCE_ROCKSDB_CACHE_MB must be at least 4")
         if self.malloc_trim_seconds < 0:

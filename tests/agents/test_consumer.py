@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from mode import Service
 from mode.services import WaitResults
 
 from agents.app import build
-from agents.consumer import Consumer, first_in_place
+from agents.consumer import Consumer, ConsumerThread, first_in_place, gather
 from clearance.settings import Settings
 
 
@@ -95,7 +96,51 @@ async def _blocked(log: list[str], gate: asyncio.Event) -> None:
 
 def test_the_worker_app_makes_this_consumer(tmp_path: Path) -> None:
     settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2)
-    assert build(settings).app.transport.Consumer is Consumer  # what Transport.create_consumer makes
+    made = build(settings).app.transport.Consumer  # what Transport.create_consumer makes
+    assert issubclass(made, Consumer) and issubclass(made.thread_class, ConsumerThread)
+
+
+@pytest.mark.parametrize(
+    ("min_kb", "wait_ms", "expected"), [(64, 50, (65_536, 50)), (8, 5, (8_192, 5)), (0, 50, (1, 1_500))]
+)
+def test_the_broker_gathers_input_for_each_fetch_as_configured(
+    tmp_path: Path, min_kb: int, wait_ms: int, expected: tuple[int, int]
+) -> None:
+    """CLEARANCE_FETCH_MIN_KB and CLEARANCE_FETCH_WAIT_MS reach the aiokafka consumer Faust's
+    thread makes; 0 leaves aiokafka's 1 byte and Faust's 1.5 s."""
+    settings = Settings.from_env().with_overrides(
+        data_dir=str(tmp_path), partitions=2, fetch_min_kb=min_kb, fetch_wait_ms=wait_ms
+    )
+    app = build(settings).app
+
+    async def made() -> tuple[int, int]:
+        thread = app.consumer._thread  # type: ignore[attr-defined]  # noqa: SLF001 - the thread Faust's consumer delegates to
+        assert isinstance(thread, ConsumerThread)
+        consumer = thread._create_worker_consumer(app.transport)  # noqa: SLF001 - what its start() makes
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms  # noqa: SLF001
+        finally:
+            await consumer.stop()  # never started: closes its client
+
+    assert asyncio.run(made()) == expected
+
+
+def test_aiokafka_gives_the_fetcher_what_gather_sets() -> None:
+    """`gather` sets two attributes of aiokafka's consumer before it starts; its start() makes the
+    fetcher with them. A newer aiokafka that renamed them would fail here, not gather nothing."""
+    source = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in source
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in source
+
+    async def made() -> tuple[int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+        gather(consumer, 4_096, 7)
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms  # noqa: SLF001
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(made()) == (4_096, 7)
 
 
 def test_a_callback_that_does_not_wait_finishes_in_place_with_modes_answer(tmp_path: Path) -> None:

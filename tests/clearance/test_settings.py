@@ -36,7 +36,13 @@ def test_environment_overrides() -> None:
             "CLEARANCE_TOPIC_ORDERS": "cbec.orders",
             "CLEARANCE_WATERMARK_SECONDS": "0.25",
             "CLEARANCE_MAX_FETCH_KB": "64",
+            "CLEARANCE_FETCH_MIN_KB": "16",
+            "CLEARANCE_FETCH_WAIT_MS": "20",
         }
+    )
+    assert (s.fetch_min_kb, s.fetch_wait_ms) == (16, 20) and (Settings().fetch_min_kb, Settings().fetch_wait_ms) == (
+        64,
+        50,
     )
     assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.1
     assert s.max_fetch_kb == 64 and Settings().max_fetch_kb == 256
@@ -56,6 +62,9 @@ def test_environment_overrides() -> None:
         {"CLEARANCE_TAX_RATE": "nine"},
         {"CLEARANCE_WATERMARK_SECONDS": "0"},
         {"CLEARANCE_MAX_FETCH_KB": "0"},
+        {"CLEARANCE_FETCH_MIN_KB": "-1"},
+        {"CLEARANCE_FETCH_WAIT_MS": "0"},
+        {"CLEARANCE_FETCH_WAIT_MS": "60000"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
