@@ -261,37 +261,38 @@ class Sampler(threading.Thread):
         """Sum of the workers' `clearance_windows_open` gauges (/metrics); -1 if any is unreadable."""
         return self.metric_total("clearance_windows_open")
 
-    def metric_total(self, name: str) -> int:
-        """Sum of one metric over the workers' /metrics, every label set; -1 if any is unreadable."""
-        total = 0.0
+    def _lines(self) -> list[str] | None:
+        """Every line of every worker's /metrics; None if any is unreadable."""
+        lines: list[str] = []
         for url in self.metric_urls:
             try:
                 with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own localhost URL
-                    text = answer.read().decode()
+                    lines += answer.read().decode().splitlines()
             except (urllib.error.URLError, OSError):
-                return -1
-            for line in text.splitlines():
-                if line.startswith((name + " ", name + "{")):
-                    total += float(line.split()[-1])
-        return int(total)
+                return None
+        return lines
+
+    def metric_total(self, name: str) -> int:
+        """Sum of one metric over the workers' /metrics, every label set; -1 if any is unreadable."""
+        lines = self._lines()
+        if lines is None:
+            return -1
+        return int(sum(float(line.split()[-1]) for line in lines if line.startswith((name + " ", name + "{"))))
 
     def histogram(self, name: str) -> dict[str, float | int]:
         """A Prometheus histogram summed over the workers' /metrics: `histogram_quantile`'s
         p50, p90 and p99 (ms), its mean and count; {} if any worker is unreadable."""
+        lines = self._lines()
+        if lines is None:
+            return {}
         counts: dict[float, float] = {}
         total = 0.0
-        for url in self.metric_urls:
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own localhost URL
-                    text = answer.read().decode()
-            except (urllib.error.URLError, OSError):
-                return {}
-            for line in text.splitlines():
-                if line.startswith(name + '_bucket{le="'):
-                    bound = float(line[len(name) + 12 :].split('"', 1)[0])
-                    counts[bound] = counts.get(bound, 0.0) + float(line.split()[-1])
-                elif line.startswith(name + "_sum "):
-                    total += float(line.split()[-1])
+        for line in lines:
+            if line.startswith(name + '_bucket{le="'):
+                bound = float(line[len(name) + 12 :].split('"', 1)[0])
+                counts[bound] = counts.get(bound, 0.0) + float(line.split()[-1])
+            elif line.startswith(name + "_sum "):
+                total += float(line.split()[-1])
         return histogram_summary(sorted(counts.items()), total)
 
     def lag(self) -> int:

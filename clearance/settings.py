@@ -105,9 +105,9 @@ class Settings:
     # How much input the broker gathers before it answers one of the worker's fetches, and how long
     # it may wait for it (aiokafka's fetch_min_bytes and fetch_max_wait_ms; Faust leaves 1 byte and
     # 1.5 s). With 1 byte a worker keeping up with a trickle fetched a few records at a time at ~2 ms
-    # of the GIL each: case e at 500 orders/s, the worker used 0.82 cores, 0.56 at 64 KiB and 50 ms,
-    # with the same p99 (agents/consumer.py, benchmarks/RESULTS.md). An idle worker fetches 20 times
-    # a second. 0: aiokafka's and Faust's own.
+    # of the GIL each: case e at 500 orders/s, the worker used 0.83 to 0.85 cores, 0.54 to 0.59 at
+    # 64 KiB and 50 ms, with the same p99 (agents/consumer.py, benchmarks/RESULTS.md). An idle worker
+    # fetches 20 times a second. 0: aiokafka's and Faust's own.
     fetch_min_kb: int = 64
     fetch_wait_ms: int = 50
     # "event-time" (the contract: a buyer's declarations counted in (eventTime, orderNo) order);
