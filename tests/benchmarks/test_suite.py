@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -352,15 +354,9 @@ def test_case_e_runs_once_per_offered_rate_each_judged() -> None:
     assert "p99 < 500 ms at 3,000 orders/s: NOT met (9000.0 ms)" in text
 
 
-def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_itself() -> None:
-    body = (
-        b"# HELP clearance_merge_broker_asks_total ListOffsets\n"
-        b"# TYPE clearance_merge_broker_asks_total counter\n"
-        b'clearance_merge_broker_asks_total{topic="orders"} 3.0\n'
-        b'clearance_merge_broker_asks_total{topic="payments"} 4.0\n'
-        b"clearance_merge_broker_asks_total_other 100.0\n"
-        b"clearance_windows_open 7.0\n"
-    )
+@contextmanager
+def _serving(body: bytes) -> Iterator[str]:
+    """A /metrics URL on 127.0.0.1 that answers `body`, served from a thread while in the block."""
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the standard library's name
@@ -374,14 +370,27 @@ def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_i
     server = HTTPServer(("127.0.0.1", 0), Metrics)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        yield f"http://127.0.0.1:{server.server_port}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_metric_is_summed_over_its_label_sets_and_the_workers_and_names_only_itself() -> None:
+    body = (
+        b"# HELP clearance_merge_broker_asks_total ListOffsets\n"
+        b"# TYPE clearance_merge_broker_asks_total counter\n"
+        b'clearance_merge_broker_asks_total{topic="orders"} 3.0\n'
+        b'clearance_merge_broker_asks_total{topic="payments"} 4.0\n'
+        b"clearance_merge_broker_asks_total_other 100.0\n"
+        b"clearance_windows_open 7.0\n"
+    )
+
+    with _serving(body) as url:
         sampler = Sampler(Settings(), "g", None, metric_urls=[url, url])
         assert sampler.metric_total("clearance_merge_broker_asks_total") == 14
         assert sampler.windows_open() == 14
         assert Sampler(Settings(), "g", None, metric_urls=["http://127.0.0.1:9/metrics"]).windows_open() == -1
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_histogram_s_quantiles_are_interpolated_within_their_bucket_as_prometheus_does() -> None:
@@ -400,27 +409,12 @@ def test_the_workers_input_wait_is_read_from_their_metrics_and_reported_for_case
         worker.observe_input_wait(waited_ms)
     body = worker.render([]).encode()
 
-    class Metrics(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the standard library's name
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
+    with _serving(body) as url:
         waited = Sampler(Settings(), "g", None, metric_urls=[url, url]).histogram("clearance_input_wait_seconds")
         assert waited["count"] == 200 and waited["mean"] == 432.0, "two workers' counts summed"
         # 120 at 20 ms (<= 25), 60 at 400 (<= 500), 20 at 3,000 (<= 5,000): ranks 100, 180 and 198
         assert waited["p50"] == 20.8 and waited["p90"] == 500.0 and waited["p99"] == 4_750.0
         assert Sampler(Settings(), "g", None, metric_urls=["http://127.0.0.1:9/metrics"]).histogram("x") == {}
-    finally:
-        server.shutdown()
-        server.server_close()
     results = _results("ok")
     results["cases"]["e"] = {
         "status": "ok",
