@@ -287,11 +287,11 @@ class Sampler(threading.Thread):
             return {}
         counts: dict[float, float] = {}
         total = 0.0
-        for line in lines:
-            if line.startswith(name + '_bucket{le="'):
-                bound = float(line[len(name) + 12 :].split('"', 1)[0])
+        for line in lines:  # `--processes N`: the supervisor's, each sample labelled with its process too
+            if line.startswith(name + "_bucket{") and 'le="' in line:
+                bound = float(line.split('le="', 1)[1].split('"', 1)[0])
                 counts[bound] = counts.get(bound, 0.0) + float(line.split()[-1])
-            elif line.startswith(name + "_sum "):
+            elif line.startswith((name + "_sum ", name + "_sum{")):
                 total += float(line.split()[-1])
         return histogram_summary(sorted(counts.items()), total)
 

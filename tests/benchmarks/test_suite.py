@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from agents.metrics import Metrics as WorkerMetrics
+from agents.rollup import merge_metrics
 from benchmarks.machine import host_speed, one_line, random_cycle
 from benchmarks.measure import (
     Collector,
@@ -415,6 +416,10 @@ def test_the_workers_input_wait_is_read_from_their_metrics_and_reported_for_case
         # 120 at 20 ms (<= 25), 60 at 400 (<= 500), 20 at 3,000 (<= 5,000): ranks 100, 180 and 198
         assert waited["p50"] == 20.8 and waited["p90"] == 500.0 and waited["p99"] == 4_750.0
         assert Sampler(Settings(), "g", None, metric_urls=["http://127.0.0.1:9/metrics"]).histogram("x") == {}
+    # two processes under one supervisor: one /metrics, each sample labelled with its process first
+    with _serving(merge_metrics({"p0": body.decode(), "p1": body.decode()}).encode()) as url:
+        rolled = Sampler(Settings(), "g", None, metric_urls=[url]).histogram("clearance_input_wait_seconds")
+        assert rolled == waited
     results = _results("ok")
     results["cases"]["e"] = {
         "status": "ok",
