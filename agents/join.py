@@ -171,7 +171,7 @@ def _read_tick(value: bytes, topics: Iterable[str]) -> _Tick:
         if ended not in topics:
             raise _BadTick("ended names no input topic of this worker", "ended")
         end = body.get("end")
-        if not isinstance(end, int) or isinstance(end, bool) or end < 0:
+        if not _is_offset(end):
             raise _BadTick("end is not an offset", "end")
         tick.ended = (ended, end)
     through = body.get("through")
