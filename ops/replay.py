@@ -245,8 +245,9 @@ def replay(
         clock.wait(pacing.due(i, trace_ms, first_ms if first_ms is not None else trace_ms))
         delivered = None
         if watermarks is not None:
-            summary.marks += watermarks.due(trace_ms)
-            delivered = watermarks.produced(trace_ms)
+            own_ms = line.time_ms if line.time_ms is not None else trace_ms
+            summary.marks += watermarks.due(own_ms)
+            delivered = watermarks.produced(own_ms)
         now_ms = wall_ms()
         _produce(producer, topics[line.kind], line.raw, line.key, now_ms, on_delivery=delivered)
         if line.key is None:
@@ -283,9 +284,16 @@ class Watermarks:
     passes an empty queue (pipeline/merge.py):
 
     - every `every_s`, one tick per partition `{"through": ms, "ends": {topic: offset}}`: every
-      document with an appTime up to `ms` is delivered (the messages are followed in produce
-      order, which is appTime order, to the first one not delivered yet), and each input topic
-      of that partition ended at `offset` when the broker was asked, after those deliveries;
+      document with an appTime up to `ms` produced before the tick is delivered, and each input
+      topic of that partition ended at `offset` when the broker was asked, after those deliveries.
+      The messages are followed in produce order to the first one not delivered yet, and `ms`
+      is below the appTime of every message from that one on, and of every message produced
+      between the question and the tick. In a trace in appTime order (DOMAIN.md) that is the
+      first undelivered message's appTime; a line earlier than one before it (a trace out of
+      order) holds the marks below it until it is delivered, so a mark never covers a document
+      still on its way. A message produced after the tick has a later timestamp (the tick's
+      millisecond is waited out), so the worker's check that the head was produced before the
+      mark (`sent_ms <= made_ms`) leaves it out;
     - once the last document of a topic is delivered, `{"ended": topic, "end": offset}` (`ended`).
 
     The broker's answer to a mark's ListOffsets is not waited for: the mark goes once it has come
@@ -302,14 +310,17 @@ class Watermarks:
         self.admin = AdminClient(admin_config(settings))
         self.sent: deque[list[Any]] = deque()  # [appTime ms, delivered] of each message, in produce order
         self.next_s = time.perf_counter() + every_s
-        self.last = -1  # the last mark asked for
+        self.last = -1  # the last mark sent
         self.asked: tuple[int, dict[TopicPartition, Any]] | None = None  # a mark waiting for its ends
+        self.since_asked: int | None = None  # the smallest appTime produced since the mark was asked
 
     def produced(self, time_ms: int) -> Callable[[KafkaError | None, Any], None]:
         """The delivery callback of the message about to be produced (appTime `time_ms`)."""
         entry = [time_ms, False]
         self._drop_delivered()  # kept no longer, however far apart the marks are
         self.sent.append(entry)
+        if self.asked is not None and (self.since_asked is None or time_ms < self.since_asked):
+            self.since_asked = time_ms
         on_error = self.on_error
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
@@ -330,11 +341,12 @@ class Watermarks:
         self.next_s = now + self.every_s
         self.producer.poll(0)  # the delivery reports that came
         self._drop_delivered()
-        sent = self.sent
-        through = (sent[0][0] if sent else next_ms) - 1  # nothing up to it is still on its way
+        # Nothing up to it is still on its way: below every message from the first undelivered
+        # one on (the first one's appTime in a trace in appTime order) and below the next one.
+        through = min(min((entry[0] for entry in self.sent), default=next_ms), next_ms) - 1
         if through > self.last:
             self.asked = (through, self._ask(self.settings.input_topics))
-            self.last = through
+            self.since_asked = None
         return ticks
 
     def ended(self, topic: str) -> int:
@@ -371,18 +383,28 @@ class Watermarks:
             return 0
         through, futures = self.asked
         self.asked = None
+        if self.since_asked is not None:  # produced after the question: maybe beyond the ends
+            through = min(through, self.since_asked - 1)
+        if through <= self.last:
+            return 0
         try:
             ends = _answered(futures)
         except KafkaException as exc:
             print(f"clearance replay: a watermark not sent ({exc})", file=sys.stderr)
             return 0
         topics = self.settings.input_topics
-        return _tick_each(
+        made = wall_ms()
+        sent = _tick_each(
             self.producer,
             self.settings,
             self.partitions,
             lambda p: {"through": through, "ends": {t: ends[t, p] for t in topics}},
+            made,
         )
+        self.last = through
+        while wall_ms() <= made:  # the next message gets a later timestamp than the mark's
+            time.sleep(0.0002)
+        return sent
 
 
 def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:
@@ -396,10 +418,14 @@ def produce_ticks(producer: Producer, settings: Settings, event_ms: int) -> int:
     return _tick_each(producer, settings, partitions, lambda p: {"eventTime": event_ms})
 
 
-def _tick_each(producer: Producer, settings: Settings, partitions: int, body: Callable[[int], Any]) -> int:
-    """One tick on each partition of the tick topic, `body(partition)` as JSON; how many."""
+def _tick_each(
+    producer: Producer, settings: Settings, partitions: int, body: Callable[[int], Any], now_ms: int | None = None
+) -> int:
+    """One tick on each partition of the tick topic, `body(partition)` as JSON, each with the
+    timestamp `now_ms` (default: the wall clock as each is produced); how many."""
     for partition in range(partitions):
-        _produce(producer, settings.topic_ticks, orjson.dumps(body(partition)), None, wall_ms(), partition)
+        stamp = now_ms if now_ms is not None else wall_ms()
+        _produce(producer, settings.topic_ticks, orjson.dumps(body(partition)), None, stamp, partition)
     return partitions
 
 
