@@ -159,6 +159,7 @@ def merge(streams: Iterable[Iterator[TraceLine]]) -> Iterator[TraceLine]:
 
 
 _POLL_GRAIN_S = 0.001  # librdkafka's poll timeout is in whole milliseconds
+_MARK_STEP_S = 0.005  # at most this long for the wall clock to pass a time mark's millisecond
 
 
 def order_rate_pacing(orders_per_s: float, messages: int, orders: int) -> Pacing:
@@ -402,7 +403,8 @@ class Watermarks:
             made,
         )
         self.last = through
-        while wall_ms() <= made:  # the next message gets a later timestamp than the mark's
+        waited = time.perf_counter() + _MARK_STEP_S  # bounded: a wall clock stepped back waits no longer
+        while wall_ms() <= made and time.perf_counter() < waited:  # the next message is stamped after the mark
             time.sleep(0.0002)
         return sent
 

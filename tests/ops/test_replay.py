@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
@@ -258,3 +259,23 @@ def test_the_replay_follows_each_message_with_its_own_app_time(monkeypatch: pyte
     assert [(ms - start) // 1000 for ms in followed] == [10, 30, 35, 1, 35], (
         "the bad line: the latest appTime before it"
     )
+
+
+def test_a_wall_clock_that_does_not_move_holds_the_replay_after_a_mark_a_few_milliseconds_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiting for the wall clock to pass the mark's millisecond is bounded (a clock stepped back)."""
+    marks, producer = _watermarks(monkeypatch)
+    monkeypatch.setattr("ops.replay.wall_ms", lambda: 1_000)
+    marks.produced(1000)(None, None)
+    marks.due(2000)
+    marks.admin.answer(7)  # type: ignore[attr-defined]
+    done = threading.Event()
+
+    def mark() -> None:
+        marks.due(3000)
+        done.set()
+
+    threading.Thread(target=mark, daemon=True).start()
+    assert done.wait(5.0), "the replay waited for a wall clock that did not move"
+    assert [through for through, _ in _marks(producer)] == [1999, 1999]
