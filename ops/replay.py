@@ -289,7 +289,7 @@ class Watermarks:
       topic of that partition ended at `offset` when the broker was asked, after those deliveries.
       The messages are followed in produce order to the first one not delivered yet, and `ms`
       is below the appTime of every message from that one on, and of every message produced
-      between the question and the tick. In a trace in appTime order (DOMAIN.md) that is the
+      between the question and the tick. In a trace in appTime order (docs/CONTRACT.md) that is the
       first undelivered message's appTime; a line earlier than one before it (a trace out of
       order) holds the marks below it until it is delivered, so a mark never covers a document
       still on its way. A message produced after the tick has a later timestamp (the tick's
