@@ -748,7 +748,7 @@ class JoinProcessor:
         if raw_clock is not None:
             event_ms = persisted_ms = int(orjson.loads(raw_clock)[0])
         entries: list[bytes] = []
-        open_windows = 0
+        windows: dict[str, int] = {}
         resend: list[OutboxEntry] = []
         states = TableStates(self.states, lambda topic: self.committed(topic, number))
         for key, value in self.scan(number):
@@ -758,13 +758,14 @@ class JoinProcessor:
                 log.error("unreadable state for key %r in partition %d: %s", key[:64], number, exc)
                 continue
             state = stored.state
-            entries.append(deadline_entry(state.deadline_ms, state.order_no))
-            open_windows += int(state.is_open)
+            entries.append(deadline_entry(state.deadline_ms, state.order_no, state.is_open))
+            if state.is_open:
+                windows[state.order_no] = state.deadline_ms
             event_ms = max(event_ms, _event_lower_bound(state, self.config.retention_ms))
             resend += states.in_doubt(stored.outbox)
         wall = self.wall()
         spill = self.spills(number) if self.spills is not None else None
-        loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries, spill), open_windows)
+        loop = PartitionLoop(self.config, states, Timeline.from_entries(event_ms, entries, spill), windows)
         part = Partition(loop, states, Merge(self.merge_wait_ms, wall), persisted_ms, event_ms, wall, spill=spill)
         for entry in resend:
             for emit in entry.emits:
@@ -774,7 +775,7 @@ class JoinProcessor:
             "partition %d: %d states, %d open windows, event time %d, %d in-doubt entries re-sent",
             number,
             len(entries),
-            open_windows,
+            len(windows),
             event_ms,
             len(resend),
         )

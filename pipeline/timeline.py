@@ -1,16 +1,20 @@
 """Event time and the deadline index of one partition (or of a whole trace).
 
 Event time is the largest appTime seen. Deadlines are indexed with lazy deletion: an
-entry is acted on only if the stored state still carries that deadline, so rescheduling
-never needs a search.
+entry is acted on only if the order still has that deadline, so rescheduling never needs a
+search. An entry says whether it is a window's deadline or a retained order's, so the loop
+(pipeline/engine.py) can tell a window's stale entry from its map of open windows without
+reading the order's state: every decided order leaves one behind, and a flush or a late
+document that moves event time a day on passes all of them at once.
 
 The index holds an entry for every open window and for every retained decided order (7
 days of them at a park: most of the index), so how an entry is kept is the worker's
 memory per order (issue 13). An entry is one `bytes`: the deadline as 8 big-endian
-bytes (offset by 2**63, so negative deadlines sort first too) and then the order number
-in UTF-8, which compares as the (deadline, orderNo) pair does (UTF-8 keeps the order of
-code points). Entries that come in order, as the retention deadlines do (event time at
-the decision plus the retention, and event time only moves forward), are appended to a
+bytes (offset by 2**63, so negative deadlines sort first too), one byte for its kind (0 a
+window, 1 a retention) and then the order number in UTF-8, which compares as the
+(deadline, kind, orderNo) triple does (UTF-8 keeps the order of code points). Entries
+that come in order, as the retention deadlines do (event time at the decision plus the
+retention, and event time only moves forward), are appended to a
 sorted run packed into 64 KiB chunks: about 30 bytes an entry, outside the Python
 object heap, freed a chunk at a time. The others (the windows' deadlines, which come
 between them) go to a min-heap of `bytes` (72 bytes an entry with its list slot; a tuple
@@ -34,13 +38,19 @@ _NONE: Final = 1 << 64  # "no deadline": above every packed one
 _CHUNK: Final = 1 << 16
 
 
-def entry(deadline_ms: int, order_no: str) -> bytes:
+_WINDOW: Final = b"\x00"
+_RETENTION: Final = b"\x01"
+
+Due = tuple[int, str, bool]  # (deadline_ms, order_no, a window's: True; a retention's: False)
+
+
+def entry(deadline_ms: int, order_no: str, window: bool = False) -> bytes:
     """One index entry: what `Timeline.from_entries` takes."""
-    return (deadline_ms + _OFFSET).to_bytes(8, "big") + order_no.encode()
+    return (deadline_ms + _OFFSET).to_bytes(8, "big") + (_WINDOW if window else _RETENTION) + order_no.encode()
 
 
-def _pair(packed: bytes) -> tuple[int, str]:
-    return int.from_bytes(packed[:8], "big") - _OFFSET, packed[8:].decode()
+def _due(packed: bytes) -> Due:
+    return int.from_bytes(packed[:8], "big") - _OFFSET, packed[9:].decode(), packed[8] == 0
 
 
 class Spill(Protocol):
@@ -149,7 +159,7 @@ class _Run:
 
 
 class Timeline:
-    """Event time plus the deadline index: (deadline_ms, order_no) entries, earliest first."""
+    """Event time plus the deadline index: (deadline_ms, order_no, window) entries, earliest first."""
 
     __slots__ = ("event_ms", "_heap", "_run", "_next_ms")
 
@@ -162,7 +172,7 @@ class Timeline:
 
     @classmethod
     def from_entries(cls, event_ms: int, entries: list[bytes], spill: Spill | None = None) -> Timeline:
-        """A timeline over `entry(deadline_ms, order_no)`s in any order (the list is sorted in place)."""
+        """A timeline over `entry(deadline_ms, order_no, window)`s in any order (the list is sorted in place)."""
         timeline = cls(event_ms, spill)
         entries.sort()
         run = timeline._run
@@ -178,10 +188,13 @@ class Timeline:
             self.event_ms = app_time_ms
         return self.event_ms
 
-    def schedule(self, deadline_ms: int, order_no: str) -> None:
-        """Index a deadline; stale entries are skipped when they come due."""
+    def schedule(self, deadline_ms: int, order_no: str, window: bool = False) -> None:
+        """Index a deadline (`window`: a window's; else a retention's).
+
+        Stale entries are skipped when they come due.
+        """
         due = deadline_ms + _OFFSET
-        packed = due.to_bytes(8, "big") + order_no.encode()
+        packed = due.to_bytes(8, "big") + (_WINDOW if window else _RETENTION) + order_no.encode()
         if not self._run.append(packed):
             heapq.heappush(self._heap, packed)
         if due < self._next_ms:
@@ -191,7 +204,7 @@ class Timeline:
         """True when an entry's deadline is before event time (`due(event_ms)` is not empty)."""
         return self._next_ms < self.event_ms + _OFFSET
 
-    def due(self, event_ms: int, limit: int | None = None) -> list[tuple[int, str]]:
+    def due(self, event_ms: int, limit: int | None = None) -> list[Due]:
         """Pop every entry whose deadline is before `event_ms` (the first `limit` of them), earliest first."""
         if self._next_ms >= event_ms + _OFFSET:
             return []
@@ -208,22 +221,22 @@ class Timeline:
             if heap and (front is None or heap[0] < front):
                 if heap[0] >= bound:
                     break
-                out.append(_pair(heapq.heappop(heap)))
+                out.append(_due(heapq.heappop(heap)))
             elif front is not None and front < bound:
-                out.append(_pair(run.pop()))
+                out.append(_due(run.pop()))
             else:
                 break
         self._refresh()
         return out
 
-    def drain(self) -> list[tuple[int, str]]:
+    def drain(self) -> list[Due]:
         """Pop every entry, earliest first (end of input: every window closes)."""
         heap = self._heap
         heap.sort()  # the same order as popping one by one, in one C-level sort
         self._heap = []
         merged = heapq.merge(heap, self._run.drain())
         self._next_ms = _NONE
-        return [_pair(packed) for packed in merged]
+        return [_due(packed) for packed in merged]
 
     def _refresh(self) -> None:
         heap, front = self._heap, self._run.front

@@ -55,13 +55,13 @@ def test_a_timeline_over_a_disk_spill_pops_as_the_pairs(tmp_path: Path) -> None:
     timeline = Timeline(spill=spill)
     scheduled = []
     for i in range(120_000):
-        scheduled.append((10_000 + i, f"HZ2026111100{i:09d}"))
+        scheduled.append((10_000 + i, f"HZ2026111100{i:09d}", False))
         timeline.schedule(*scheduled[-1])
         if i % 1000 == 0:
-            scheduled.append((i * 7 % 9_000, f"W{i:09d}"))
+            scheduled.append((i * 7 % 9_000, f"W{i:09d}", True))
             timeline.schedule(*scheduled[-1])
     assert len(spill) > 40
-    reference = sorted(scheduled)
+    reference = sorted(scheduled)  # no two entries share a deadline: the kind never decides
     popped = timeline.due(10_000 + 60_000)
     assert popped == [pair for pair in reference if pair[0] < 70_000]
     assert popped + timeline.drain() == reference

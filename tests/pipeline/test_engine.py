@@ -185,13 +185,14 @@ def test_stale_index_entries_are_skipped() -> None:
     run = drive([("doc", "order", "A", 0), ("doc", "payment", "A", 10), ("doc", "waybill", "A", 20)])
     decided = run.states.data["A"]
     assert not decided.is_open and decided.deadline_ms == 20 + RETENTION
-    assert sorted(run.loop.timeline.drain()) == [(1000, "A"), (20 + RETENTION, "A")]
-    for entry in [(1000, "A"), (20 + RETENTION, "A")]:
+    assert sorted(run.loop.timeline.drain()) == [(1000, "A", True), (20 + RETENTION, "A", False)]
+    for entry in [(1000, "A", True), (20 + RETENTION, "A", False)]:
         run.loop.timeline.schedule(*entry)
-    saves = len(run.states.saves)
+    saves, loads = len(run.states.saves), len(run.states.loads)
     run.loop.advance(2000, 7, run.out)  # pops (1000, A): stale, nothing happens
     assert len(run.states.saves) == saves and run.states.data["A"] is decided
-    assert len(run.out.emits) == 1 and len(run.loop.timeline) == 1
+    assert len(run.states.loads) == loads, "a decided order's window entry is skipped without reading its state"
+    assert len(run.out.emits) == 1 and len(run.loop.timeline) == 1 and run.loop.open_windows == 0
     run.loop.advance(20 + RETENTION + 1, 7, run.out)  # the decided order is forgotten: deleted, no emit
     assert run.states.saves[-1] == Saved("A", decided, None, 0, 1)
     assert "A" not in run.states.data and len(run.out.emits) == 1
@@ -276,10 +277,20 @@ def test_open_windows_counts_up_and_down(actions: list[Action], open_after: list
     assert run.loop.open_windows == sum(1 for s in run.states.data.values() if s.is_open)
 
 
-def test_open_windows_starts_from_the_restored_count() -> None:
-    loop = PartitionLoop(CFG, FakeStates(), Timeline(), open_windows=5)
+def test_open_windows_starts_from_the_restored_windows() -> None:
+    restored = {f"R{i}": 1000 + i for i in range(5)}
+    loop = PartitionLoop(CFG, FakeStates(), Timeline(), windows=restored)
     loop.apply(doc("order", "A", 0), 1, Outcome())
-    assert loop.open_windows == 6
+    assert loop.open_windows == 6 and loop.windows["A"] == 1000
+
+
+def test_the_end_of_input_reads_only_the_open_windows() -> None:
+    run = drive([*[("doc", kind, "A", t) for kind, t in (("order", 0), ("payment", 1), ("waybill", 2))]])
+    run.loop.apply(doc("payment", "B", 3), 7, run.out)
+    loads = len(run.states.loads)
+    run.loop.close_all(9, run.out)
+    assert run.states.loads[loads:] == ["B"], "A's window and retention entries are not read"
+    assert run.out.incomplete == 1 and run.loop.open_windows == 0
 
 
 TRIO: list[Action] = [("doc", "order", "A", 0), ("doc", "payment", "A", 10), ("doc", "waybill", "A", 20)]

@@ -12,6 +12,12 @@ from pipeline.timeline import Timeline, entry
 Entry = tuple[int, str]
 
 
+def _pairs(due: list[tuple[int, str, bool]]) -> list[Entry]:
+    """(deadline, order_no) of what a timeline popped: these tests schedule retention entries only."""
+    assert not any(window for _, _, window in due)
+    return [(deadline, order_no) for deadline, order_no, _ in due]
+
+
 @pytest.mark.parametrize(
     ("start", "moves", "expected"),
     [
@@ -58,15 +64,15 @@ def test_due_pops_entries_strictly_before_event_time_earliest_first(
     for deadline, order_no in scheduled:
         timeline.schedule(deadline, order_no)
     assert len(timeline) == len(scheduled)
-    assert timeline.due(event_ms) == popped
+    assert _pairs(timeline.due(event_ms)) == popped
     assert len(timeline) == left
-    assert timeline.due(event_ms) == []  # popped entries are gone
+    assert _pairs(timeline.due(event_ms)) == []  # popped entries are gone
 
 
 def test_due_does_not_move_event_time() -> None:
     timeline = Timeline(3)
     timeline.schedule(10, "a")
-    assert timeline.due(50) == [(10, "a")]
+    assert _pairs(timeline.due(50)) == [(10, "a")]
     assert timeline.event_ms == 3
 
 
@@ -77,7 +83,7 @@ def test_due_in_steps_yields_every_entry_once_in_order() -> None:
         timeline.schedule(deadline, f"o{i}")
     collected: list[Entry] = []
     for event_ms in (0, 3, 4, 12, 12, 30):
-        collected += timeline.due(event_ms)
+        collected += _pairs(timeline.due(event_ms))
     assert collected == sorted((d, f"o{i}") for i, d in enumerate(deadlines))
     assert len(timeline) == 0
 
@@ -95,8 +101,8 @@ def test_drain_pops_every_entry_earliest_first(scheduled: list[Entry]) -> None:
     timeline = Timeline(50)
     for deadline, order_no in scheduled:
         timeline.schedule(deadline, order_no)
-    assert timeline.drain() == sorted(scheduled)
-    assert len(timeline) == 0 and timeline.drain() == []
+    assert _pairs(timeline.drain()) == sorted(scheduled)
+    assert len(timeline) == 0 and _pairs(timeline.drain()) == []
     assert timeline.event_ms == 50
 
 
@@ -104,11 +110,11 @@ def test_schedule_after_a_pop_is_still_ordered() -> None:
     timeline = Timeline()
     timeline.schedule(20, "b")
     timeline.schedule(10, "a")
-    assert timeline.due(15) == [(10, "a")]
+    assert _pairs(timeline.due(15)) == [(10, "a")]
     timeline.schedule(5, "early")  # before event time already passed: due at the next call
     timeline.schedule(30, "c")
-    assert timeline.due(25) == [(5, "early"), (20, "b")]
-    assert timeline.drain() == [(30, "c")]
+    assert _pairs(timeline.due(25)) == [(5, "early"), (20, "b")]
+    assert _pairs(timeline.drain()) == [(30, "c")]
 
 
 @pytest.mark.parametrize(
@@ -124,8 +130,8 @@ def test_from_entries_in_any_order(event_ms: int, entries: list[Entry], due_at: 
     timeline = Timeline.from_entries(event_ms, [entry(d, o) for d, o in entries])
     assert timeline.event_ms == event_ms
     assert len(timeline) == len(entries)
-    assert timeline.due(due_at) == popped
-    assert timeline.drain() == sorted(set(entries) - set(popped))
+    assert _pairs(timeline.due(due_at)) == popped
+    assert _pairs(timeline.drain()) == sorted(set(entries) - set(popped))
 
 
 _DEADLINES = st.integers(min_value=-(2**62), max_value=2**62)
@@ -145,19 +151,19 @@ def test_packed_entries_pop_in_the_order_of_the_pairs(scheduled: list[Entry], st
     reference = sorted(scheduled)
     popped: list[Entry] = []
     for event_ms in sorted(steps):
-        due = timeline.due(event_ms)
+        due = _pairs(timeline.due(event_ms))
         assert due == [pair for pair in reference[len(popped) :] if pair[0] < event_ms]
         popped += due
-    assert popped + timeline.drain() == reference
+    assert popped + _pairs(timeline.drain()) == reference
     rebuilt = Timeline.from_entries(0, [entry(d, o) for d, o in scheduled])
-    assert rebuilt.drain() == reference
+    assert _pairs(rebuilt.drain()) == reference
 
 
 def test_due_past_every_deadline_pops_everything() -> None:
     timeline = Timeline()
     timeline.schedule(2**63 - 1, "last")
     timeline.schedule(-(2**63), "first")
-    assert timeline.due(2**63) == [(-(2**63), "first"), (2**63 - 1, "last")]
+    assert _pairs(timeline.due(2**63)) == [(-(2**63), "first"), (2**63 - 1, "last")]
     assert len(timeline) == 0
 
 
@@ -176,13 +182,13 @@ def test_many_entries_in_order_and_out_of_order_pop_as_the_pairs() -> None:
     popped: list[Entry] = []
     for event_ms in (-5, 0, 4_000, 9_973, 1_000_000, 1_050_007, 1_050_007, 1_100_000):
         assert timeline.has_due() == (bool(reference[len(popped) :]) and reference[len(popped)][0] < timeline.event_ms)
-        popped += timeline.due(event_ms)
+        popped += _pairs(timeline.due(event_ms))
         assert popped == [pair for pair in reference if pair[0] < event_ms]
         timeline.advance(event_ms)
     timeline.schedule(5, "late")  # below the run's last entry: the heap
     assert timeline.has_due()
-    assert timeline.due(6) == [(5, "late")]
-    assert popped + timeline.drain() == reference
+    assert _pairs(timeline.due(6)) == [(5, "late")]
+    assert popped + _pairs(timeline.drain()) == reference
     assert len(timeline) == 0 and not timeline.has_due()
 
 
@@ -190,11 +196,11 @@ def test_due_with_a_limit_pops_the_earliest_first_in_batches() -> None:
     timeline = Timeline()
     for deadline in (9, 3, 7, 1, 5, 11):
         timeline.schedule(deadline, f"o{deadline}")
-    assert timeline.due(10, 2) == [(1, "o1"), (3, "o3")]
-    assert timeline.due(10, 2) == [(5, "o5"), (7, "o7")]
-    assert timeline.due(10, 2) == [(9, "o9")]
-    assert timeline.due(10, 2) == []
-    assert timeline.due(2**63, 5) == [(11, "o11")]
+    assert _pairs(timeline.due(10, 2)) == [(1, "o1"), (3, "o3")]
+    assert _pairs(timeline.due(10, 2)) == [(5, "o5"), (7, "o7")]
+    assert _pairs(timeline.due(10, 2)) == [(9, "o9")]
+    assert _pairs(timeline.due(10, 2)) == []
+    assert _pairs(timeline.due(2**63, 5)) == [(11, "o11")]
     assert len(timeline) == 0
 
 
@@ -237,9 +243,9 @@ def test_a_spilled_run_pops_as_the_pairs(scheduled: list[Entry], steps: list[int
                 event_ms = moments.pop(0)
                 pending.sort()
                 expected = [pair for pair in pending if pair[0] < event_ms]
-                assert timeline.due(event_ms) == expected
+                assert _pairs(timeline.due(event_ms)) == expected
                 del pending[: len(expected)]
-        assert timeline.drain() == sorted(pending)
+        assert _pairs(timeline.drain()) == sorted(pending)
         assert len(spill) == 0 and spill.taken == spill.put_count
 
 
@@ -253,7 +259,28 @@ def test_only_the_front_and_back_chunks_of_the_run_stay_in_memory() -> None:
     assert spill.put_count >= 50
     held = timeline._run.head, timeline._run.tail  # noqa: SLF001 - what stays in memory
     assert sum(len(chunk or b"") for chunk in held) <= 2 * 65_536 + 64
-    assert timeline.due(1_000 + 60_000) == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000)]
+    assert _pairs(timeline.due(1_000 + 60_000)) == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000)]
     assert spill.taken > 0
-    assert timeline.drain() == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000, 120_000)]
+    assert _pairs(timeline.drain()) == [(1_000 + i, f"HZ2026111100{i:09d}") for i in range(60_000, 120_000)]
     assert len(spill) == 0 and spill.taken == spill.put_count
+
+
+@given(
+    scheduled=st.lists(st.tuples(_DEADLINES, _ORDER_NOS, st.booleans()), max_size=40),
+    steps=st.lists(_DEADLINES, max_size=6),
+)
+def test_an_entry_keeps_its_kind_and_pops_in_deadline_kind_order_number_order(
+    scheduled: list[tuple[int, str, bool]], steps: list[int]
+) -> None:
+    """A window's entry and a retention's come back as scheduled (the loop skips a window's stale
+    entry by its kind): at one deadline windows first, then by order number, scheduled or rebuilt."""
+    timeline = Timeline()
+    for deadline, order_no, window in scheduled:
+        timeline.schedule(deadline, order_no, window)
+    reference = sorted(scheduled, key=lambda e: (e[0], not e[2], e[1]))
+    popped: list[tuple[int, str, bool]] = []
+    for event_ms in sorted(steps):
+        popped += timeline.due(event_ms)
+    assert popped + timeline.drain() == reference
+    rebuilt = Timeline.from_entries(0, [entry(d, o, w) for d, o, w in scheduled])
+    assert rebuilt.drain() == reference
