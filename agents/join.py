@@ -748,7 +748,7 @@ class JoinProcessor:
         if raw_clock is not None:
             event_ms = persisted_ms = int(orjson.loads(raw_clock)[0])
         entries: list[bytes] = []
-        windows: dict[str, int] = {}
+        windows: set[str] = set()
         resend: list[OutboxEntry] = []
         states = TableStates(self.states, lambda topic: self.committed(topic, number))
         for key, value in self.scan(number):
@@ -760,7 +760,7 @@ class JoinProcessor:
             state = stored.state
             entries.append(deadline_entry(state.deadline_ms, state.order_no, state.is_open))
             if state.is_open:
-                windows[state.order_no] = state.deadline_ms
+                windows.add(state.order_no)
             event_ms = max(event_ms, _event_lower_bound(state, self.config.retention_ms))
             resend += states.in_doubt(stored.outbox)
         wall = self.wall()

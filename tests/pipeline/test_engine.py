@@ -278,10 +278,10 @@ def test_open_windows_counts_up_and_down(actions: list[Action], open_after: list
 
 
 def test_open_windows_starts_from_the_restored_windows() -> None:
-    restored = {f"R{i}": 1000 + i for i in range(5)}
+    restored = {f"R{i}" for i in range(5)}
     loop = PartitionLoop(CFG, FakeStates(), Timeline(), windows=restored)
     loop.apply(doc("order", "A", 0), 1, Outcome())
-    assert loop.open_windows == 6 and loop.windows["A"] == 1000
+    assert loop.open_windows == 6 and "A" in loop.windows
 
 
 def test_the_end_of_input_reads_only_the_open_windows() -> None:
