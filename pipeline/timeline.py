@@ -3,7 +3,7 @@
 Event time is the largest appTime seen. Deadlines are indexed with lazy deletion: an
 entry is acted on only if the order still has that deadline, so rescheduling never needs a
 search. An entry says whether it is a window's deadline or a retained order's, so the loop
-(pipeline/engine.py) can tell a window's stale entry from its map of open windows without
+(pipeline/engine.py) can tell a window's stale entry by its set of open windows without
 reading the order's state: every decided order leaves one behind, and a flush or a late
 document that moves event time a day on passes all of them at once.
 
