@@ -158,9 +158,8 @@ class PartitionLoop:
 
     def close_all(self, wall_ms: int, out: Outcome) -> None:
         """End of input: every open window closes (decided orders are kept)."""
-        windows = self.windows
         for deadline, order_no, window in self.timeline.drain():
-            if window and order_no in windows:
+            if window:  # a retention's entry: the order is decided already
                 self._expire(deadline, order_no, window, wall_ms, out)
 
     def _expire(self, deadline: int, order_no: str, window: bool, wall_ms: int, out: Outcome) -> None:
@@ -177,16 +176,14 @@ class PartitionLoop:
         self.states.save(order_no, before, result)
         state = result.state
         was_open = before is not None and before.decided is None
-        if state is not None:
-            is_open = state.decided is None
-            if before is None or before.deadline_ms != state.deadline_ms or was_open != is_open:
-                self.timeline.schedule(state.deadline_ms, order_no, is_open)
+        is_open = state is not None and state.decided is None
+        if state is not None and (before is None or before.deadline_ms != state.deadline_ms or was_open != is_open):
+            self.timeline.schedule(state.deadline_ms, order_no, is_open)
+        if is_open != was_open:  # opened, or decided or forgotten: once per window, not per document
             if is_open:
                 self.windows.add(order_no)
-            elif was_open:
+            else:
                 self.windows.discard(order_no)
-        elif was_open:
-            self.windows.discard(order_no)
         if result.emit:
             out.emits.extend(result.emit)
 
