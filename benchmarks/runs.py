@@ -46,7 +46,8 @@ from clearance.kafka import producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics
 from clearance.traces import trace_files
-from ops.replay import merge, produce_ticks, read_file, read_times
+from ops.marks import produce_ticks
+from ops.replay import merge, read_file, read_times
 
 
 @dataclass

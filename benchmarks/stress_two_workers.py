@@ -39,7 +39,8 @@ from agents.topics import internal_specs  # noqa: E402
 from clearance.kafka import admin_config, client_config, producer_config  # noqa: E402
 from clearance.settings import Settings  # noqa: E402
 from clearance.topics import ensure_topics, topic_specs  # noqa: E402
-from ops.replay import produce_ticks, replay  # noqa: E402
+from ops.marks import produce_ticks  # noqa: E402
+from ops.replay import replay  # noqa: E402
 
 CLI = [sys.executable, "-m", "clearance.cli"]
 FLUSH_MS = 40 * 86_400_000

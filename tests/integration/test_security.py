@@ -31,7 +31,7 @@ from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
 from ops.broker import BrokerError, _port_open, broker_pid, default_home, start_broker, stop_broker
 from ops.files import BrokerFiles, broker_files
-from ops.replay import produce_ticks
+from ops.marks import produce_ticks
 from ops.secure import client_settings, password_file
 from tests.integration.test_worker import (
     CLI,

@@ -40,7 +40,8 @@ from agents.worker import CLEAN_STOP
 from clearance.kafka import admin_config, client_config, producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics, topic_specs
-from ops.replay import produce_ticks, replay
+from ops.marks import produce_ticks
+from ops.replay import replay
 
 pytestmark = pytest.mark.integration
 
