@@ -140,6 +140,11 @@ class Delivery:
         self._acks = []
         self._generation += 1
 
+    def release(self) -> None:
+        """Seal what is pending into a batch, without waiting: its acks are released once its
+        sends are delivered (`_settle`). For a quiet stream, whose acks no later one seals."""
+        self._seal()
+
     async def flush(self) -> None:
         """Seal what is pending and wait until every batch so far is settled."""
         self._seal()

@@ -394,3 +394,39 @@ def test_settled(scenario: Scenario, settled: bool) -> None:
         assert delivery.settled() is settled
 
     run(body)
+
+
+def test_release_seals_without_waiting_and_the_acks_follow_their_sends() -> None:
+    """The quiet stream's timer: what is pending is sealed at once; its acks are released when
+    the sends before them are delivered, with nobody waiting for them."""
+
+    async def body() -> None:
+        acks, delivery = Acks(), Delivery(max_acks=100, max_age_s=NEVER)
+        (send,) = futures(1)
+        delivery.track(send)
+        await delivery.ack(acks(0))
+        await delivery.ack(acks(1))
+        delivery.release()  # returns at once: not a coroutine
+        await spin()
+        assert acks.released == [], "the send is not delivered yet"
+        send.set_result(None)
+        await spin()
+        assert acks.released == [0, 1]
+        assert delivery.settled()
+
+    run(body)
+
+
+def test_without_release_a_quiet_stream_s_acks_stay_pending() -> None:
+    """What `release` is for: below max_acks and max_age_s nothing seals the batch."""
+
+    async def body() -> None:
+        acks, delivery = Acks(), Delivery(max_acks=100, max_age_s=NEVER)
+        await delivery.ack(acks(0))
+        await spin()
+        assert acks.released == []
+        delivery.release()
+        await spin()
+        assert acks.released == [0]
+
+    run(body)
