@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         '"e", judged against the goal; each further rate R is "eR")',
     )
     parser.add_argument(
+        "--e-processes",
+        type=_positive,
+        default=1,
+        help="case e's worker processes (default 1: the goal's one worker process; `clearance worker` "
+        "itself runs one per core unless told otherwise); the p99 goal is judged for 1 only",
+    )
+    parser.add_argument(
         "--soak-rate",
         type=float,
         default=SOAK_RATE,
@@ -337,7 +344,7 @@ def cli(argv: list[str]) -> int:
             results["machine"]["speedByRound"] = speeds
         for name, rate in latency_cases(args.order_rate):
             if name[0] in args.cases:
-                worker(name, 1, rate, work)
+                worker(name, args.e_processes, rate, work)
         if "s" in args.cases:
             soaked = run_settings(base, run, "s-in", "s", app_id=f"bench-{run}-s")
             used.append(soaked)

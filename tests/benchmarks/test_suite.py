@@ -338,6 +338,30 @@ def test_the_latency_goal_is_judged_over_the_whole_run_and_while_the_input_flows
     assert "while the input flows: not judged" in render(results)
 
 
+def test_case_e_with_more_processes_is_reported_and_not_judged_against_the_one_process_goal() -> None:
+    assert build_parser().parse_args([]).e_processes == 1
+    assert build_parser().parse_args(["--e-processes", "2"]).e_processes == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--e-processes", "0"])
+    results = _results("ok")
+    results["cases"]["e"] = {
+        "status": "ok",
+        "processes": 2,
+        "offeredOrderRate": 1_000.0,
+        "latencyMs": percentiles([300.0] * 100),
+        "latencyByPhaseMs": {"drainSeconds": 2.0, "whileFlowing": percentiles([300.0] * 100), "drain": {}},
+    }
+    add_ratios(results)
+    text = render(results)
+    assert "e --processes 2, fixed offered rate" in text
+    assert "p99 < 500 ms at 1,000 orders/s: not judged with 2 processes (300.0 ms)" in text
+    assert "while the input flows: not judged (p99 300.0 ms)" in text
+    results["timestamp"], results["parameters"] = "2026-12-05T12:00:00", {"orders": 100, "messages": 300}
+    assert _row(results, Path("x.json")).split(" | ")[7] == "at 1,000/s, 2 processes: 300 / 300 / 300 / 300"
+    results["cases"]["e"]["processes"] = 1
+    assert "p99 < 500 ms at 1,000 orders/s: met (300.0 ms)" in render(results)
+
+
 def test_case_e_runs_once_per_offered_rate_each_judged() -> None:
     assert order_rates("1000,3000") == DEFAULT_ORDER_RATES == (1_000.0, 3_000.0)
     assert order_rates("300") == (300.0,)
