@@ -193,8 +193,8 @@ class Timeline:
 
         Stale entries are skipped when they come due.
         """
+        packed = entry(deadline_ms, order_no, window)
         due = deadline_ms + _OFFSET
-        packed = due.to_bytes(8, "big") + (_WINDOW if window else _RETENTION) + order_no.encode()
         if not self._run.append(packed):
             heapq.heappush(self._heap, packed)
         if due < self._next_ms:
