@@ -16,8 +16,8 @@ agent's candidates wait, per candidates partition, and leave as one record each
   acked only once they are delivered.
 
 A candidate goes to the partition its buyer key would go to as a record's key (Kafka's
-murmur2, as librdkafka's `murmur2_random` and the Java client do), so each buyer's quota
-state stays in the partition that holds it.
+murmur2, as librdkafka's `murmur2_random` and the Java client do: pipeline/partitioner.py), so
+each buyer's quota state stays in the partition that holds it.
 """
 
 from __future__ import annotations
@@ -25,16 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from pipeline.codec import encode_candidates
+from pipeline.partitioner import partition_of
 
 Produce = Callable[[int, bytes], None]  # (partition, value): counted into the open ack batch
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a keyed record (murmur2, positive, modulo)."""
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 class CandidateBatch:

@@ -40,6 +40,7 @@ MODULES = (
     "join",
     "money",
     "parsing",
+    "partitioner",
     "quota",
     "rules",
     "text",

@@ -10,10 +10,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from agents.acks import Delivery
-from agents.batch import CandidateBatch, partition_of
+from agents.batch import CandidateBatch
 from agents.metrics import Metrics
 from agents.sender import Emit, Headers, Sender
 from pipeline.codec import CANDIDATES_PREFIX, WATERMARK_PREFIX, decode_watermarks, split_candidates
+from pipeline.partitioner import partition_of
 from tests.agents.test_producer import Report, counting
 
 PARTITIONS = 12

@@ -10,10 +10,10 @@ import asyncio
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.batch import partition_of
 from agents.producer import ProduceError, Producer
 from clearance.kafka import client_config, producer_config
 from clearance.settings import Settings
+from pipeline.partitioner import partition_of
 
 
 def test_a_sealed_tally_resolves_after_its_records_are_on_the_broker(kafka_settings: Settings) -> None:

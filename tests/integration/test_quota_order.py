@@ -28,8 +28,8 @@ import pytest
 
 from clearance.settings import Settings
 from ops.replay import Pacing, replay
+from pipeline.partitioner import partition_of
 from tests.fixtures import quota_trace as Q
-from tests.integration.test_replay import java_partition
 from tests.integration.test_worker import (
     QUOTA,
     Worker,
@@ -107,7 +107,7 @@ def _explain(
             got_v = ",".join("*" if v else "ok" for v in sorted(have.get(o.order_no, set()))) or "missing"
             lines.append(
                 f"  {mark} {o.order_no} eventTime {o.event_time:%m-%d %H:%M:%S} by {o.completing:7} "
-                f"p{java_partition(o.order_no.encode(), settings.partitions)} "
+                f"p{partition_of(o.order_no.encode(), settings.partitions)} "
                 f"{o.dutiable_fen / 100:9.2f} {'*' if want[o.order_no] else 'ok'} / {got_v}"
             )
     return "\n".join(lines)

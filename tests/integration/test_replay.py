@@ -13,50 +13,10 @@ from confluent_kafka import Consumer, TopicPartition
 from clearance.kafka import client_config
 from clearance.settings import Settings
 from ops.replay import Pacing, key_and_time, read_times, replay
+from pipeline.partitioner import partition_of
 from tests.fixtures import docs
 
 pytestmark = pytest.mark.integration
-
-
-def java_murmur2(data: bytes) -> int:
-    """org.apache.kafka.common.utils.Utils.murmur2, as a signed 32-bit int."""
-    m, r, mask = 0x5BD1E995, 24, 0xFFFFFFFF
-    length = len(data)
-    h = (0x9747B28C ^ length) & mask
-    for i in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[i : i + 4], "little")
-        k = (k * m) & mask
-        k ^= k >> r
-        k = (k * m) & mask
-        h = (h * m) & mask
-        h ^= k
-    tail = length % 4
-    base = length - tail
-    if tail == 3:
-        h ^= data[base + 2] << 16
-    if tail >= 2:
-        h ^= data[base + 1] << 8
-    if tail >= 1:
-        h ^= data[base]
-        h = (h * m) & mask
-    h ^= h >> 13
-    h = (h * m) & mask
-    h ^= h >> 15
-    return h - (1 << 32) if h & 0x80000000 else h
-
-
-def java_partition(key: bytes, partitions: int) -> int:
-    return (java_murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def test_java_murmur2_known_values() -> None:
-    # From Kafka's UtilsTest.testMurmur2.
-    assert java_murmur2(b"21") == -973932308
-    assert java_murmur2(b"foobar") == -790332482
-    assert java_murmur2(b"a-little-bit-long-string") == -985981536
-    assert java_murmur2(b"a-little-bit-longer-string") == -1486304829
-    assert java_murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") == -58897971
-    assert java_murmur2(b"abc") == 479470107
 
 
 def _write_trace(root: Path, orders: int) -> dict[str, list[bytes]]:
@@ -124,7 +84,7 @@ def test_replay_lands_every_line_once_where_java_would(kafka_settings: Settings,
             assert value == b"{not json"
             continue
         assert orjson.loads(value)["orderNo"].encode() == key
-        assert partition == java_partition(key, kafka_settings.partitions)
+        assert partition == partition_of(key, kafka_settings.partitions)
         partitions_of[key].add(partition)
     for name, lines in files.items():
         assert sorted(by_file[name]) == sorted(lines), f"{name}: not every line exactly once"
