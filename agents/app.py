@@ -32,6 +32,7 @@ from agents.commits import Commits
 from agents.events import QuietMonitor, RawSchema
 from agents.faust_internals import (
     DirectTable,
+    TableManager,
     ack_refilled,
     before_active_recovery,
     commit_offsets,
@@ -172,6 +173,7 @@ def _app(settings: Settings) -> faust.App:
         topic_allow_declare=False,
         # Faust's leader-election topic serves `on_leader` timers and livecheck; the worker has neither.
         topic_disable_leader=True,
+        TableManager=TableManager,  # without Faust's 1 s sleep before the consumer subscribes
         table_standby_replicas=settings.standby_replicas,
         stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see agents/join.py)
         broker_commit_interval=settings.commit_seconds,

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 from faust.streams import current_event
+from faust.tables import TableManager as FaustTableManager
 from faust.types import TP
 
 from agents.changelog import NOT_WAITING, Changelog
@@ -289,6 +290,23 @@ class DeadlineWorker(faust.Worker):
     def _schedule_shutdown(self, signal: Any) -> None:
         self.stop_deadline.arm(f"signal {getattr(signal, 'name', signal)}")
         super()._schedule_shutdown(signal)
+
+
+class TableManager(FaustTableManager):
+    """Faust's table manager without the second it sleeps before it registers the tables.
+
+    `TableManager.on_start` sleeps 1 s, then registers every table's changelog channel
+    (`_update_channels`, which also finalizes the set of tables) and starts the recovery. The
+    conductor subscribes only once that is done (`wait_until_tables_registered`), so every
+    start, and every restart after a crash, spent that second idle (benchmarks/RESULTS.md,
+    "Start-up"). The sleep lets tables declared while agents start register first; the worker
+    declares all its tables before the app starts (agents/app.py `_tables`), so there are none
+    to wait for, and a table declared later would fail loudly ("Too late to add tables")."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 def before_active_recovery(app: faust.App, restore: Restore) -> None:

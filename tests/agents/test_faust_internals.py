@@ -225,3 +225,50 @@ def test_a_failed_commit_leaves_fausts_books_as_they_were() -> None:
             assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (57, 9)
         else:  # the broker has 40 and nothing: so must the books, or the catch-up never retries
             assert (books[TP("orders", 1)], books[TP("orders", 2)]) == (40, None)
+
+
+class _Unstarted:
+    """What the table manager asks of a consumer before anything is assigned."""
+
+    def assignment(self) -> set[TP]:
+        return set()
+
+    def pause_partitions(self, tps: set[TP]) -> None:
+        assert tps == set()
+
+
+def test_the_worker_registers_its_tables_without_fausts_one_second_sleep(tmp_path: Any) -> None:
+    import asyncio
+
+    asyncio.run(_table_manager_start(tmp_path))
+
+
+async def _table_manager_start(tmp_path: Any) -> None:
+    """The worker's app starts its table manager at once: the changelogs are registered (what
+    the conductor waits for before it subscribes) and the recovery started, with no sleep.
+    Faust's own `TableManager.on_start` sleeps 1 s first: this test fails with it."""
+    from agents.app import _app
+    from agents.faust_internals import TableManager
+    from clearance.settings import Settings
+
+    app = _app(Settings().with_overrides(data_dir=str(tmp_path)))
+    table = app.Table("states", default=None, partitions=4, key_type=bytes, value_type=bytes)
+    assert type(app.tables) is TableManager
+    manager: Any = app.tables
+    slept: list[float] = []
+    started: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def start() -> None:
+        started.append(True)
+
+    manager.sleep = sleep
+    manager.recovery.start = start
+    app.consumer = _Unstarted()  # type: ignore[assignment]  # a stand-in: Faust's own would start a thread's loop
+    await manager.on_start()
+    assert manager._tables_registered.is_set()  # what `wait_until_tables_registered` waits for
+    assert slept == [] and started == [True]
+    assert table in manager._channels  # its changelog channel, which the conductor subscribes to
+    table.data._dbs.clear()  # type: ignore[attr-defined]  # this app never starts: nothing to close
