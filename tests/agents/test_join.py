@@ -284,8 +284,8 @@ def test_each_document_s_wait_from_its_producer_s_timestamp_is_counted_once_take
         await h.feed("orders", order("PW2", "20261111000400"))  # unknown timestamp
         await h.tick()
         m = h.join.metrics
-        assert sum(m.input_wait) == 3 and m.input_wait_ms == 730
-        assert m.input_wait[0] == 1 and m.input_wait[1] == 1 and m.input_wait[5] == 1
+        assert sum(m.input_wait.counts) == 3 and m.input_wait.sum_ms == 730
+        assert m.input_wait.counts[0] == 1 and m.input_wait.counts[1] == 1 and m.input_wait.counts[5] == 1
 
     run(body)
 

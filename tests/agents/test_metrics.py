@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.metrics import INPUT_WAIT_BUCKETS, RECEIPT_BUCKETS, Metrics
+from agents.metrics import INPUT_WAIT_BUCKETS, RECEIPT_BUCKETS, Metrics, MsHistogram
 from monitor.metrics import RECEIPT_BUCKETS as MONITOR_BUCKETS
 
 
@@ -82,3 +83,19 @@ def test_input_wait_histogram_counts_each_document_in_its_bucket() -> None:
     assert got['clearance_input_wait_seconds_bucket{le="+Inf"}'] == 7
     assert got["clearance_input_wait_seconds_count"] == 7
     assert got["clearance_input_wait_seconds_sum"] == 7_201.452
+
+
+def test_a_receipt_on_a_bound_counts_in_that_bucket_and_bounds_are_whole_milliseconds() -> None:
+    m = Metrics()
+    m.observe_receipt(decided_at_ms=5_000, received_at_ms=0)  # exactly 5 s: le="5.0"
+    m.observe_receipt(decided_at_ms=5_001, received_at_ms=0)
+    m.observe_receipt(decided_at_ms=0, received_at_ms=100)  # a clock behind: 0
+    got = scrape(m)
+    assert got['clearance_receipt_to_decision_seconds_bucket{le="0.1"}'] == 1
+    assert got['clearance_receipt_to_decision_seconds_bucket{le="5.0"}'] == 2
+    assert got['clearance_receipt_to_decision_seconds_bucket{le="10.0"}'] == 3
+    assert got["clearance_receipt_to_decision_seconds_sum"] == 10.001
+    with pytest.raises(ValueError, match="whole milliseconds"):
+        MsHistogram("h", "a bound between two milliseconds", (0.0005, 1.0))
+    with pytest.raises(ValueError, match="whole milliseconds"):
+        MsHistogram("h", "bounds out of order", (1.0, 0.5))
