@@ -155,11 +155,12 @@ def _latency_goal(e: dict[str, Any]) -> list[str]:
         p99 = e["latencyMs"]["p99"]
         rate = e.get("offeredOrderRate", 0)
         processes = e.get("processes", 1)
-        judged = (
-            _verdict(p99 < GOAL_P99_MS) if rate >= GOAL_P99_RATE else f"not judged below {GOAL_P99_RATE:,.0f} orders/s"
-        )
         if processes > 1:  # the goal is one worker process's
             judged = f"not judged with {processes} processes"
+        elif rate >= GOAL_P99_RATE:
+            judged = _verdict(p99 < GOAL_P99_MS)
+        else:
+            judged = f"not judged below {GOAL_P99_RATE:,.0f} orders/s"
         lines.append(f"p99 < {GOAL_P99_MS:,.0f} ms at {rate:,.0f} orders/s: {judged} ({p99} ms)")
         phases = e.get("latencyByPhaseMs", {})
         flowing, drain = phases.get("whileFlowing", {}), phases.get("drain", {})
