@@ -26,11 +26,21 @@ with a trickle fetches a few records at a time, and each fetch costs ~2 ms of th
 it carries (aiokafka builds and parses the request for every assigned partition in Python, and
 Faust hands the result across threads): at 500 orders/s that was a fifth of a core, more than
 at 1,000 (benchmarks/RESULTS.md, "The cost of a fetch").
+
+And its fetch loop goes on as soon as a rebalance gives it partitions to read. Faust's
+`_wait_next_records`, finding no active partition (the new assignment's are paused while its
+tables recover), sleeps a whole second before it looks again. A worker that was already
+running when a rebalance came (the first of two processes starting together, every worker
+of a group another one joins) therefore read nothing for up to a second after it was ready:
+1.0 s in case d, where the other process had been reading from 0.07 s after ready
+(benchmarks/RESULTS.md). Here the loop waits, up to that same second, for a partition to be
+resumed or assigned, and then fetches at once: its first message came 0.02 s after ready.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from types import CoroutineType
 from typing import Any
 
@@ -38,6 +48,7 @@ import faust
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
+from faust.types import TP
 from mode import Service
 from mode.services import WaitResults
 
@@ -57,12 +68,43 @@ class ConsumerThread(AIOKafkaConsumerThread):
 
 
 class Consumer(KafkaConsumer):
-    """The aiokafka driver's consumer; `wait_first` finishes in place what does not wait."""
+    """The aiokafka driver's consumer; `wait_first` finishes in place what does not wait, and
+    the fetch loop waits for partitions to read no longer than until they are there."""
 
     thread_class: type[ConsumerThread] = ConsumerThread
+    idle_wait_s = 1.0  # Faust's own sleep when no partition is active: the longest wait here
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._activated = asyncio.Event()  # set when a partition becomes active
+        super().__init__(*args, **kwargs)
 
     async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
         return await first_in_place(self, super().wait_first, coros, timeout)
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        """Faust's, but with no partition active (a rebalance's, paused while the tables recover)
+        wait until one is resumed or assigned, at most `idle_wait_s`, instead of sleeping all of it.
+        Its first step is Faust's: while a rebalance holds the flow, wait for it to resume (the
+        fetch loop is usually there when a rebalance comes, and found no partition after it)."""
+        if not self.flow_active:  # a rebalance: Faust's own first step, before it looks for partitions
+            await self.wait(self.can_resume_flow.wait())
+        if self.flow_active and not self.app.client_only and not self._get_active_partitions():
+            self._activated.clear()
+            await self.wait(self._activated.wait(), timeout=self.idle_wait_s)  # returns at a stop too
+            if not self._get_active_partitions():
+                return {}, self._get_active_partitions()  # what Faust's answers after its sleep
+        return await super()._wait_next_records(timeout)
+
+    def _set_active_tps(self, tps: set[TP]) -> set[TP]:
+        active = super()._set_active_tps(tps)
+        if active:
+            self._activated.set()
+        return active
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        super().resume_partitions(tps)
+        if self._get_active_partitions():
+            self._activated.set()
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return self.thread_class(self, loop=self.loop, beacon=self.beacon)

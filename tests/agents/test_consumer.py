@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from faust.types import TP
 from mode import Service
 from mode.services import WaitResults
 
@@ -236,3 +237,117 @@ def test_the_outer_task_cancelled_cancels_the_started_callback(tmp_path: Path) -
         return None
 
     assert _run(tmp_path, body)[1] == ["waiting", "cancelled"]
+
+
+def _idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Consumer, list[float], list[set[TP]]]:
+    """The worker app's consumer with no partition active, as while a rebalance's recover: its
+    fetches (`_getmany`) and Faust's own sleeps recorded instead of done."""
+    settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2)
+    consumer = build(settings).app.consumer
+    assert isinstance(consumer, Consumer)
+    slept: list[float] = []
+    fetched: list[set[TP]] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def getmany(active_partitions: set[TP], timeout: float) -> dict[TP, list[Any]]:
+        fetched.append(set(active_partitions))
+        return {}
+
+    monkeypatch.setattr(consumer, "sleep", sleep)
+    monkeypatch.setattr(consumer, "_getmany", getmany)
+    consumer.idle_wait_s = 60.0  # a wait that ends sooner ended because a partition came
+    assert consumer.flow_active and not consumer._get_active_partitions()  # noqa: SLF001
+    return consumer, slept, fetched
+
+
+def _on_its_loop(consumer: Any, body: Awaitable[Any]) -> Any:
+    """`body` on the loop the consumer's service waits on (mode's futures are made on it)."""
+    return consumer.loop.run_until_complete(asyncio.wait_for(body, 5.0))
+
+
+def test_a_partition_resumed_while_none_is_active_is_fetched_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faust's fetch loop, finding no active partition, sleeps a second before it looks again;
+    this one fetches the partition resumed meanwhile, with no sleep."""
+    consumer, slept, fetched = _idle(tmp_path, monkeypatch)
+    tp = TP("clearance.orders", 1)
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(consumer._wait_next_records(1.0))  # noqa: SLF001
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # nothing to read yet: it waits
+        consumer.resume_partitions({tp})
+        return await waiting
+
+    records, active = _on_its_loop(consumer, main())
+    assert (records, active) == ({}, {tp})
+    assert fetched == [{tp}]
+    assert slept == []
+
+
+def test_after_a_rebalance_the_partitions_resumed_are_fetched_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The case that cost a second: the fetch loop waits while a rebalance holds the flow; the
+    flow resumes before the recovery resumes the partitions. Faust's loop then found none active
+    and slept a second; this one fetches them as soon as they are resumed."""
+    consumer, slept, fetched = _idle(tmp_path, monkeypatch)
+    tp = TP("clearance.waybills", 1)
+    consumer.stop_flow()  # what a rebalance does first
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(consumer._wait_next_records(1.0))  # noqa: SLF001
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # the flow is held
+        consumer.resume_flow()  # the recovery: "Resuming flow...", then the stream partitions
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # nothing active yet
+        consumer.resume_partitions({tp})
+        return await waiting
+
+    assert _on_its_loop(consumer, main()) == ({}, {tp})
+    assert fetched == [{tp}] and slept == []
+
+
+def test_a_partition_assigned_while_none_is_active_is_fetched_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, slept, fetched = _idle(tmp_path, monkeypatch)
+    tp = TP("clearance.payments", 0)
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(consumer._wait_next_records(1.0))  # noqa: SLF001
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        consumer._set_active_tps({tp})  # noqa: SLF001 - what on_partitions_assigned does
+        return await waiting
+
+    assert _on_its_loop(consumer, main()) == ({}, {tp})
+    assert fetched == [{tp}] and slept == []
+
+
+def test_with_none_active_it_answers_as_faust_after_its_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Still nothing to read once the wait is over: no fetch, Faust's answer (no records, the
+    empty set), and the loop asks again."""
+    consumer, slept, fetched = _idle(tmp_path, monkeypatch)
+    consumer.idle_wait_s = 0.02
+
+    assert _on_its_loop(consumer, consumer._wait_next_records(1.0)) == ({}, set())  # noqa: SLF001
+    assert fetched == [] and slept == []
+
+
+def test_a_stop_ends_the_wait_for_partitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer, _slept, fetched = _idle(tmp_path, monkeypatch)
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(consumer._wait_next_records(1.0))  # noqa: SLF001
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        consumer._stopped.set()  # noqa: SLF001 - what the service's stop sets
+        return await waiting
+
+    assert _on_its_loop(consumer, main()) == ({}, set())
+    assert fetched == []
