@@ -74,9 +74,11 @@ class Settings:
     tick_seconds: float = 1.0
     # How often a join partition publishes its event time to the quota stage (at most): the
     # quota stage decides a candidate once every join partition's watermark has passed it, so
-    # this bounds the receipt-to-decision time from below (issue 12). 12 x 12 small records per
-    # round at 12 partitions.
-    watermark_seconds: float = 0.1
+    # this bounds the receipt-to-decision time from below (issue 12). One small record per
+    # candidates partition per round. 0.05 with the replay's marks every 0.1 s: p99 at 1,000
+    # orders/s 373 to 400 ms against 449 to 539 at 0.1 and 0.2, for ~4% more CPU per event
+    # at that rate and none measurable under a backlog (benchmarks/RESULTS.md, 5 December).
+    watermark_seconds: float = 0.05
     # How long an input topic of a partition must have been silent, and how old the head by its
     # producer's timestamp, before the merge passes the empty queue over (pipeline/merge.py): the
     # producers' skew between topics it covers. 2 s: with 0.5 s the two-process test lost

@@ -319,8 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         nargs="?",
-        const=0.2,
-        help="this replay alone writes the input topics: every SECONDS (default 0.2) tell the workers, in a "
+        const=0.1,
+        help="this replay alone writes the input topics: every SECONDS (default 0.1) tell the workers, in a "
         "tick per partition, up to which appTime every document is delivered, and once a topic's last "
         "document is, that it ended; their merge then need not wait for a topic to fall silent",
     )

@@ -44,7 +44,7 @@ def test_environment_overrides() -> None:
         64,
         50,
     )
-    assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.1
+    assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.05
     assert s.max_fetch_kb == 64 and Settings().max_fetch_kb == 256
     rules = s.rules()
     assert s.bootstrap == "10.0.0.1:9092" and s.partitions == 24 and s.topic_orders == "cbec.orders"
