@@ -253,7 +253,8 @@ def _producer(
         for table in every:
             track_changelog(table, delivery.track)
         return None, delivery, None
-    producer = Producer({**producer_config(settings), "client.id": f"{settings.app_id}-worker"})
+    worker = {"client.id": f"{settings.app_id}-worker", "linger.ms": settings.producer_linger_ms}
+    producer = Producer({**producer_config(settings), **worker})
     changelog = Changelog(producer)
     for table in every:
         write_changelog_through(table, changelog, local=True)

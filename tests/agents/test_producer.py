@@ -12,13 +12,17 @@ import asyncio
 import functools
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
 
+import agents.app
 from agents.acks import Delivery
-from agents.producer import ProduceError, Tally
+from agents.producer import ProduceError, Producer, Tally
+from clearance.kafka import producer_config
+from clearance.settings import Settings
 from tests.agents.test_restore import Msg
 
 # What a tally reads of a delivered message: (topic, partition, offset), as librdkafka's
@@ -172,3 +176,23 @@ def test_a_batch_with_an_undelivered_count_releases_no_ack_and_breaks_delivery()
 def test_a_delivery_without_a_counter_has_no_tally() -> None:
     with pytest.raises(RuntimeError, match="no counter"):
         _ = Delivery().tally
+
+
+@pytest.mark.parametrize("linger_ms", [20, 0, 250])
+def test_the_worker_producer_lingers_as_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, linger_ms: int
+) -> None:
+    """CLEARANCE_PRODUCER_LINGER_MS reaches the librdkafka producer the worker makes (and only
+    the worker's: the shared producer settings keep their 5 ms for the replay and the tools)."""
+    made: list[dict[str, Any]] = []
+
+    class Recording(Producer):
+        def __init__(self, config: dict[str, Any]) -> None:
+            made.append(config)
+            super().__init__(config)
+
+    monkeypatch.setattr(agents.app, "Producer", Recording)
+    settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2, producer_linger_ms=linger_ms)
+    agents.app.build(settings)
+    assert [(config["linger.ms"], config["client.id"]) for config in made] == [(linger_ms, "clearance-worker")]
+    assert producer_config(settings)["linger.ms"] == 5

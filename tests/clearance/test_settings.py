@@ -38,6 +38,7 @@ def test_environment_overrides() -> None:
             "CLEARANCE_MAX_FETCH_KB": "64",
             "CLEARANCE_FETCH_MIN_KB": "16",
             "CLEARANCE_FETCH_WAIT_MS": "20",
+            "CLEARANCE_PRODUCER_LINGER_MS": "0",
         }
     )
     assert (s.fetch_min_kb, s.fetch_wait_ms) == (16, 20) and (Settings().fetch_min_kb, Settings().fetch_wait_ms) == (
@@ -45,6 +46,7 @@ def test_environment_overrides() -> None:
         50,
     )
     assert s.watermark_seconds == 0.25 and Settings().watermark_seconds == 0.05
+    assert s.producer_linger_ms == 0 and Settings().producer_linger_ms == 20
     assert s.max_fetch_kb == 64 and Settings().max_fetch_kb == 256
     rules = s.rules()
     assert s.bootstrap == "10.0.0.1:9092" and s.partitions == 24 and s.topic_orders == "cbec.orders"
@@ -65,6 +67,8 @@ def test_environment_overrides() -> None:
         {"CLEARANCE_FETCH_MIN_KB": "-1"},
         {"CLEARANCE_FETCH_WAIT_MS": "0"},
         {"CLEARANCE_FETCH_WAIT_MS": "60000"},
+        {"CLEARANCE_PRODUCER_LINGER_MS": "-1"},
+        {"CLEARANCE_PRODUCER_LINGER_MS": "5000"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
