@@ -240,7 +240,7 @@ def test_the_outer_task_cancelled_cancels_the_started_callback(tmp_path: Path) -
 
 
 def _idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Consumer, list[float], list[set[TP]]]:
-    """The worker app's consumer with no partition active, as while a rebalance's recover: its
+    """The worker app's consumer with no partition active, as while a rebalance's tables recover: its
     fetches (`_getmany`) and Faust's own sleeps recorded instead of done."""
     settings = Settings.from_env().with_overrides(data_dir=str(tmp_path), partitions=2)
     consumer = build(settings).app.consumer
