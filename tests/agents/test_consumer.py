@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.types import TP
 from mode import Service
 from mode.services import WaitResults
@@ -351,3 +352,11 @@ def test_a_stop_ends_the_wait_for_partitions(tmp_path: Path, monkeypatch: pytest
 
     assert _on_its_loop(consumer, main()) == ({}, set())
     assert fetched == []
+
+
+def test_fausts_fetch_loop_still_asks_wait_next_records_and_sleeps_a_second_without_partitions() -> None:
+    """The override takes the place of a private method of Faust's consumer: a newer Faust that
+    stopped calling it, or stopped sleeping there, would leave it dead code; this fails instead."""
+    assert issubclass(Consumer, FaustConsumer)
+    assert "await self._wait_next_records(timeout)" in inspect.getsource(FaustConsumer.getmany)
+    assert "await self.sleep(1)" in inspect.getsource(FaustConsumer._wait_next_records)  # noqa: SLF001
