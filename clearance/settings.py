@@ -214,6 +214,8 @@ class Settings:
             raise ValueError("CLEARANCE_MALLOC_TRIM_SECONDS must be 0 (never) or more")
         if self.gc_young_threshold < 0:
             raise ValueError("CLEARANCE_GC_YOUNG_THRESHOLD must be 0 (CPython's default) or more")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"CLEARANCE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         if self.event_loop not in EVENT_LOOPS:
             raise ValueError(f"CLEARANCE_EVENT_LOOP must be one of {sorted(EVENT_LOOPS)}, not {self.event_loop!r}")
         if self.window_hours <= 0:
@@ -288,6 +290,7 @@ class Settings:
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # CLEARANCE_LOG_LEVEL, read in any case
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 _KAFKA_NAMES = frozenset(
@@ -335,6 +338,6 @@ def _convert(name: str, type_: object, raw: str) -> Any:
             return float(raw)
     except (ValueError, ArithmeticError) as exc:
         raise ValueError(f"setting {name}: cannot read {raw!r}") from exc
-    if name == "security_protocol" or name == "sasl_mechanism":
+    if name in ("security_protocol", "sasl_mechanism", "log_level"):
         return raw.strip().upper()
     return raw

@@ -69,11 +69,20 @@ def test_environment_overrides() -> None:
         {"CLEARANCE_FETCH_WAIT_MS": "60000"},
         {"CLEARANCE_PRODUCER_LINGER_MS": "-1"},
         {"CLEARANCE_PRODUCER_LINGER_MS": "5000"},
+        {"CLEARANCE_LOG_LEVEL": "verbose"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="CLEARANCE_|setting"):
         Settings.from_env(env)
+
+
+def test_the_log_level_is_read_in_any_case() -> None:
+    """`CLEARANCE_LOG_LEVEL=info` once reached Python's logging as "info" and the worker died at
+    its start with a traceback ("Unknown level: 'info'")."""
+    assert Settings.from_env({"CLEARANCE_LOG_LEVEL": " info"}).log_level == "INFO"
+    assert Settings.from_env({"CLEARANCE_LOG_LEVEL": "Debug"}).log_level == "DEBUG"
+    assert Settings().log_level == "INFO"
 
 
 def test_secrets_never_print() -> None:
