@@ -46,7 +46,7 @@ from clearance.kafka import producer_config
 from clearance.settings import Settings
 from clearance.topics import ensure_topics
 from clearance.traces import trace_files
-from ops.marks import produce_ticks
+from ops.marks import produce_ended, produce_ticks
 from ops.replay import merge, read_file, read_times
 
 
@@ -139,9 +139,18 @@ def worker_case(
     order_rate: float | None,
     profile: Path | None = None,
     broker: int | None = None,
+    tell_end: bool = True,
 ) -> dict[str, Any]:
-    """One worker case; `broker` is the local broker's pid, to tell its CPU from the workers'."""
+    """One worker case; `broker` is the local broker's pid, to tell its CPU from the workers'.
+
+    A pre-loaded backlog (`order_rate` None) is told where it ends (`tell_end`), as a replay with
+    `--watermarks` says it once a topic's last document is delivered: without, the last documents
+    of every partition waited ~2 s (`CLEARANCE_MERGE_WAIT_SECONDS`) for the topics to fall silent,
+    and that wait was in every run's seconds (benchmarks/RESULTS.md, 5 December). The ticks go
+    once every process is ready: a worker keeps what they say in memory only, so a partition
+    that moves in the group's first rebalance would forget them where its tick was committed."""
     collector = open_collector(settings, work)
+    result: dict[str, Any] = {"processes": processes}
     own = settings.with_overrides(data_dir=str(work / "worker"), web_port=16066, processes=processes)
     started = [start_worker(own, work / "worker.log", profile=profile)]
     t0 = started[0].started_ms
@@ -155,7 +164,6 @@ def worker_case(
         metric_urls=[f"http://127.0.0.1:{w.settings.web_port}/metrics" for w in started],
     )
     sampler.start()
-    result: dict[str, Any] = {"processes": processes}
     try:
         replayed = None
         ready = all(w.ready() for w in started)
@@ -165,6 +173,8 @@ def worker_case(
         cpu_ready = sum(cpu_seconds(pid) for pid in pids) if ready else 0.0
         shares = CpuShares(pids, broker)
         shares.start()
+        if order_rate is None and tell_end:
+            result["endedTicks"] = produce_ended(Producer(producer_config(settings)), settings)
         if order_rate is not None:
             if not ready:
                 raise RuntimeError(f"worker not ready; see {started[0].log}")

@@ -223,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"run once, after the rounds. Default {DEFAULT_ROUNDS}; 1 for a quicker run",
     )
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")
+    parser.add_argument(
+        "--untold-end",
+        action="store_true",
+        help="cases c and d: do not tell the workers where the pre-loaded input ends (end-of-topic ticks); "
+        "their merge then waits for the topics to fall silent (CLEARANCE_MERGE_WAIT_SECONDS) before it "
+        "applies each partition's last documents, as every run before 5 December did",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
     parser.add_argument("--no-table", action="store_true", help="do not update benchmarks/RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark topics and the work directory")
@@ -300,6 +307,7 @@ def cli(argv: list[str]) -> int:
             order_rate=rate,
             profile=profile,
             broker=broker,
+            tell_end=not args.untold_end,
         )
         attempt(name, body, label)
 

@@ -103,14 +103,7 @@ class Watermarks:
         waiting for that topic's queue of the partition once it has received up to `end`. 0 ticks
         when the broker does not give the ends (the workers wait as they would have)."""
         flush(self.producer)
-        try:
-            ends = _answered(self._ask([topic]))
-        except KafkaException as exc:
-            print(f"clearance replay: the end of {topic} not sent ({exc})", file=sys.stderr)
-            return 0
-        return _tick_each(
-            self.producer, self.settings, self.partitions, lambda p: {"ended": topic, "end": ends[topic, p]}
-        )
+        return _ended_ticks(self.producer, self.settings, self.partitions, self._ask([topic]), [topic])
 
     def _drop_delivered(self) -> None:
         """Forget the messages delivered before the first one that is not (produce order)."""
@@ -120,9 +113,7 @@ class Watermarks:
 
     def _ask(self, topics: Iterable[str]) -> dict[TopicPartition, Any]:
         """A ListOffsets (latest) of every partition of `topics`: the futures of its answers."""
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        wanted = {TopicPartition(topic, p): latest for topic in topics for p in range(self.partitions)}
-        return dict(self.admin.list_offsets(wanted, request_timeout=30))
+        return _ask_ends(self.admin, topics, self.partitions)
 
     def _send_answered(self) -> int:
         """The ticks of the mark asked for, once the broker has answered (0 before, or when it
@@ -154,6 +145,47 @@ class Watermarks:
         while wall_ms() <= made and time.perf_counter() < waited:  # the next message is stamped after the mark
             time.sleep(0.0002)
         return sent
+
+
+def produce_ended(producer: Producer, settings: Settings) -> int:
+    """Input already delivered, whose producer writes no more of it (a benchmark's pre-loaded
+    backlog, a backfill loaded by another tool): for each input topic, one tick per partition of
+    the tick topic, `{"ended": topic, "end": offset}` with that partition's log end offset now,
+    as `clearance replay --watermarks` sends once a topic's last document is delivered. The
+    workers' merge then applies the last documents of a partition at once, instead of waiting
+    for the topics to fall silent (`CLEARANCE_MERGE_WAIT_SECONDS`, pipeline/merge.py). Input
+    produced after this call revokes a tick's end (the worker sees it go past `end`). Only the
+    ticks' producer is flushed here: what the input's own producers sent and was not delivered
+    yet is not in the ends. 0 ticks when the broker does not give the ends."""
+    partitions = partition_count(producer, settings.topic_ticks, settings)
+    topics = settings.input_topics
+    admin = AdminClient(admin_config(settings))  # kept until answered: a client dropped never answers
+    sent = _ended_ticks(producer, settings, partitions, _ask_ends(admin, topics, partitions), topics)
+    flush(producer)
+    return sent
+
+
+def _ask_ends(admin: AdminClient, topics: Iterable[str], partitions: int) -> dict[TopicPartition, Any]:
+    """A ListOffsets (latest) of partitions 0..`partitions`-1 of `topics`: the futures of its answers."""
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    wanted = {TopicPartition(topic, p): latest for topic in topics for p in range(partitions)}
+    return dict(admin.list_offsets(wanted, request_timeout=30))
+
+
+def _ended_ticks(
+    producer: Producer, settings: Settings, partitions: int, asked: dict[TopicPartition, Any], topics: Iterable[str]
+) -> int:
+    """`{"ended": topic, "end": offset}` on each partition of the tick topic for each of `topics`,
+    with the ends `asked` gives; 0 ticks when the broker did not give them."""
+    try:
+        ends = _answered(asked)
+    except KafkaException as exc:
+        print(f"clearance: the end of {', '.join(topics)} not sent ({exc})", file=sys.stderr)
+        return 0
+    return sum(
+        _tick_each(producer, settings, partitions, lambda p, topic=topic: {"ended": topic, "end": ends[topic, p]})
+        for topic in topics
+    )
 
 
 def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:

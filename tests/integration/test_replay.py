@@ -8,10 +8,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
-from clearance.kafka import client_config
+from clearance.kafka import client_config, producer_config
 from clearance.settings import Settings
+from ops.marks import produce_ended
 from ops.replay import Pacing, key_and_time, read_times, replay
 from pipeline.partitioner import partition_of
 from tests.fixtures import docs
@@ -151,17 +152,53 @@ def test_with_flush_ticks_each_topic_s_end_is_sent_once_it_is_delivered(
         assert "eventTime" in mine[-1] and all("ended" in t for t in mine[:-1]), "the flush comes last"
 
 
+def test_input_loaded_before_is_told_where_it_ends(kafka_settings: Settings, tmp_path: Path) -> None:
+    """`produce_ended` (the benchmark's pre-loaded backlog, a backfill loaded by another tool): for
+    every input topic, one `{"ended": topic, "end": offset}` per partition with that partition's
+    log end, stamped after every document (a worker's merge takes an end only for heads produced
+    before its tick)."""
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    files = _write_trace(trace, orders=60)
+    total = sum(len(lines) for lines in files.values())
+    summary = replay(trace, kafka_settings)  # no --watermarks: it says nothing of the ends
+    assert summary.ended == 0
+
+    sent = produce_ended(Producer(producer_config(kafka_settings)), kafka_settings)
+
+    partitions = kafka_settings.partitions
+    assert sent == 3 * partitions
+    seen = _consume_all(kafka_settings, total)
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    for topic, partition, *_ in seen:
+        counts[topic, partition] += 1
+    assert sum(counts.values()) == total
+    ticks = _read_stamped_ticks(kafka_settings, sent)
+    for partition in range(partitions):
+        mine = [orjson.loads(value) for p, value, _ in ticks if p == partition]
+        assert {t["ended"]: t["end"] for t in mine} == {
+            topic: counts[topic, partition] for topic in kafka_settings.input_topics
+        }
+        assert len(mine) == 3
+    assert min(stamp for *_, stamp in ticks) >= max(seen_ms for *_, seen_ms in seen)
+
+
 def _read_ticks(settings: Settings, expected: int) -> list[tuple[int, bytes]]:
+    return [(partition, value) for partition, value, _ in _read_stamped_ticks(settings, expected)]
+
+
+def _read_stamped_ticks(settings: Settings, expected: int) -> list[tuple[int, bytes, int]]:
+    """(partition, value, timestamp ms) of the first `expected` ticks."""
     consumer = Consumer({**client_config(settings), "group.id": f"replay-test-{uuid.uuid4().hex}"})
     consumer.assign([TopicPartition(settings.topic_ticks, p, 0) for p in range(settings.partitions)])
-    ticks: list[tuple[int, bytes]] = []
+    ticks: list[tuple[int, bytes, int]] = []
     try:
         for _ in range(60):
             for msg in consumer.consume(1000, timeout=0.5):
                 assert msg.error() is None, msg.error()
                 partition, value = msg.partition(), msg.value()
                 assert partition is not None and value is not None
-                ticks.append((partition, value))
+                ticks.append((partition, value, msg.timestamp()[1]))
             if len(ticks) >= expected:
                 break
     finally:
