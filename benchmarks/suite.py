@@ -51,7 +51,7 @@ from benchmarks.soak import plot as soak_plot
 from benchmarks.soak import soak_case
 from benchmarks.workers import worker_available
 from clearance.kafka import KafkaUnavailable, client_config, probe
-from clearance.settings import Settings
+from clearance.settings import LOG_LEVELS, Settings
 from clearance.topics import ensure_topics
 from embedded.runner import run_trace
 from ops.broker import BrokerError, broker_pid, default_home, start_broker
@@ -224,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--profile", action="store_true", help="run case c's worker under pyinstrument")
     parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="WARNING",
+        help="the workers' log level (default WARNING); each case's log is worker.log in its work directory, "
+        "kept with --keep",
+    )
+    parser.add_argument(
         "--untold-end",
         action="store_true",
         help="cases c and d: do not tell the workers where the pre-loaded input ends (end-of-topic ticks); "
@@ -241,7 +249,7 @@ def cli(argv: list[str]) -> int:
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     run = uuid.uuid4().hex[:6]
-    base = Settings.from_env().with_overrides(partitions=args.partitions, log_level="WARNING")
+    base = Settings.from_env().with_overrides(partitions=args.partitions, log_level=args.log_level)
     try:
         broker = _ensure_broker(base)
         probe(base)

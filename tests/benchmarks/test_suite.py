@@ -469,3 +469,14 @@ def test_each_timed_start_has_topics_a_group_and_a_data_directory_of_its_own(tmp
     assert one.app_id != two.app_id and one.app_id.startswith("startup-")
     assert Path(one.data_dir).parent == tmp_path and one.data_dir != two.data_dir
     assert (one.web_port, two.web_port) == (17001, 17002)
+
+
+def test_the_workers_log_level_and_the_told_end_are_options() -> None:
+    """The workers log at WARNING unless told (`--log-level`, any case; an unknown level is
+    refused), and a pre-loaded backlog is told where it ends unless `--untold-end`."""
+    parsed = build_parser().parse_args([])
+    assert (parsed.log_level, parsed.untold_end) == ("WARNING", False)
+    parsed = build_parser().parse_args(["--log-level", "info", "--untold-end"])
+    assert (parsed.log_level, parsed.untold_end) == ("INFO", True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--log-level", "loud"])
