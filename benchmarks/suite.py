@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cases c and d: do not tell the workers where the pre-loaded input ends (end-of-topic ticks); "
         "their merge then waits for the topics to fall silent (CLEARANCE_MERGE_WAIT_SECONDS) before it "
-        "applies each partition's last documents, as every run before 5 December did",
+        "applies each partition's last documents, as every run before 5 December, 17:20 did",
     )
     parser.add_argument("--results", type=Path, default=HERE / "results", help="where the JSON and PNG go")
     parser.add_argument("--no-table", action="store_true", help="do not update benchmarks/RESULTS.md")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -173,7 +173,7 @@ def _ask_ends(admin: AdminClient, topics: Iterable[str], partitions: int) -> dic
 
 
 def _ended_ticks(
-    producer: Producer, settings: Settings, partitions: int, asked: dict[TopicPartition, Any], topics: Iterable[str]
+    producer: Producer, settings: Settings, partitions: int, asked: dict[TopicPartition, Any], topics: Sequence[str]
 ) -> int:
     """`{"ended": topic, "end": offset}` on each partition of the tick topic for each of `topics`,
     with the ends `asked` gives; 0 ticks when the broker did not give them."""
@@ -182,10 +182,15 @@ def _ended_ticks(
     except KafkaException as exc:
         print(f"clearance: the end of {', '.join(topics)} not sent ({exc})", file=sys.stderr)
         return 0
-    return sum(
-        _tick_each(producer, settings, partitions, lambda p, topic=topic: {"ended": topic, "end": ends[topic, p]})
-        for topic in topics
-    )
+    sent = 0
+    for topic in topics:
+        sent += _tick_each(producer, settings, partitions, _end_of(topic, ends))
+    return sent
+
+
+def _end_of(topic: str, ends: dict[tuple[str, int], int]) -> Callable[[int], dict[str, Any]]:
+    """The body of `topic`'s end-of-topic tick on each partition."""
+    return lambda partition: {"ended": topic, "end": ends[topic, partition]}
 
 
 def _answered(futures: dict[TopicPartition, Any]) -> dict[tuple[str, int], int]:
