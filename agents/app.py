@@ -34,6 +34,7 @@ from agents.faust_internals import (
     DirectTable,
     TableManager,
     ack_refilled,
+    assignor_for,
     before_active_recovery,
     commit_offsets,
     committed_offset,
@@ -174,6 +175,7 @@ def _app(settings: Settings) -> faust.App:
         # Faust's leader-election topic serves `on_leader` timers and livecheck; the worker has neither.
         topic_disable_leader=True,
         TableManager=TableManager,  # without Faust's 1 s sleep before the consumer subscribes
+        PartitionAssignor=assignor_for(settings.siblings),  # one generation for processes started together
         table_standby_replicas=settings.standby_replicas,
         stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see agents/join.py)
         broker_commit_interval=settings.commit_seconds,

@@ -74,6 +74,7 @@ def child_specs(
         env = dict(environ)
         env.update(
             CLEARANCE_PROCESSES="1",
+            CLEARANCE_SIBLINGS=str(len(ports)),  # one generation for all at the start (agents/faust_internals.py)
             CLEARANCE_DATA_DIR=str(data_dir),
             CLEARANCE_WEB_PORT=str(port),
             CLEARANCE_WEB_BIND="127.0.0.1",  # only the supervisor answers from outside

@@ -162,6 +162,12 @@ class Settings:
     # `clearance worker`: Faust worker processes on this machine, one consumer group (agents/processes.py).
     # 1 is one process, as before; the default is one per core this process may run on.
     processes: int = field(default_factory=default_processes)
+    # Set by `clearance worker --processes N` for each process it starts: N. A process that is
+    # the group's leader for its first assignment with fewer members than that holds the
+    # assignment a moment (agents/faust_internals.py `PartitionAssignor`), so that processes
+    # started together share one generation instead of the first taking every partition and
+    # giving half back in a rebalance. 1: never held.
+    siblings: int = 1
     # Kafka security (KAFKA_* variables, `env_name`): one configuration for every client.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
@@ -230,6 +236,8 @@ class Settings:
             raise ValueError("CLEARANCE_STOP_TIMEOUT_SECONDS must be positive")
         if self.processes < 1:
             raise ValueError("CLEARANCE_PROCESSES must be at least 1")
+        if self.siblings < 1:
+            raise ValueError("CLEARANCE_SIBLINGS must be at least 1")
         if self.standby_replicas < 0:
             raise ValueError("CLEARANCE_STANDBY_REPLICAS must be 0 or more")
         if self.fast_restore not in (0, 1):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from faust.types import TP
 from intervaltree import IntervalTree
 
@@ -272,3 +273,39 @@ async def _table_manager_start(tmp_path: Any) -> None:
     assert slept == [] and started == [True]
     assert table in manager._channels  # its changelog channel, which the conductor subscribes to
     table.data._dbs.clear()  # type: ignore[attr-defined]  # this app never starts: nothing to close
+
+
+def test_a_leader_holds_its_first_assignment_while_processes_started_with_it_are_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The group's first assignment, made with fewer members than `clearance worker --processes`
+    started, waits `hold_s` first (so a sibling's JoinGroup restarts the rebalance before any
+    partition is taken), once per process; with every sibling there, or alone, it does not."""
+    from faust.assignor import PartitionAssignor as FaustPartitionAssignor
+
+    from agents.faust_internals import PartitionAssignor, assignor_for
+
+    slept: list[float] = []
+    assigned: list[int] = []
+    monkeypatch.setattr("agents.faust_internals.time.sleep", slept.append)
+
+    def faust_assign(self: Any, cluster: Any, members: dict[str, Any]) -> dict[str, Any]:
+        assigned.append(len(members))
+        return {}
+
+    monkeypatch.setattr(FaustPartitionAssignor, "assign", faust_assign)
+
+    two = assignor_for(2)
+    assert issubclass(two, PartitionAssignor) and two.siblings == 2 and PartitionAssignor.siblings == 1
+    leader = object.__new__(two)  # Faust's constructor needs a running app; `assign` reads none of it
+    leader.assign(None, {"a": 1})
+    leader.assign(None, {"a": 1})  # a later rebalance with a member missing: not held again
+    assert slept == [two.hold_s] and 0 < two.hold_s <= 0.5 and assigned == [1, 1]
+
+    slept.clear()
+    complete = object.__new__(two)
+    complete.assign(None, {"a": 1, "b": 2})
+    complete.assign(None, {"a": 1})  # its first assignment had them all: never held
+    alone = object.__new__(assignor_for(1))
+    alone.assign(None, {"a": 1})
+    assert slept == [] and assigned == [1, 1, 2, 1, 1]

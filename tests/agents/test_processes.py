@@ -41,6 +41,7 @@ def test_each_process_gets_its_own_data_dir_and_port_and_runs_alone() -> None:
     assert [s.data_dir for s in specs] == [Path("/var/clearance/p0"), Path("/var/clearance/p1")]
     for spec, port in zip(specs, (7001, 7002), strict=True):
         assert spec.env["CLEARANCE_PROCESSES"] == "1" and spec.env["CLEARANCE_WEB_PORT"] == str(port)
+        assert spec.env["CLEARANCE_SIBLINGS"] == "2", "each knows how many were started together"
         assert spec.env["CLEARANCE_DATA_DIR"] == str(spec.data_dir) and spec.env["X"] == "y"
         assert spec.env["CLEARANCE_WEB_BIND"] == "127.0.0.1"
         assert spec.env["CLEARANCE_TRACE_FILE"] == f"/x/t.{spec.name}"
@@ -52,6 +53,9 @@ def test_processes_default_to_the_cores_and_one_is_the_minimum() -> None:
     assert Settings.from_env({"CLEARANCE_PROCESSES": "1"}).processes == 1
     with pytest.raises(ValueError, match="CLEARANCE_PROCESSES"):
         Settings.from_env({"CLEARANCE_PROCESSES": "0"})
+    assert Settings().siblings == 1 and Settings.from_env({"CLEARANCE_SIBLINGS": "3"}).siblings == 3
+    with pytest.raises(ValueError, match="CLEARANCE_SIBLINGS"):
+        Settings.from_env({"CLEARANCE_SIBLINGS": "0"})
 
 
 def test_free_ports_are_distinct() -> None:
