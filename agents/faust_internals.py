@@ -326,9 +326,10 @@ class PartitionAssignor(FaustPartitionAssignor):
     process was ready ~0.5 s after the first. Held here (in the consumer's own thread, before the
     leader's SyncGroup), the leader's SyncGroup meets the group already rebalancing once a
     sibling has asked (the broker refuses it, and aiokafka joins again after its 0.1 s
-    backoff), so all join the next generation before any partition is opened. Once per process
-    (the group's first generation): a later rebalance with a member missing is not held. A
-    sibling later than the hold joins as before, in a second rebalance."""
+    backoff), so all join the next generation before any partition is opened. Once per process,
+    at the first assignment it makes as the group's leader (at a start, the group's first
+    generation): a later rebalance with a member missing is not held. A sibling later than the
+    hold joins as before, in a second rebalance."""
 
     hold_s = 0.2  # covers the 163 ms seen; at 0.1 one start of four missed it
     siblings = 1
