@@ -338,7 +338,6 @@ class PartitionAssignor(FaustPartitionAssignor):
 
     def assign(self, cluster: Any, member_metadata: Any) -> Any:
         if not self._held and len(member_metadata) < self.siblings:
-            self._held = True
             log.info(
                 "%d of %d processes in the group: the first assignment waits %.2f s for the others",
                 len(member_metadata),

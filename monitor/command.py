@@ -50,7 +50,7 @@ def cli(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env().with_overrides(monitor_bind=args.bind, monitor_port=args.port)
-        logging.getLogger().setLevel(settings.log_level.upper())
+        logging.getLogger().setLevel(settings.log_level)  # upper case: Settings reads it so
         since_ms, daily = since(args.since, int(time.time() * 1000))
         probe(settings)
     except (ValueError, KafkaUnavailable) as exc:
