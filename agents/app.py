@@ -44,6 +44,7 @@ from agents.faust_internals import (
     write_changelog_through,
 )
 from agents.flow import InputFlow
+from agents.group import GroupProbe
 from agents.join import JoinProcessor, kind_of_topics
 from agents.memory import CyclicGC, trim
 from agents.metrics import Metrics
@@ -175,7 +176,8 @@ def _app(settings: Settings) -> faust.App:
         # Faust's leader-election topic serves `on_leader` timers and livecheck; the worker has neither.
         topic_disable_leader=True,
         TableManager=TableManager,  # without Faust's 1 s sleep before the consumer subscribes
-        PartitionAssignor=assignor_for(settings.siblings),  # one generation for processes started together
+        # one generation for processes started together
+        PartitionAssignor=assignor_for(settings.siblings, GroupProbe(settings) if settings.siblings > 1 else None),
         table_standby_replicas=settings.standby_replicas,
         stream_wait_empty=False,  # the join holds unacked messages in its merge queues (see agents/join.py)
         broker_commit_interval=settings.commit_seconds,

@@ -1,11 +1,12 @@
 """`clearance worker --processes N`: N Faust workers of one consumer group on this machine.
 
-The supervisor runs no Faust itself. It checks the broker and creates the internal
-topics once (a failure is one line and exit 1, as for one worker), then starts N
-`clearance worker` processes with CLEARANCE_PROCESSES=1, each with its own data
-directory (`$CLEARANCE_DATA_DIR/p0` .. `pN-1`) and a free web port on 127.0.0.1. Its
-own web port (CLEARANCE_WEB_PORT, CLEARANCE_WEB_BIND) answers for all of them
-(agents/rollup.py).
+The supervisor runs no Faust itself. It starts N `clearance worker` processes with
+CLEARANCE_PROCESSES=1, each with its own data directory (`$CLEARANCE_DATA_DIR/p0` ..
+`pN-1`) and a free web port on 127.0.0.1, and while they import Faust it checks the broker
+and creates the internal topics once (a failure is one line and exit 1, as for one worker).
+The processes wait at a start gate (`StartGate`) until that check has passed and all of
+them are there, so they join the consumer group together. Its own web port
+(CLEARANCE_WEB_PORT, CLEARANCE_WEB_BIND) answers for all of them (agents/rollup.py).
 
 Policy, decided here:
 
@@ -30,6 +31,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -37,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -99,6 +102,65 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+class StartGate:
+    """Where the processes of one start wait for each other and for the supervisor's check.
+
+    A process imports Faust and builds its app (0.5 s here), then arrives: one byte on the
+    `arrived` pipe; and waits for one byte on the `go` pipe before it touches the broker
+    (agents/worker.py `pass_gate`). Meanwhile the supervisor reaches the broker and makes the
+    internal topics (0.1 to 0.15 s here), which it did before it started any process. It opens
+    the gate when every process has arrived, or one has exited, or after `wait_s`: the
+    processes then join the group within milliseconds of each other, where the second one
+    used to follow 12 to 163 ms later (the assignor's hold, agents/faust_internals.py, is
+    there for whatever still comes late). `close` without opening, after a failed check:
+    each process reads the pipe's end and exits 1 without a word."""
+
+    wait_s = 30.0  # a process this late is not waited for (the assignor's hold still covers a little)
+
+    def __init__(self) -> None:
+        self._arrived_r, self._arrived_w = os.pipe()
+        self._go_r, self._go_w = os.pipe()
+        self.arrivals = 0
+
+    @property
+    def child_fds(self) -> tuple[int, int]:
+        """The pipe ends a process inherits: it writes to the first and reads from the second."""
+        return self._arrived_w, self._go_r
+
+    @property
+    def argument(self) -> str:
+        """The `--start-gate` value a process is given: the two descriptors."""
+        return ",".join(str(fd) for fd in self.child_fds)
+
+    def spawned(self) -> None:
+        """Every process is started: the supervisor's copies of their ends are closed."""
+        for fd in self.child_fds:
+            os.close(fd)
+
+    def wait(self, count: int, keep_waiting: Callable[[], bool], poll_s: float = 0.05) -> int:
+        """Until `count` processes have arrived, `keep_waiting()` is False or `wait_s` has
+        passed: how many arrived."""
+        deadline = time.monotonic() + self.wait_s
+        while self.arrivals < count and keep_waiting() and time.monotonic() < deadline:
+            readable, _, _ = select.select([self._arrived_r], [], [], poll_s)
+            if readable:
+                got = os.read(self._arrived_r, count)
+                if not got:  # every process has exited
+                    break
+                self.arrivals += len(got)
+        return self.arrivals
+
+    def open(self, count: int) -> None:
+        """Let `count` processes through, and no more."""
+        os.write(self._go_w, b"." * count)
+        self.close()
+
+    def close(self) -> None:
+        for fd in (self._go_w, self._arrived_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def exit_status(code: int) -> int:
     """A child's return code as a shell reports it: 128 + N for death by signal N."""
     return 128 - code if code < 0 else code
@@ -138,22 +200,45 @@ class Supervisor:
     poll_seconds: float = 0.2
     children: list[Child] = field(default_factory=list)
     failed: Child | None = None
+    abandoned: bool = False  # the start failed before any process reached the broker
     # A second stop signal this soon after the first is the same request delivered twice (`timeout`
     # signals its command and then the command's process group), not an operator asking again.
     repeat_seconds: float = 1.0
     _signalled: list[float] = field(default_factory=list)  # when each stop signal came (monotonic)
     _handled: int = 0
 
-    def start(self) -> None:
-        """Start every process; before any thread of ours runs (the pre-exec hook is not thread-safe)."""
+    def start(self, gate: StartGate | None = None) -> None:
+        """Start every process, each told of the `gate` if any; before any thread of ours runs
+        (the pre-exec hook is not thread-safe)."""
         hook = _die_with_parent()
         for spec in self.specs:
             spec.data_dir.mkdir(parents=True, exist_ok=True)
+            command, fds = spec.command, gate.child_fds if gate is not None else ()
+            if gate is not None:
+                command = (*command, "--start-gate", gate.argument)
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and command
-                spec.command, env=dict(spec.env), preexec_fn=hook, process_group=0
+                command, env=dict(spec.env), preexec_fn=hook, process_group=0, pass_fds=fds
             )
             self.children.append(Child(spec, process))
-            log.info("%s: pid %d, web port %d, data directory %s", spec.name, process.pid, spec.port, spec.data_dir)
+        if gate is not None:
+            gate.spawned()
+
+    def announce(self) -> None:
+        """Log each process (once the start has gone ahead: a failed check says only why)."""
+        for child in self.children:
+            spec = child.spec
+            log.info(
+                "%s: pid %d, web port %d, data directory %s", spec.name, child.process.pid, spec.port, spec.data_dir
+            )
+
+    def starting(self) -> bool:
+        """Still worth waiting at the start gate: no process has exited and no stop was asked."""
+        return not self._signalled and all(c.process.poll() is None for c in self.children)
+
+    def abandon(self) -> None:
+        """The start failed before any process reached the broker: they exit at the closed gate,
+        and their exits are no failure of theirs (logged at INFO)."""
+        self.abandoned = True
 
     def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
         """The SIGTERM/SIGINT handler: only notes the time; the loop acts (no Popen calls inside a handler)."""
@@ -164,7 +249,7 @@ class Supervisor:
 
     @property
     def stopping(self) -> bool:
-        return self._handled > 0 or self.failed is not None
+        return self._handled > 0 or self.failed is not None or self.abandoned
 
     def run(self) -> int:
         """Until every process has exited; the supervisor's exit code."""
@@ -201,6 +286,9 @@ class Supervisor:
     def _exited(self, child: Child, code: int) -> None:
         child.code = code
         name, pid = child.spec.name, child.process.pid
+        if self.abandoned:
+            log.debug("%s (pid %d) left at the closed start gate, exit code %d", name, pid, code)
+            return
         if self.stopping:
             level = logging.INFO if code == 0 else logging.WARNING
             log.log(level, "%s (pid %d) stopped, exit code %d", name, pid, code)
@@ -224,8 +312,17 @@ class Supervisor:
         return 0
 
 
-def run_processes(settings: Settings, environ: Mapping[str, str], command: Sequence[str] = WORKER_COMMAND) -> int:
-    """Serve the rolled-up web port, start `settings.processes` processes of `command`, supervise them."""
+def run_processes(
+    settings: Settings,
+    environ: Mapping[str, str],
+    command: Sequence[str] = WORKER_COMMAND,
+    prepare: Callable[[], int] | None = None,
+) -> int:
+    """Serve the rolled-up web port, start `settings.processes` processes of `command`, supervise them.
+
+    With `prepare` (the broker's check, an exit code), the processes are started with a
+    `StartGate`, `prepare` runs while they start, and the gate opens once it has passed and
+    they are all there; when it fails, its code is the supervisor's."""
     specs = child_specs(settings, environ, free_ports(settings.processes), command)
     rollup = Rollup([(s.name, s.port) for s in specs])
     try:
@@ -236,9 +333,16 @@ def run_processes(settings: Settings, environ: Mapping[str, str], command: Seque
     supervisor = Supervisor(specs)
     rollup.alive = supervisor.alive
     previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    gate = StartGate() if prepare is not None else None
+    had_data_dir = Path(settings.data_dir).exists()
     try:
-        supervisor.start()
+        supervisor.start(gate)
+        if gate is not None and prepare is not None and (failed := _through_gate(supervisor, gate, prepare)):
+            supervisor.run()  # every process exits at the closed gate
+            _remove_empty([s.data_dir for s in specs] + ([] if had_data_dir else [Path(settings.data_dir)]))
+            return failed
         server.start()
+        supervisor.announce()
         log.info(
             "%d worker processes; /healthz, /readyz and /metrics for all on %s:%d",
             len(specs),
@@ -255,7 +359,7 @@ def run_processes(settings: Settings, environ: Mapping[str, str], command: Seque
 
 
 def supervise(settings: Settings) -> int:
-    """`clearance worker` with CLEARANCE_PROCESSES > 1: check once, then run the processes."""
+    """`clearance worker` with CLEARANCE_PROCESSES > 1: run the processes, checking the broker once as they start."""
     from agents.topics import prepare_broker  # not agents.worker: that imports Faust
 
     logging.basicConfig(
@@ -266,5 +370,31 @@ def supervise(settings: Settings) -> int:
     except (ValueError, OSError) as exc:
         print(f"clearance worker: {exc}", file=sys.stderr)
         return 2
-    code = prepare_broker(settings)
-    return code or run_processes(settings, os.environ, (*WORKER_COMMAND, "--broker-prepared"))
+    return run_processes(settings, os.environ, WORKER_COMMAND, prepare=partial(prepare_broker, settings))
+
+
+def _through_gate(supervisor: Supervisor, gate: StartGate, prepare: Callable[[], int]) -> int:
+    """Check the broker while the processes start, then open the gate (0), or close it: the check's code."""
+    began = time.monotonic()
+    code = prepare()
+    if code:
+        gate.close()
+        supervisor.abandon()
+        return code
+    count = len(supervisor.children)
+    arrived = gate.wait(count, supervisor.starting)
+    gate.open(count)
+    log.info(
+        "start gate opened %.2f s after the start: %d of %d processes there", time.monotonic() - began, arrived, count
+    )
+    return 0
+
+
+def _remove_empty(directories: Sequence[Path]) -> None:
+    """Remove the empty directories in and under each of `directories` (the processes' own,
+    which Faust fills with empty table directories as it builds its app), deepest first: a start
+    that failed leaves nothing."""
+    for top in directories:
+        for path, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
+            with contextlib.suppress(OSError):  # not empty: kept
+                Path(path).rmdir()

@@ -275,19 +275,57 @@ async def _table_manager_start(tmp_path: Any) -> None:
     table.data._dbs.clear()  # type: ignore[attr-defined]  # this app never starts: nothing to close
 
 
+class _Clock:
+    """`time` for the assignor's hold: sleeping moves the clock on, and nothing else does."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+class _Probe:
+    """A GroupProbe whose broker says the group is rebalancing from `after` s of the hold on."""
+
+    def __init__(self, clock: _Clock, after: float) -> None:
+        self.clock, self.after = clock, after
+        self.began: float | None = None
+        self.asked = self.closed = self.connected = 0
+
+    def connect(self) -> None:
+        self.connected += 1
+
+    def rebalancing(self, timeout_s: float) -> bool:
+        assert timeout_s > 0
+        self.asked += 1
+        self.clock.now += 0.002  # an answer's round trip
+        if self.began is None:
+            self.began = self.clock.now
+        return self.clock.now - self.began >= self.after
+
+    def close(self) -> None:
+        self.closed += 1
+
+
 def test_a_leader_holds_its_first_assignment_while_processes_started_with_it_are_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The group's first assignment, made with fewer members than `clearance worker --processes`
-    started, waits `hold_s` first (so a sibling's JoinGroup restarts the rebalance before any
+    started, waits up to `hold_s` first (so a sibling's JoinGroup restarts the rebalance before any
     partition is taken), once per process; with every sibling there, or alone, it does not."""
     from faust.assignor import PartitionAssignor as FaustPartitionAssignor
 
     from agents.faust_internals import PartitionAssignor, assignor_for
 
-    slept: list[float] = []
+    clock = _Clock()
     assigned: list[int] = []
-    monkeypatch.setattr("agents.faust_internals.time.sleep", slept.append)
+    monkeypatch.setattr("agents.faust_internals.time", clock)
 
     def faust_assign(self: Any, cluster: Any, members: dict[str, Any]) -> dict[str, Any]:
         assigned.append(len(members))
@@ -300,12 +338,42 @@ def test_a_leader_holds_its_first_assignment_while_processes_started_with_it_are
     leader = object.__new__(two)  # Faust's constructor needs a running app; `assign` reads none of it
     leader.assign(None, {"a": 1})
     leader.assign(None, {"a": 1})  # a later rebalance with a member missing: not held again
-    assert slept == [two.hold_s] and 0 < two.hold_s <= 0.5 and assigned == [1, 1]
+    assert clock.slept == pytest.approx(two.hold_s) and 0 < two.hold_s <= 0.5 and assigned == [1, 1]
 
-    slept.clear()
+    clock.slept = 0.0
     complete = object.__new__(two)
     complete.assign(None, {"a": 1, "b": 2})
     complete.assign(None, {"a": 1})  # its first assignment had them all: never held
     alone = object.__new__(assignor_for(1))
     alone.assign(None, {"a": 1})
-    assert slept == [] and assigned == [1, 1, 2, 1, 1]
+    assert clock.slept == 0 and assigned == [1, 1, 2, 1, 1]
+
+
+def test_the_hold_ends_once_the_broker_says_another_member_is_joining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a probe (agents/group.py), the hold ends at the first answer that says the group is
+    rebalancing again, not at `hold_s`; a probe that never says so leaves the whole hold. Either
+    way the probe is closed after the hold."""
+    from faust.assignor import PartitionAssignor as FaustPartitionAssignor
+
+    from agents.faust_internals import assignor_for
+
+    clock = _Clock()
+    monkeypatch.setattr("agents.faust_internals.time", clock)
+    monkeypatch.setattr(FaustPartitionAssignor, "assign", lambda self, cluster, members: {})
+
+    soon = _Probe(clock, after=0.03)
+    began = clock.now
+    object.__new__(assignor_for(2, soon)).assign(None, {"a": 1})
+    held = clock.now - began
+    assert 0.03 <= held < 0.05 and soon.asked >= 2 and soon.closed == 1
+
+    never = _Probe(clock, after=10.0)
+    began = clock.now
+    object.__new__(assignor_for(2, never)).assign(None, {"a": 1})
+    held = clock.now - began
+    hold_s = assignor_for(2).hold_s
+    assert hold_s <= held < hold_s + 0.01 and never.closed == 1
+
+    unneeded = _Probe(clock, after=0.0)
+    object.__new__(assignor_for(2, unneeded)).assign(None, {"a": 1, "b": 2})
+    assert unneeded.asked == 0, "every sibling is there: no question, no hold"

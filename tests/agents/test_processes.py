@@ -348,30 +348,97 @@ def test_the_supervisor_runs_without_importing_faust(tmp_path: Path) -> None:
     assert "code 1 faust imported False" in result.stdout, result.stdout + result.stderr
 
 
-def test_the_broker_is_checked_once_the_supervisors_processes_skip_the_check(tmp_path: Path) -> None:
-    # The supervisor reaches the broker and makes the internal topics (prepare_broker), then starts
-    # its processes with --broker-prepared; each did both again before (0.2 s of its start).
+def test_the_broker_is_checked_once_while_the_processes_start_and_they_skip_the_check(tmp_path: Path) -> None:
+    # The supervisor reaches the broker and makes the internal topics (prepare_broker) while its
+    # processes import Faust; they wait at its start gate, and do neither again (0.1 to 0.15 s each).
     supervisor = (
         "import agents.processes as p, agents.topics as t\n"
         "from agents.worker import cli\n"
         "checks, started = [], []\n"
         "t.prepare_broker = lambda s: checks.append(s.app_id) or 0\n"
-        "p.run_processes = lambda settings, environ, command: started.append(list(command)) or 0\n"
+        "def run(settings, environ, command, prepare=None):\n"
+        "    started.append(list(command))\n"
+        "    return prepare()\n"
         "print('code', cli(['--processes', '2']), 'checks', len(checks), 'command', started)\n"
     )
-    result = _python(supervisor, tmp_path)
+    result = _python(supervisor.replace("print(", "p.run_processes = run\nprint("), tmp_path)
     assert "code 0 checks 1 command [[" in result.stdout, result.stdout + result.stderr
-    assert "'worker', '--broker-prepared']]" in result.stdout, result.stdout
-    process = (  # one process: it checks unless told; the changelogs' lookup after the check stops it here
-        "import agents.worker as w\n"
+    assert "'clearance.cli', 'worker']]" in result.stdout, result.stdout
+    process = (  # one process: the changelogs' lookup after the gate (or the check) stops it here
+        "import os, agents.worker as w\n"
         "from clearance.topics import TopicsError\n"
         "checks = []\n"
         "w.prepare_broker = lambda s: checks.append(s.app_id) or 0\n"
         "def stop(s): raise TopicsError('stopped after the check')\n"
         "w.changelog_ids = stop\n"
-        "told = w.cli(['--processes', '1', '--broker-prepared']), len(checks)\n"
-        "untold = w.cli(['--processes', '1']), len(checks)\n"
-        "print('told', told, 'untold', untold)\n"
+        "def gate(answer):\n"
+        "    arrived_r, arrived_w = os.pipe()\n"
+        "    go_r, go_w = os.pipe()\n"
+        "    os.write(go_w, answer)\n"
+        "    os.close(go_w)\n"
+        "    return f'{arrived_w},{go_r}', arrived_r\n"
+        "opened, arrived = gate(b'.')\n"
+        "through = w.cli(['--processes', '1', '--start-gate', opened]), len(checks), os.read(arrived, 8)\n"
+        "closed, _ = gate(b'')\n"
+        "refused = w.cli(['--processes', '1', '--start-gate', closed]), len(checks)\n"
+        "alone = w.cli(['--processes', '1']), len(checks)\n"
+        "print('through', through, 'refused', refused, 'alone', alone)\n"
     )
     result = _python(process, tmp_path, timeout=90)
-    assert "told (1, 0) untold (1, 1)" in result.stdout, result.stdout + result.stderr
+    assert "through (1, 0, b'.') refused (1, 0) alone (1, 1)" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_start_gate_holds_every_process_until_all_are_there_and_it_opens(tmp_path: Path) -> None:
+    """Each process arrives and waits; the supervisor sees them all arrive, and they go on only
+    once it opens the gate. A closed gate sends them away, and a process that exits ends the wait."""
+    from agents.processes import StartGate
+
+    child = (
+        "import sys, time\n"
+        "from agents.worker import pass_gate\n"
+        "went = pass_gate(sys.argv[1])\n"
+        "print(went, time.monotonic())\n"
+    )
+
+    def spawn(gate: StartGate, count: int) -> list[subprocess.Popen[str]]:
+        procs = [
+            subprocess.Popen(  # noqa: S603 - our interpreter
+                [sys.executable, "-c", child, gate.argument],
+                cwd=ROOT,
+                pass_fds=gate.child_fds,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(count)
+        ]
+        gate.spawned()
+        return procs
+
+    gate = StartGate()
+    procs = spawn(gate, 2)
+    assert gate.wait(2, lambda: True) == 2
+    time.sleep(0.3)
+    assert all(p.poll() is None for p in procs), "nobody goes on before the gate opens"
+    opened = time.monotonic()
+    gate.open(2)
+    answers = [p.communicate(timeout=30)[0].split() for p in procs]
+    assert [a[0] for a in answers] == ["True", "True"] and all(float(a[1]) >= opened for a in answers)
+
+    gate = StartGate()
+    procs = spawn(gate, 2)
+    assert gate.wait(2, lambda: True) == 2
+    gate.close()
+    assert [p.communicate(timeout=30)[0].split()[0] for p in procs] == ["False", "False"]
+
+    gate = StartGate()
+    gate.wait_s = 30
+    fds = gate.child_fds  # both hold the pipe's ends, and neither arrives
+    late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=fds)  # noqa: S603
+    exited = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"], pass_fds=fds)  # noqa: S603
+    gate.spawned()
+    began = time.monotonic()
+    assert gate.wait(2, lambda: exited.poll() is None) == 0
+    assert 0.4 < time.monotonic() - began < 20, "a process that exits ends the wait, and only that"
+    late.kill()
+    assert late.wait() and exited.wait() == 0
+    gate.close()
