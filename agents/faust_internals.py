@@ -327,9 +327,10 @@ class PartitionAssignor(FaustPartitionAssignor):
     leader's SyncGroup), the leader's SyncGroup meets the group already rebalancing once a
     sibling has asked (the broker refuses it, and aiokafka joins again after its 0.1 s
     backoff), so all join the next generation before any partition is opened. Once per process,
-    at the first assignment it makes as the group's leader (at a start, the group's first
-    generation): a later rebalance with a member missing is not held. A sibling later than the
-    hold joins as before, in a second rebalance.
+    at its start: at the first assignment it makes as the group's leader (the group's first
+    generation), and never after it has joined a generation as a follower; a later rebalance
+    with a member missing is not held. A sibling later than the hold joins as before, in a
+    second rebalance.
 
     The hold ends early once `probe` (agents/group.py) hears from the broker that the group is
     rebalancing again: the sibling's JoinGroup has arrived, and waiting longer gains nothing.
@@ -359,8 +360,20 @@ class PartitionAssignor(FaustPartitionAssignor):
             )
             held, heard = self._hold()  # the consumer's thread: nothing of it runs meanwhile
             log.info("held %.3f s; %s", held, "another member is joining" if heard else "no other member came")
-        self._held = True
+        self._started()
         return super().assign(cluster, member_metadata)
+
+    def on_assignment(self, assignment: Any) -> None:
+        """Every member, at each generation it joins: after the first, this process's start is over."""
+        super().on_assignment(assignment)
+        self._started()
+
+    def _started(self) -> None:
+        """The start is over: no hold from now on (a member that first joined as a follower and
+        leads a later rebalance with one missing does not hold either), and the probe's client goes."""
+        self._held = True
+        if self.probe is not None:
+            self.probe.close()
 
     def _hold(self) -> tuple[float, bool]:
         """Sleep until `hold_s` has passed or the probe says the group is rebalancing: the seconds
@@ -368,15 +381,11 @@ class PartitionAssignor(FaustPartitionAssignor):
         began = time.monotonic()
         deadline = began + self.hold_s
         heard = False
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                if self.probe is not None and self.probe.rebalancing(left):
-                    heard = True
-                    break
-                time.sleep(max(0.0, min(self.poll_s, deadline - time.monotonic())))
-        finally:
-            if self.probe is not None:
-                self.probe.close()
+        while (left := deadline - time.monotonic()) > 0:
+            if self.probe is not None and self.probe.rebalancing(left):
+                heard = True
+                break
+            time.sleep(max(0.0, min(self.poll_s, deadline - time.monotonic())))
         return time.monotonic() - began, heard
 
 

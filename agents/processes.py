@@ -152,7 +152,8 @@ class StartGate:
 
     def open(self, count: int) -> None:
         """Let `count` processes through, and no more."""
-        os.write(self._go_w, b"." * count)
+        with contextlib.suppress(BrokenPipeError):  # every process has exited: the supervisor's loop sees it
+            os.write(self._go_w, b"." * count)
         self.close()
 
     def close(self) -> None:
@@ -237,7 +238,7 @@ class Supervisor:
 
     def abandon(self) -> None:
         """The start failed before any process reached the broker: they exit at the closed gate,
-        and their exits are no failure of theirs (logged at INFO)."""
+        and their exits are no failure of theirs (logged at DEBUG only)."""
         self.abandoned = True
 
     def on_signal(self, signum: int, frame: FrameType | None = None) -> None:

@@ -376,4 +376,26 @@ def test_the_hold_ends_once_the_broker_says_another_member_is_joining(monkeypatc
 
     unneeded = _Probe(clock, after=0.0)
     object.__new__(assignor_for(2, unneeded)).assign(None, {"a": 1, "b": 2})
-    assert unneeded.asked == 0, "every sibling is there: no question, no hold"
+    assert unneeded.asked == 0 and unneeded.closed == 1, "every sibling is there: no question, no hold"
+
+
+def test_a_process_that_joined_as_a_follower_never_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process whose first generation came as a follower (its assignor only told of its share)
+    has started: leading a later rebalance with a member missing (a sibling died) is not held,
+    and its probe's client is gone after that first generation."""
+    from faust.assignor import PartitionAssignor as FaustPartitionAssignor
+
+    from agents.faust_internals import assignor_for
+
+    clock = _Clock()
+    monkeypatch.setattr("agents.faust_internals.time", clock)
+    monkeypatch.setattr(FaustPartitionAssignor, "assign", lambda self, cluster, members: {})
+    told: list[object] = []
+    monkeypatch.setattr(FaustPartitionAssignor, "on_assignment", lambda self, assignment: told.append(assignment))
+
+    probe = _Probe(clock, after=10.0)
+    follower = object.__new__(assignor_for(2, probe))
+    follower.on_assignment("its share")
+    assert told == ["its share"] and probe.closed == 1
+    follower.assign(None, {"a": 1})
+    assert clock.slept == 0 and probe.asked == 0
