@@ -359,9 +359,10 @@ def test_the_broker_is_checked_once_while_the_processes_start_and_they_skip_the_
         "def run(settings, environ, command, prepare=None):\n"
         "    started.append(list(command))\n"
         "    return prepare()\n"
+        "p.run_processes = run\n"
         "print('code', cli(['--processes', '2']), 'checks', len(checks), 'command', started)\n"
     )
-    result = _python(supervisor.replace("print(", "p.run_processes = run\nprint("), tmp_path)
+    result = _python(supervisor, tmp_path)
     assert "code 0 checks 1 command [[" in result.stdout, result.stdout + result.stderr
     assert "'clearance.cli', 'worker']]" in result.stdout, result.stdout
     process = (  # one process: the changelogs' lookup after the gate (or the check) stops it here
