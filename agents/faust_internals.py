@@ -335,7 +335,7 @@ class PartitionAssignor(FaustPartitionAssignor):
     The hold ends early once `probe` (agents/group.py) hears from the broker that the group is
     rebalancing again: the sibling's JoinGroup has arrived, and waiting longer gains nothing.
     Since the supervisor's start gate (agents/processes.py) the siblings join within ~10 ms of
-    each other: often both in the first generation (no hold), else the hold ends at the first
+    each other: seldom both in the first generation (1 start of 24), so the hold ends at the first
     answer that says so."""
 
     hold_s = 0.2  # covers the 163 ms seen without the start gate; at 0.1 one start of four missed it
