@@ -44,8 +44,7 @@ class GroupProbe:
         if timeout_s <= 0:
             return False
         try:
-            if self._admin is None:
-                self.connect()
+            self.connect()  # made already, unless the assignor was not
             futures = self._admin.describe_consumer_groups([self.group], request_timeout=timeout_s)
             description = futures[self.group].result(timeout=timeout_s)
         except Exception as exc:  # noqa: BLE001 - the assignor's thread: whatever fails, the hold just goes on
